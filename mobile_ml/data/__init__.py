@@ -1,0 +1,1 @@
+"""Data stage: load (CSV, image folder, built-in), profile, clean, encode, split. Never imports TensorFlow."""
