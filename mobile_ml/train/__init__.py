@@ -1,0 +1,1 @@
+"""Training stage: candidate grid → early stopping → selection on validation → test evaluation → run directory."""

@@ -1,0 +1,39 @@
+import os
+
+# Before anything imports TensorFlow (mobile_ml does this too; tests may import tf_keras directly).
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+from mobile_ml.train.config import GridConfig, TrainConfig  # noqa: E402
+
+# One tiny candidate, few epochs: enough to exercise the whole training path in seconds.
+TINY = TrainConfig(epochs=3, patience=2, batch_size=64, grid=GridConfig(width=(8,), depth=(1,),
+                                                                        learning_rate=(0.01,), dropout=(0.0,)))
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """The built-in digits, prepared once per session (no TensorFlow involved)."""
+    from mobile_ml.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("digits") / "data"
+    prepare("builtin:digits", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(digits_dir, tmp_path_factory):
+    """A real but tiny training run on digits, shared by the tests that only read a run directory."""
+    from mobile_ml.train.trainer import train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    result = train(digits_dir, out, TINY)
+    return out, result
+
+
+def leftovers(parent):
+    """Hidden temp entries our atomic writers would leave behind if they failed to clean up."""
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") and
+                  (p.name.endswith(".partial") or p.name.endswith(".tmp") or ".old-" in p.name))
