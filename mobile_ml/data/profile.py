@@ -1,0 +1,358 @@
+"""Reading a CSV and describing it: what each column looks like, what the target looks like, what could go wrong.
+
+The column classification here is shared with ``tabular`` (which decides from it what to drop and how to encode), so
+``data profile`` shows exactly the decisions ``data prepare`` will make.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mobile_ml.errors import DataError, InputFileError
+from mobile_ml.outputs import sha256_file, to_jsonable
+
+SCHEMA = "mobile_ml.profile"
+SCHEMA_VERSION = 1
+KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "id", "constant", "empty")
+
+SAMPLE_SIZE = 1000  # values parsed when testing "numbers stored as text" and "dates"; parsing is the slow part
+NUMBER_SHARE = 0.95
+DATE_SHARE = 0.90
+ID_MIN_ROWS = 20  # below this, "every string distinct" is as likely a small categorical column as an identifier
+TEXT_MIN_CHARS = 30
+TEXT_MIN_WORDS = 4
+TEXT_MIN_DISTINCT = 0.5  # repeated long strings (canned comments) are still usable categories
+TOP_VALUES = 5
+HIGH_MISSING = 0.5
+IMBALANCE_RATIO = 0.2
+CONTINUOUS_MIN_DISTINCT = 20
+CONTINUOUS_MIN_SHARE = 0.05
+
+_BOOL_PAIRS = [{"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"}, {"on", "off"}]
+_ID_NAME = re.compile(r"(?:^|[^a-z])(?:id|ids|uuid|guid|key|index|idx)(?:$|[^a-z])", re.IGNORECASE)
+_CAMEL_ID = re.compile(r"[a-z](?:Id|ID|Key|Uuid|UUID|Index)$")
+_DATE_LIKE = re.compile(r"\d{4}|\d{1,2}[/-]\d{1,2}[/-]\d{2}")  # a 4-digit year, or d/m/yy-style
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
+    """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256.
+
+    Values such as ``NA``, ``null`` and empty fields are missing (pandas' defaults). A row with more fields than the
+    header is an error rather than pandas' silent "first column becomes the index".
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path} does not exist", hint="check the path to the CSV file")
+    if path.is_dir():
+        raise InputFileError(f"{path} is a directory, not a CSV file", hint="give the path of a .csv file")
+    no_rows = InputFileError(f"{path} has no data rows",
+                             hint="the file needs a header line and at least one row of values")
+    try:
+        if path.stat().st_size == 0:
+            raise no_rows
+        sha = sha256_file(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, encoding="utf-8-sig", index_col=False, low_memory=False)
+    except pd.errors.EmptyDataError as e:
+        raise no_rows from e
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+        detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise InputFileError(f"{path} is not a valid CSV file: {detail}",
+                             hint="every row needs the same number of comma-separated fields as the header; "
+                                  "quote values that contain commas") from e
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"{path} is not UTF-8 text (invalid byte at position {e.start})",
+                             hint="re-save the file as UTF-8 CSV") from e
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
+    if len(df) == 0:
+        raise no_rows
+    return df, sha
+
+
+def unknown_column_error(name: str, columns: list[str], what: str = "column") -> DataError:
+    """A DataError for a column name that is not in the data, listing (some of) the names that are."""
+    shown = [str(c) for c in columns[:15]]
+    more = f" and {len(columns) - 15} more" if len(columns) > 15 else ""
+    by_lower = {str(c).lower(): str(c) for c in columns}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
+    close = [by_lower[c] for c in close]
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return DataError(f"{what} {name!r} is not in the data; columns are: {', '.join(shown)}{more}",
+                     hint=hint + "column names are case-sensitive and must match the CSV header exactly")
+
+
+# ---------------------------------------------------------------------------------------------------- columns
+
+
+@dataclass(frozen=True)
+class ColumnKind:
+    kind: str  # one of KINDS
+    reason: str  # one short human sentence: why this kind
+
+
+def _sample(values: pd.Series) -> pd.Series:
+    """At most SAMPLE_SIZE values, evenly spaced, so the answer is deterministic and covers the whole file."""
+    if len(values) <= SAMPLE_SIZE:
+        return values
+    return values.iloc[np.linspace(0, len(values) - 1, SAMPLE_SIZE).astype(int)]
+
+
+def _looks_like_id_name(name: str) -> bool:
+    return bool(_ID_NAME.search(name) or _CAMEL_ID.search(name))
+
+
+def _numeric_kind(values: pd.Series, name: str, note: str) -> ColumnKind:
+    """``values``: non-missing numbers. Integers that are all distinct and named or laid out like a row key → id."""
+    finite = values[np.isfinite(values.to_numpy(dtype=float))]
+    integral = len(finite) == len(values) and bool((finite == np.floor(finite)).all())
+    distinct = values.nunique()
+    if integral and distinct == len(values) and len(values) > 1:
+        if _looks_like_id_name(name):
+            return ColumnKind("id", f"all {len(values)} values distinct integers, name looks like an identifier")
+        ordered = np.sort(finite.to_numpy(dtype=float))
+        if bool((np.diff(ordered) == 1).all()):
+            return ColumnKind("id", f"all {len(values)} values are consecutive integers ({ordered[0]:.0f}"
+                                    f"–{ordered[-1]:.0f}), like a row number")
+    return ColumnKind("numeric", f"{note}{distinct} distinct values")
+
+
+def classify_column(series: pd.Series) -> ColumnKind:
+    """What a column holds, and so how it can become a model input.
+
+    Rules, first match wins (``n`` = non-missing values):
+
+    * **empty**: every value is missing.
+    * **constant**: at most one distinct value.
+    * **boolean**: bool dtype, or exactly two distinct values that are true/false, yes/no, y/n, t/f or on/off
+      (any case). Encoded like a categorical column.
+    * numeric dtype → **id** if the values are integers, all distinct, and either the name looks like an identifier
+      (``id``, ``user_id``, ``customerId``, ``uuid``, ``key``, ``index``...) or they are consecutive integers (a
+      row number, e.g. a saved index); otherwise **numeric**.
+    * text values (a sample of at most 1000 is parsed):
+      ≥95% parse as numbers → **numeric** ("numbers stored as text"; the same id rule applies);
+      ≥90% parse as dates and contain a year (4 digits, or a d/m/yy triple; so month names, ranges like
+      ``10-20`` and times of day alone do not count) → **datetime**;
+      mean length > 30 characters or ≥ 4 words, and more than half the values distinct → free **text**;
+      every value distinct and n ≥ 20 → **id**;
+      otherwise **categorical**.
+    """
+    name = str(series.name) if series.name is not None else ""
+    values = series.dropna()
+    n = len(values)
+    if n == 0:
+        return ColumnKind("empty", f"all {len(series)} values are missing")
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return ColumnKind("datetime", "date/time values")
+    distinct = values.nunique()
+    if distinct <= 1:
+        return ColumnKind("constant", f"only one distinct value ({_short(values.iloc[0])})")
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return ColumnKind("boolean", "true/false values")
+    if distinct <= 4:  # "Yes"/"yes"/"no" is still two values
+        pair = {str(v).strip().lower() for v in values.unique()}
+        if pair in _BOOL_PAIRS:
+            return ColumnKind("boolean", f"two values: {' / '.join(sorted(pair))}")
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return _numeric_kind(values.astype(float), name, "")
+
+    text = _sample(values).astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    share = float(numbers.notna().mean())
+    if share >= NUMBER_SHARE:
+        converted = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").dropna()
+        return _numeric_kind(converted, name, f"numbers stored as text ({share:.0%} parse), ")
+    dates_share = float(parse_dates(text).notna().mean())
+    if dates_share >= DATE_SHARE:
+        return ColumnKind("datetime", f"{dates_share:.0%} of values parse as dates")
+    mean_chars = float(text.str.len().mean())
+    mean_words = float(text.str.split().str.len().mean())
+    if (mean_chars > TEXT_MIN_CHARS or mean_words >= TEXT_MIN_WORDS) and distinct / n > TEXT_MIN_DISTINCT:
+        return ColumnKind("text", f"free text: mean {mean_chars:.0f} characters, {mean_words:.1f} words, "
+                                  f"{distinct} distinct of {n}")
+    if distinct == n and n >= ID_MIN_ROWS:
+        return ColumnKind("id", f"all {n} values distinct" +
+                          (", name looks like an identifier" if _looks_like_id_name(name) else ""))
+    return ColumnKind("categorical", f"{distinct} distinct values")
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Strings → UTC timestamps; NaT when unparseable or when there is no year to anchor the value.
+
+    Mixed formats are allowed and offsets are converted to UTC. Without the year rule the parser reads "10-20" as
+    20 October of year 1 and "10:30" as today at 10:30, which would make the features depend on the day of the run.
+    """
+    text = values.astype(str).str.strip()
+    anchored = text.str.contains(_DATE_LIKE, na=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format" chatter: mixed formats are the point
+        try:
+            return pd.to_datetime(text.where(anchored), format="mixed", errors="coerce", utc=True)
+        except (ValueError, TypeError, OverflowError):
+            return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+
+
+def to_numbers(values: pd.Series) -> pd.Series:
+    """Numbers (float) from a numeric or numbers-as-text column; unparseable and infinite values become missing."""
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        values = pd.to_numeric(values.astype(str).str.strip(), errors="coerce")  # "nan"/"None" → NaN too
+    out = values.astype(float)
+    return out.where(np.isfinite(out))
+
+
+def iqr_fences(values: pd.Series, factor: float = 1.5) -> tuple[float, float]:
+    """(low, high): values outside [q1 − factor·IQR, q3 + factor·IQR] are outliers (missing values are ignored)."""
+    q1, q3 = values.quantile([0.25, 0.75]).tolist()
+    iqr = q3 - q1
+    return q1 - factor * iqr, q3 + factor * iqr
+
+
+def looks_continuous(series: pd.Series) -> bool:
+    """A numeric column with more than 20 distinct values that are more than 5% of its values: a regression target."""
+    values = series.dropna()
+    if len(values) == 0 or pd.api.types.is_bool_dtype(series.dtype):
+        return False
+    if not pd.api.types.is_numeric_dtype(series.dtype):
+        if pd.to_numeric(_sample(values).astype(str).str.strip(), errors="coerce").notna().mean() < NUMBER_SHARE:
+            return False
+    distinct = values.nunique()
+    return distinct > CONTINUOUS_MIN_DISTINCT and distinct / len(values) > CONTINUOUS_MIN_SHARE
+
+
+def label_strings(series: pd.Series) -> pd.Series:
+    """Target values as label strings; whole floats lose their ``.0`` (a column with blanks reads as float)."""
+    values = series.dropna()
+    if pd.api.types.is_float_dtype(series.dtype) and bool((np.isfinite(values) & (values == np.floor(values))).all()):
+        return values.astype("int64").astype(str)
+    return values.astype(str)
+
+
+def sorted_labels(labels: pd.Series) -> list[str]:
+    """Distinct label strings, by numeric value when they are all numbers (so "2" < "10"), else alphabetically."""
+    distinct = sorted(set(labels.tolist()))
+    numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce")
+    if len(distinct) and numbers.notna().all():
+        return [d for _, d in sorted(zip(numbers.tolist(), distinct))]
+    return distinct
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------------- profile
+
+
+@dataclass
+class DataProfile:
+    source: dict[str, Any]
+    rows: int
+    columns: int
+    duplicate_rows: int
+    memory_bytes: int
+    column_profiles: list[dict[str, Any]]
+    constant_columns: list[str] = field(default_factory=list)
+    empty_columns: list[str] = field(default_factory=list)
+    id_columns: list[str] = field(default_factory=list)
+    text_columns: list[str] = field(default_factory=list)
+    datetime_columns: list[str] = field(default_factory=list)
+    target: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": "tabular", **to_jsonable(self)}
+
+
+def _column_profile(series: pd.Series) -> dict[str, Any]:
+    kind = classify_column(series)
+    missing = int(series.isna().sum())
+    out: dict[str, Any] = {
+        "name": str(series.name), "dtype": str(series.dtype), "kind": kind.kind, "reason": kind.reason,
+        "missing": missing, "missing_fraction": missing / len(series) if len(series) else 0.0,
+        "unique": int(series.nunique()), "numeric": None, "top_values": None,
+    }
+    if kind.kind == "numeric":
+        values = to_numbers(series).dropna()
+        if len(values):
+            low, high = iqr_fences(values)
+            q1, median, q3 = values.quantile([0.25, 0.5, 0.75]).tolist()
+            out["numeric"] = {
+                "min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
+                "std": float(values.std()) if len(values) > 1 else 0.0,  # sample std (ddof=1)
+                "q1": q1, "median": median, "q3": q3,
+                "outliers": int(((values < low) | (values > high)).sum()),
+            }
+    elif kind.kind != "empty":
+        counts = series.dropna().astype(str).value_counts()
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
+        out["top_values"] = [{"value": v, "count": int(c)} for v, c in top]
+    return out
+
+
+def _target_section(df: pd.DataFrame, target: str) -> tuple[dict[str, Any], list[str]]:
+    series = df[target]
+    labels = label_strings(series)
+    counts = labels.value_counts()
+    order = {name: i for i, name in enumerate(sorted_labels(labels))}
+    classes = {name: int(counts[name]) for name in sorted(counts.index, key=lambda k: (-counts[k], order[k]))}
+    missing = int(series.isna().sum())
+    ratio = min(classes.values()) / max(classes.values()) if classes else 0.0
+    continuous = looks_continuous(series)
+    section = {"name": target, "classes": classes, "num_classes": len(classes),
+               "minority_majority_ratio": ratio, "missing": missing, "looks_continuous": continuous}
+    warns = []
+    if len(classes) <= 1:
+        warns.append(f"target {target!r} has {len(classes)} class(es); a classifier needs at least two")
+    if continuous:
+        warns.append(f"target {target!r} looks continuous ({series.nunique()} distinct numbers); mobile-ml trains "
+                     "classifiers, so bin it into classes first")
+    elif len(classes) > 1 and ratio < IMBALANCE_RATIO:
+        smallest = next(reversed(classes))
+        warns.append(f"classes are imbalanced: {smallest!r} has {ratio:.0%} of the largest class's rows")
+    if missing:
+        warns.append(f"{missing} row(s) have no target value; data prepare drops them")
+    return section, warns
+
+
+def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | None = None) -> DataProfile:
+    """Describe ``df``; with ``target``, also its classes and whether it can be a classification target."""
+    if target is not None and target not in df.columns:
+        raise unknown_column_error(target, list(df.columns), "target column")
+    columns = [_column_profile(df[c]) for c in df.columns]
+    by_kind = lambda k: [c["name"] for c in columns if c["kind"] == k]  # noqa: E731
+    duplicates = int(df.duplicated().sum())
+    warns: list[str] = []
+    section = None
+    if target is not None:
+        section, warns = _target_section(df, target)
+    if duplicates:
+        warns.append(f"{duplicates} row(s) are exact duplicates of an earlier row")
+    for c in columns:
+        if c["missing_fraction"] > HIGH_MISSING:
+            warns.append(f"column {c['name']!r} is {c['missing_fraction']:.0%} missing")
+    return DataProfile(
+        source=source or {}, rows=len(df), columns=len(df.columns), duplicate_rows=duplicates,
+        memory_bytes=int(df.memory_usage(deep=True).sum()), column_profiles=columns,
+        constant_columns=by_kind("constant"), empty_columns=by_kind("empty"), id_columns=by_kind("id"),
+        text_columns=by_kind("text"), datetime_columns=by_kind("datetime"), target=section, warnings=warns,
+    )
+
+
+def profile_csv(path: str | Path, target: str | None = None) -> DataProfile:
+    path = Path(path)
+    df, sha = read_csv(path)
+    source = {"type": "csv", "path": str(path.resolve()), "sha256": sha, "bytes": path.stat().st_size}
+    return profile_frame(df, target, source)

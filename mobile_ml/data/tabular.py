@@ -1,0 +1,357 @@
+"""A CSV becomes three encoded splits (``train.csv``, ``validation.csv``, ``test.csv``) and their ``DataSpec``.
+
+Every statistic the encoding needs (imputation values, vocabularies, outlier fences, normalization) is fitted on the
+train split only, after splitting: fitting on all rows would let validation and test leak into training and make
+their scores optimistic. The ``DataSpec`` records each fitted value, because the app has to apply the same encoding to
+a raw row on the phone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mobile_ml.data.profile import (classify_column, iqr_fences, label_strings, looks_continuous, parse_dates,
+                                    read_csv, sorted_labels, to_numbers, unknown_column_error)
+from mobile_ml.data.spec import LABEL_COLUMN, SPLITS, ColumnSpec, DataSpec, Normalization
+from mobile_ml.data.split import SplitOptions, stratified_split
+from mobile_ml.errors import ConfigError, DataError
+from mobile_ml.outputs import to_jsonable
+
+UNKNOWN = "__unknown__"  # the one-hot bucket for categories outside the vocabulary (and, if asked, missing values)
+DATE_PARTS = ("year", "month", "day", "dayofweek")  # dayofweek: Monday = 0
+FILES = {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
+
+_CHOICES = {
+    "missing": ("impute", "drop"),
+    "numeric_impute": ("median", "mean"),
+    "categorical_impute": ("most_frequent", "unknown"),
+    "dates": ("parse", "drop"),
+    "outliers": ("keep", "remove"),
+}
+_AUTO_DROP = ("id", "text", "constant", "empty")
+
+
+@dataclass(frozen=True)
+class TabularOptions:
+    """How to clean and encode a CSV (``[data.clean]`` in a pipeline TOML; ``data prepare`` options)."""
+
+    missing: str = "impute"  # "impute" | "drop": drop rows with any missing feature value
+    numeric_impute: str = "median"  # "median" | "mean"
+    categorical_impute: str = "most_frequent"  # "most_frequent" | "unknown": missing goes to the unknown bucket
+    dates: str = "parse"  # "parse": year, month, day, dayofweek features | "drop"
+    outliers: str = "keep"  # "keep" | "remove": drop train rows outside the IQR fences of any numeric column
+    outlier_factor: float = 1.5
+    drop_columns: tuple[str, ...] = ()
+    keep_columns: tuple[str, ...] = ()  # keep even if it looks like an id, constant or date (with dates="drop")
+    max_categories: int = 20  # one-hot the most frequent categories (train split); the rest → unknown bucket
+    drop_duplicates: bool = True
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                choices = ", ".join(repr(a) for a in allowed)
+                raise ConfigError(f"{name} = {value!r} is not allowed; use one of {choices}",
+                                  hint=f"set {name} to one of {choices}")
+        factor = self.outlier_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < math.inf:
+            raise ConfigError(f"outlier_factor = {factor!r} must be a positive number",
+                              hint="1.5 is the usual IQR rule; 3 removes only extreme values")
+        object.__setattr__(self, "outlier_factor", float(factor))
+        if isinstance(self.max_categories, bool) or not isinstance(self.max_categories, int) \
+                or self.max_categories < 1:
+            raise ConfigError(f"max_categories = {self.max_categories!r} must be a whole number of at least 1",
+                              hint="e.g. max_categories = 20")
+        if not isinstance(self.drop_duplicates, bool):
+            raise ConfigError(f"drop_duplicates = {self.drop_duplicates!r} must be true or false",
+                              hint="drop_duplicates = true removes exact duplicate rows before splitting")
+        for name in ("drop_columns", "keep_columns"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(c, str) for c in value):
+                raise ConfigError(f"{name} = {value!r} must be a list of column names",
+                                  hint=f'e.g. {name} = ["customer_id"]')
+            object.__setattr__(self, name, tuple(value))
+        both = sorted(set(self.drop_columns) & set(self.keep_columns))
+        if both:
+            raise ConfigError(f"drop_columns and keep_columns both name {', '.join(map(repr, both))}",
+                              hint="list each column in at most one of them")
+
+
+def prepare_tabular(path: str | Path, target: str, options: TabularOptions, split: SplitOptions,
+                    out: Path) -> DataSpec:
+    """Clean, split, encode and normalize the CSV at ``path``; write the three split files into ``out``.
+
+    ``out`` must exist; the caller writes ``data.json`` from the returned spec.
+    """
+    path = Path(path)
+    df, sha = read_csv(path)
+    rows_in, columns_in = df.shape
+    _check_names(df, target, options)
+
+    # 1. Target → label indices. Rows without a target cannot be trained or scored on.
+    has_target = df[target].notna()
+    missing_target = int((~has_target).sum())
+    df = df[has_target].reset_index(drop=True)
+    labels = _check_target(df[target], target)
+    label_of = {name: i for i, name in enumerate(labels)}
+    y = label_strings(df[target]).map(label_of).to_numpy(dtype=np.int64)  # filtered along with df below
+
+    # 2. Exact duplicates would land in train and test alike and inflate the test score.
+    duplicates = 0
+    if options.drop_duplicates:
+        dup = df.duplicated().to_numpy()
+        duplicates = int(dup.sum())
+        df, y = df[~dup].reset_index(drop=True), y[~dup]
+
+    # 3. Which columns become features, and how.
+    plan, dropped = _plan_columns(df, target, options)
+    if not plan:
+        raise DataError("no usable feature columns: every column other than the target was dropped",
+                        hint="see dropped_columns in data.json; list a column in keep_columns to keep it anyway")
+    values = {name: _convert(df[name], encoding) for name, encoding in plan}
+
+    # 4. Optionally drop rows with a missing value instead of imputing.
+    missing_rows = 0
+    if options.missing == "drop":
+        incomplete = pd.concat([v.isna() for v in values.values()], axis=1).any(axis=1).to_numpy()
+        missing_rows = int(incomplete.sum())
+        y = y[~incomplete]
+        values = {name: v[~incomplete].reset_index(drop=True) for name, v in values.items()}
+        _check_all_classes(y, labels, "after dropping rows with missing values", "use missing = \"impute\"")
+
+    # 5. Split, then 6. fit on train only.
+    train, val, test = stratified_split(y, split, labels)
+    outliers_removed = 0
+    if options.outliers == "remove":
+        train, outliers_removed = _remove_outliers(train, values, plan, options.outlier_factor)
+        _check_all_classes(y[train], labels, "in the train split after removing outliers",
+                           "use outliers = \"keep\" or a larger outlier_factor")
+    index = {"train": train, "validation": val, "test": test}
+
+    columns: list[ColumnSpec] = []
+    for name, encoding in plan:
+        spec = _fit_column(name, encoding, values[name].iloc[train], options)
+        if spec is None:
+            dropped.append({"name": name, "reason": "every value in the train split is missing"})
+        else:
+            columns.append(spec)
+    # 7. A column whose train values are all missing has nothing to fit on.
+    features = [f for c in columns for f in c.features]
+    if not features:
+        raise DataError("no usable feature columns remain after fitting on the train split",
+                        hint="see dropped_columns in data.json; provide columns with values")
+    _check_feature_names(features)
+
+    # 6. (continued) Transform every split with what was fitted on train.
+    encoded: dict[str, np.ndarray] = {}
+    imputed: dict[str, int] = {}
+    for s in SPLITS:
+        parts = []
+        for c in columns:
+            frame, n_imputed = _transform(c, values[c.name].iloc[index[s]].reset_index(drop=True))
+            parts.append(frame)
+            if n_imputed:
+                imputed[c.name] = imputed.get(c.name, 0) + n_imputed
+        encoded[s] = pd.concat(parts, axis=1)[features].to_numpy(dtype=np.float64)
+
+    # 8. Normalization the model bakes in; a constant feature gets std 1 so nothing divides by zero.
+    mean = encoded["train"].mean(axis=0)
+    std = encoded["train"].std(axis=0)
+    std[std == 0] = 1.0
+
+    # 9. Split files: features in model-input order, then the label index.
+    for s in SPLITS:
+        frame = pd.DataFrame(encoded[s], columns=features)
+        frame[LABEL_COLUMN] = y[index[s]]
+        frame.to_csv(out / FILES[s], index=False)
+
+    return DataSpec(
+        kind="tabular",
+        source={"type": "csv", "path": str(path.resolve()), "sha256": sha, "rows": int(rows_in),
+                "columns": int(columns_in)},
+        target=target,
+        labels=labels,
+        normalization=Normalization(mean=mean.tolist(), std=std.tolist(), axis="feature"),
+        counts={s: int(len(index[s])) for s in SPLITS},
+        class_counts={s: np.bincount(y[index[s]], minlength=len(labels)).tolist() for s in SPLITS},
+        split=split.to_dict(),
+        features=features,
+        columns=columns,
+        dropped_columns=dropped,
+        cleaning={"options": to_jsonable(options), "rows_in": int(rows_in), "missing_target_dropped": missing_target,
+                  "duplicates_dropped": duplicates, "missing_rows_dropped": missing_rows,
+                  "outliers_removed": outliers_removed, "imputed": imputed},
+        files=dict(FILES),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+
+
+def _check_names(df: pd.DataFrame, target: str, options: TabularOptions) -> None:
+    columns = [str(c) for c in df.columns]
+    if target not in df.columns:
+        raise unknown_column_error(target, columns, "target column")
+    for name in ("drop_columns", "keep_columns"):
+        unknown = [c for c in getattr(options, name) if c not in df.columns]
+        if unknown:
+            shown = ", ".join(columns[:15]) + (f" and {len(columns) - 15} more" if len(columns) > 15 else "")
+            raise ConfigError(f"{name} names {', '.join(map(repr, unknown))}, not in the data; columns are: {shown}",
+                              hint="column names are case-sensitive and must match the CSV header exactly")
+    if target in options.drop_columns:
+        raise ConfigError(f"drop_columns names the target column {target!r}", hint="remove it from drop_columns")
+
+
+def _check_target(series: pd.Series, target: str) -> list[str]:
+    """The sorted label names, or a DataError when the target cannot be a classification target."""
+    if len(series) == 0:
+        raise DataError(f"every value of the target column {target!r} is missing",
+                        hint="choose a target column that has a value in every row")
+    if looks_continuous(series):
+        raise DataError(f"target {target!r} looks continuous ({series.nunique()} distinct numbers in {len(series)} "
+                        "rows); mobile-ml trains classifiers",
+                        hint="bin the target into classes first (e.g. low/medium/high) or choose another column")
+    labels = sorted_labels(label_strings(series))
+    if len(labels) < 2:
+        raise DataError(f"target {target!r} has only one class ({labels[0]!r}); a classifier needs at least two",
+                        hint="choose another target column, or add rows of the other classes")
+    return labels
+
+
+def _check_all_classes(y: np.ndarray, labels: list[str], when: str, hint: str) -> None:
+    counts = np.bincount(y, minlength=len(labels))
+    empty = [labels[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataError(f"class {empty[0]!r} has no rows left {when}", hint=hint)
+
+
+def _check_feature_names(features: list[str]) -> None:
+    seen: set[str] = {LABEL_COLUMN}
+    for f in features:
+        if f in seen:
+            what = "the label column of the split files" if f == LABEL_COLUMN else "another encoded feature"
+            raise DataError(f"encoded feature {f!r} has the same name as {what}",
+                            hint="rename the column (or category) that produces it, or drop the column")
+        seen.add(f)
+
+
+# ---------------------------------------------------------------------------------------------------- columns
+
+
+def _plan_columns(df: pd.DataFrame, target: str, options: TabularOptions):
+    """``[(column, encoding)]`` in CSV order, and ``[{"name", "reason"}]`` for every dropped column."""
+    plan: list[tuple[str, str]] = []
+    dropped: list[dict[str, str]] = []
+    for name in df.columns:
+        if name == target:
+            continue
+        if name in options.drop_columns:
+            dropped.append({"name": name, "reason": "listed in drop_columns"})
+            continue
+        kind = classify_column(df[name])
+        keep = name in options.keep_columns
+        if keep:
+            plan.append((name, _forced_encoding(df[name], kind)))
+        elif kind.kind in _AUTO_DROP:
+            dropped.append({"name": name, "reason": f"{kind.kind}: {kind.reason}"})
+        elif kind.kind == "datetime" and options.dates == "drop":
+            dropped.append({"name": name, "reason": f"datetime ({kind.reason}); dates = \"drop\""})
+        else:
+            plan.append((name, {"numeric": "numeric", "datetime": "date"}.get(kind.kind, "categorical")))
+    return plan, dropped
+
+
+def _forced_encoding(series: pd.Series, kind) -> str:
+    """The encoding of a ``keep_columns`` column, or a DataError when no encoding can represent it."""
+    if kind.kind in ("numeric", "datetime", "categorical", "boolean"):
+        return {"numeric": "numeric", "datetime": "date"}.get(kind.kind, "categorical")
+    numberlike = not pd.api.types.is_bool_dtype(series.dtype) and \
+        to_numbers(series).notna().sum() >= 0.95 * series.notna().sum()
+    if kind.kind in ("id", "constant") and numberlike:
+        return "numeric"
+    if kind.kind == "constant":
+        return "categorical"
+    why = {"empty": "every value is missing",
+           "text": f"it holds free text ({kind.reason}), which one-hot encoding cannot represent",
+           "id": "every value is a different string, so no category would ever repeat"}[kind.kind]
+    raise DataError(f"column {series.name!r} cannot be encoded: {why}",
+                    hint=f"remove {series.name!r} from keep_columns (it is dropped automatically)")
+
+
+def _convert(series: pd.Series, encoding: str) -> pd.Series:
+    """Raw values → floats (numeric), strings (categorical) or UTC timestamps (date); missing stays missing."""
+    if encoding == "numeric":
+        return to_numbers(series)
+    if encoding == "date":
+        if pd.api.types.is_datetime64_any_dtype(series.dtype):
+            return pd.to_datetime(series, utc=True)
+        return parse_dates(series)
+    return series.map(str, na_action="ignore").astype(object)
+
+
+def _remove_outliers(train: np.ndarray, values: dict[str, pd.Series], plan, factor: float):
+    """Train rows outside the IQR fences (fitted on train) of any numeric column are removed."""
+    outside = np.zeros(len(train), dtype=bool)
+    for name, encoding in plan:
+        if encoding != "numeric":
+            continue
+        v = values[name].iloc[train]
+        if v.notna().sum() == 0:
+            continue
+        low, high = iqr_fences(v.dropna(), factor)
+        outside |= ((v < low) | (v > high)).to_numpy()  # NaN compares False: missing is not an outlier
+    return train[~outside], int(outside.sum())
+
+
+def _date_parts(dates: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({p: getattr(dates.dt, p) for p in DATE_PARTS}).astype(float)
+
+
+def _fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptions) -> ColumnSpec | None:
+    """The encoding of one column, fitted on its train values; None when train has no value to fit on."""
+    present = train.dropna()
+    if len(present) == 0:
+        return None
+    imputing = options.missing == "impute"
+    if encoding == "numeric":
+        impute = float(present.median() if options.numeric_impute == "median" else present.mean())
+        return ColumnSpec(name, "numeric", [name], impute=impute if imputing else None)
+    if encoding == "date":
+        parts = _date_parts(present)
+        impute = {p: float(parts[p].median()) for p in DATE_PARTS}
+        return ColumnSpec(name, "date", [f"{name}.{p}" for p in DATE_PARTS], impute=impute if imputing else None,
+                          date_parts=list(DATE_PARTS))
+    counts = present.value_counts()
+    # Ties broken by value, so the vocabulary does not depend on row order.
+    vocabulary = sorted(counts.index, key=lambda v: (-counts[v], v))[: options.max_categories]
+    unknown = f"{name}={UNKNOWN}"
+    impute: Any = None
+    if imputing:
+        impute = UNKNOWN if options.categorical_impute == "unknown" else vocabulary[0]
+    return ColumnSpec(name, "categorical", [f"{name}={v}" for v in vocabulary] + [unknown], impute=impute,
+                      vocabulary=list(vocabulary), unknown_feature=unknown)
+
+
+def _transform(spec: ColumnSpec, values: pd.Series) -> tuple[pd.DataFrame, int]:
+    """Encoded features of one column for one split, and how many missing values were imputed."""
+    n_missing = int(values.isna().sum()) if spec.impute is not None else 0
+    if spec.kind == "numeric":
+        filled = values if spec.impute is None else values.fillna(spec.impute)
+        return pd.DataFrame({spec.name: filled.astype(float)}), n_missing
+    if spec.kind == "date":
+        parts = _date_parts(values)
+        if spec.impute is not None:
+            parts = parts.fillna(spec.impute)
+        return parts.set_axis(spec.features, axis=1), n_missing
+    if spec.impute is not None and spec.impute != UNKNOWN:
+        values = values.fillna(spec.impute)
+    vocabulary = spec.vocabulary or []
+    onehot = {f: (values == v).to_numpy(dtype=float) for f, v in zip(spec.features, vocabulary)}
+    onehot[spec.unknown_feature] = (~values.isin(vocabulary)).to_numpy(dtype=float)  # missing counts as unknown
+    return pd.DataFrame(onehot), n_missing
