@@ -1,0 +1,108 @@
+"""``mobile-ml``: a thin Typer layer over the library. Parsing, rendering and exit codes live here; work does not.
+
+Exit codes: 0 success · 1 internal error (a bug: rerun with --debug) · 2 bad input or usage · 3 a quality gate
+failed · 4 a benchmark regression · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+from typer.core import TyperGroup
+
+from mobile_ml import __version__, _tf
+from mobile_ml.cli import console
+from mobile_ml.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, MobileMLError
+
+
+def _framework_exceptions() -> tuple[type[BaseException], ...]:
+    """Exceptions Typer itself turns into usage messages and exit codes (it vendors click from 0.29 on)."""
+    found: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    try:
+        from typer.exceptions import TyperException
+
+        found.append(TyperException)
+    except ImportError:
+        pass
+    try:
+        import click
+
+        found += [click.exceptions.Exit, click.ClickException, click.Abort]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+_PASS_THROUGH = _framework_exceptions()
+
+
+class _ErrorBoundary(TyperGroup):
+    """The one place where errors become messages and exit codes."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except MobileMLError as e:
+            console.traceback_if_debug()
+            console.error(e.message, e.hint)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            console.traceback_if_debug()
+            console.error("interrupted", "nothing was written: outputs appear only when a stage completes")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as e:  # a bug, not the user's fault
+            console.traceback_if_debug()
+            console.error(f"internal error: {type(e).__name__}: {e}",
+                          "rerun with --debug for the traceback, and please report it")
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+
+app = typer.Typer(
+    cls=_ErrorBoundary,
+    help="Carry a model from a dataset to phones: data → train → export → benchmark → publish.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mobile-ml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and TensorFlow's own logs."),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
+    console.state.debug = debug
+    _tf.configure_environment(debug=debug)
+
+
+def _register() -> None:
+    from mobile_ml.cli import data_cmd, pipeline_cmd, train_cmd
+
+    app.add_typer(data_cmd.app, name="data")
+    app.command("train")(train_cmd.train)
+    app.command("quickstart")(pipeline_cmd.quickstart)
+    app.command("pipeline")(pipeline_cmd.pipeline)
+
+
+_register()
+
+
+def main() -> None:
+    app(prog_name="mobile-ml")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

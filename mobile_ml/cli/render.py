@@ -1,0 +1,138 @@
+"""Rich tables and progress bars for the library's result objects."""
+
+from __future__ import annotations
+
+from rich.markup import escape  # noqa: F401  (re-exported for commands)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mobile_ml.cli import console
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+class TrainProgress:
+    """A bar for the candidate grid and one for the current candidate's epochs, on stderr."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
+                                 console=console.err(), transient=True)
+        self.grid = None
+        self.epochs = None
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def stage(self, name: str) -> None:
+        self.progress.console.print(f"[bold]▸ {name}[/]")
+
+    def candidate_started(self, candidate, total, max_epochs) -> None:
+        if self.grid is None:
+            self.grid = self.progress.add_task("candidates", total=total, status="")
+        if self.epochs is not None:
+            self.progress.remove_task(self.epochs)
+        self.epochs = self.progress.add_task(f"  {candidate.name}", total=max_epochs, status="")
+
+    def epoch_finished(self, candidate, epoch, logs) -> None:
+        status = f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}"
+        self.progress.update(self.epochs, completed=epoch, status=status)
+
+    def candidate_finished(self, result) -> None:
+        self.progress.advance(self.grid)
+        self.progress.console.print(
+            f"  trained {escape(result.candidate.name)}: val_accuracy {result.val_accuracy:.4f}, "
+            f"val_loss {result.val_loss:.4f}, best epoch {result.best_epoch}/{result.epochs_run}, "
+            f"{result.seconds:.1f} s")
+
+
+def profile_tables(report: dict) -> list:
+    tables = []
+    if report.get("kind") == "image":
+        t = Table(title="Image dataset", show_header=False)
+        for k, v in (("source", report["source"].get("path")), ("images", report["images"]),
+                     ("shape", "×".join(map(str, report["shape"]))),
+                     ("pixel range", f"{report['pixels']['min']:g} – {report['pixels']['max']:g}"),
+                     ("duplicate images", report["duplicate_images"])):
+            t.add_row(k, escape(str(v)))
+        tables.append(t)
+    else:
+        t = Table(title=f"{report['rows']} rows × {report['columns']} columns  ·  {report['duplicate_rows']} duplicate rows")
+        for col in ("column", "dtype", "kind", "missing", "unique", "min", "median", "max", "outliers", "note"):
+            t.add_column(col, justify="right" if col in ("missing", "unique", "min", "median", "max", "outliers") else "left")
+        for c in report["column_profiles"]:
+            num = c.get("numeric") or {}
+            missing = f"{c['missing']} ({c['missing_fraction']:.0%})" if c["missing"] else "0"
+            t.add_row(escape(c["name"]), c["dtype"], c["kind"], missing, str(c["unique"]), _fmt(num.get("min")),
+                      _fmt(num.get("median")), _fmt(num.get("max")), _fmt(num.get("outliers")),
+                      escape(c.get("reason", "")))
+        tables.append(t)
+    target = report.get("target")
+    if target:
+        t = Table(title=f"Target classes ({target['num_classes']}, minority/majority {target['minority_majority_ratio']:.2f})")
+        t.add_column("class")
+        t.add_column("rows", justify="right")
+        total = sum(target["classes"].values()) or 1
+        t.add_column("share", justify="right")
+        for name, n in target["classes"].items():
+            t.add_row(escape(str(name)), str(n), f"{n / total:.1%}")
+        tables.append(t)
+    return tables
+
+
+def data_spec_tables(spec, out) -> list:
+    t = Table(title=f"Prepared {spec.kind} data → {escape(str(out))}")
+    t.add_column("split")
+    t.add_column("rows", justify="right")
+    t.add_column("per class", overflow="fold")
+    for name in ("train", "validation", "test"):
+        per = ", ".join(f"{lab}:{n}" for lab, n in zip(spec.labels, spec.class_counts[name]))
+        t.add_row(name, str(spec.counts[name]), escape(per))
+    tables = [t]
+    if spec.dropped_columns:
+        d = Table(title="Dropped columns")
+        d.add_column("column")
+        d.add_column("reason")
+        for c in spec.dropped_columns:
+            d.add_row(escape(c["name"]), escape(c["reason"]))
+        tables.append(d)
+    return tables
+
+
+def train_tables(result) -> list:
+    t = Table(title="Candidates (selected by validation accuracy)")
+    for col in ("", "candidate", "params", "val_accuracy", "val_loss", "best epoch", "seconds"):
+        t.add_column(col, justify="right" if col not in ("", "candidate") else "left")
+    for r in result.candidates:
+        mark = "★" if r is result.selected else ""
+        t.add_row(mark, escape(r.candidate.name), f"{r.params:,}", f"{r.val_accuracy:.4f}", f"{r.val_loss:.4f}",
+                  f"{r.best_epoch}/{r.epochs_run}", f"{r.seconds:.1f}")
+    m = result.test
+    c = Table(title=f"Test split: accuracy {m.accuracy:.4f} · macro F1 {m.macro_f1:.4f} · {m.examples} examples")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        c.add_column(col, justify="right")
+    for pc in m.per_class:
+        c.add_row(escape(pc.label), f"{pc.precision:.3f}", f"{pc.recall:.3f}", f"{pc.f1:.3f}", str(pc.support))
+    cm = Table(title="Confusion matrix (rows: true, columns: predicted)")
+    cm.add_column("")
+    for lab in result.test.per_class:
+        cm.add_column(escape(lab.label), justify="right")
+    for i, (lab, row) in enumerate(zip(m.per_class, m.confusion_matrix)):
+        cells = [f"[bold]{v}[/]" if i == j else (str(v) if v else "·") for j, v in enumerate(row)]
+        cm.add_row(escape(lab.label), *cells)
+    return [t, c, cm]
+
+
+def run_files(run_dir) -> str:
+    return (f"wrote {escape(str(run_dir))}/: model.keras, saved_model/, metrics.json, history.csv, history.png, "
+            "run.json")

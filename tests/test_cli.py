@@ -1,0 +1,179 @@
+"""The CLI through Typer's CliRunner, plus real subprocesses for exit codes and stderr."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from mobile_ml.cli import app
+from tests.conftest import leftovers
+
+runner = CliRunner()
+
+TINY_TOML = """
+[train]
+epochs = 3
+patience = 2
+batch_size = 64
+[train.grid]
+width = [8]
+depth = [1]
+learning_rate = [0.01]
+dropout = [0.0]
+"""
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("cmd", [[], ["data"], ["data", "profile"], ["data", "prepare"], ["train"], ["quickstart"],
+                                 ["pipeline"]])
+def test_help_for_every_command(cmd):
+    r = run(*cmd, "--help")
+    assert r.exit_code == 0, r.output
+    assert "Usage" in r.output
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and r.output.startswith("mobile-ml ")
+
+
+def test_prepare_and_profile_builtin(tmp_path):
+    r = run("data", "prepare", "builtin:digits", "--out", tmp_path / "d", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["counts"] == {"train": 1259, "validation": 269, "test": 269}
+    r = run("data", "profile", "builtin:digits", "--json", "-")
+    assert json.loads(r.stdout)["images"] == 1797
+    r = run("data", "profile", "builtin:digits", "--json", tmp_path / "p.json")
+    assert r.exit_code == 0 and "Target classes" in r.stdout
+    assert json.loads((tmp_path / "p.json").read_text())["target"]["num_classes"] == 10
+
+
+def test_train_with_config_and_json(digits_dir, tmp_path):
+    (tmp_path / "t.toml").write_text(TINY_TOML)
+    r = run("train", digits_dir, "--out", tmp_path / "run", "--config", tmp_path / "t.toml", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["selected"] == "cnn-w8-d1-lr0.01-do0" and 0 < out["test"]["accuracy"] <= 1
+    assert (tmp_path / "run" / "model.keras").is_file()
+    # a second run into the same directory is refused, and the first run survives
+    before = (tmp_path / "run" / "run.json").read_text()
+    r = run("train", digits_dir, "--out", tmp_path / "run", "--config", tmp_path / "t.toml")
+    assert r.exit_code == 2 and "already exists" in r.output and "--force" in r.output
+    assert (tmp_path / "run" / "run.json").read_text() == before
+
+
+def csv_file(tmp_path, text, name="d.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def many_rows(n=30, classes=("a", "b")):
+    return "x,y,label\n" + "".join(f"{i},{i % 7},{classes[i % len(classes)]}\n" for i in range(n))
+
+
+BAD_INPUTS = {
+    "missing file": (lambda t: ["data", "prepare", t / "nope.csv", "--target", "label"], "does not exist"),
+    "empty csv": (lambda t: ["data", "prepare", csv_file(t, ""), "--target", "label"], "has no data rows"),
+    "unknown target": (lambda t: ["data", "prepare", csv_file(t, many_rows()), "--target", "nope"], "'nope'"),
+    "one class": (lambda t: ["data", "prepare", csv_file(t, many_rows(classes=("a",))), "--target", "label"],
+                  "one class"),
+    "unencodable column": (lambda t: ["data", "prepare", csv_file(t, "id,text,label\n" + "".join(
+        f"{i},this is a long free text comment number {i} about nothing,{'ab'[i % 2]}\n" for i in range(30))),
+        "--target", "label", "--keep", "text"], "cannot be encoded"),
+    "too few rows": (lambda t: ["data", "prepare", csv_file(t, "x,label\n1.5,a\n0.5,b\n3.5,a\n2.5,b\n"),
+                                "--target", "label"], "has only 2 row(s)"),
+    "unreadable image": (lambda t: ["data", "prepare", _broken_images(t)], "broken.png"),
+    "malformed toml": (lambda t: ["pipeline", csv_file(t, "[data]\nsource = \n", "p.toml")], "line 2"),
+    "unknown toml key": (lambda t: ["pipeline", csv_file(t, '[data]\nsource = "builtin:digits"\n[train]\nepoch = 3\n',
+                                                         "p.toml")], "'train.epoch'"),
+    "bad option value": (lambda t: ["data", "prepare", "builtin:digits", "--split", "0.9,0.2,0.1"], "add up"),
+    "unknown builtin": (lambda t: ["data", "prepare", "builtin:mnist"], "unknown built-in dataset"),
+    "not a data dir": (lambda t: ["train", t], "not a prepared data directory"),
+}
+
+
+def _broken_images(tmp_path):
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (4, 4), i * 20).save(tmp_path / "imgs" / c / f"{i}.png")
+    (tmp_path / "imgs" / "b" / "broken.png").write_bytes(b"not an image")
+    return tmp_path / "imgs"
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exit_2_clear_message_nothing_written(case, tmp_path):
+    args, expected = BAD_INPUTS[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    out = tmp_path / "out"
+    r = run(*args(work), "--out", out)
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.output and expected in r.output, r.output
+    assert "Traceback" not in r.output
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_unwritable_output(tmp_path):
+    (tmp_path / "file").write_text("")
+    r = run("data", "prepare", "builtin:digits", "--out", tmp_path / "file" / "data")
+    assert r.exit_code == 2 and "is a file" in r.output and "hint:" in r.output
+
+
+def test_force_replaces_only_after_success(tmp_path):
+    out = tmp_path / "d"
+    assert run("data", "prepare", "builtin:digits", "--out", out).exit_code == 0
+    good = (out / "data.json").read_text()
+    r = run("data", "prepare", "builtin:digits", "--out", out, "--force", "--split", "0.5,0.5,0.5")
+    assert r.exit_code == 2 and (out / "data.json").read_text() == good
+    assert run("data", "prepare", "builtin:digits", "--out", out, "--force", "--seed", "7").exit_code == 0
+    assert json.loads((out / "data.json").read_text())["split"]["seed"] == 7
+
+
+def _subprocess(*args, cwd):
+    env = {**os.environ, "COLUMNS": "120"}
+    return subprocess.run([sys.executable, "-m", "mobile_ml", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_subprocess_error_is_one_clean_message(tmp_path):
+    r = _subprocess("data", "prepare", "missing.csv", "--target", "y", "--out", "o", cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and "missing.csv does not exist" in lines[0]
+    assert lines[1].startswith("hint: ") and len(lines) == 2
+    assert r.stdout == "" and not (tmp_path / "o").exists()
+    debug = _subprocess("--debug", "data", "prepare", "missing.csv", "--target", "y", "--out", "o", cwd=tmp_path)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and "InputFileError" in debug.stderr
+
+
+def test_light_commands_do_not_import_tensorflow():
+    code = ("import sys; from mobile_ml.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['data', 'profile', 'builtin:digits', '--json', '-']); "
+            "assert r.exit_code == 0, r.output; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_in_a_real_process(tmp_path):
+    """The README's main command: real process, real training, the accuracy the issue promises, quiet output."""
+    r = _subprocess("quickstart", "--out", tmp_path / "qs", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "qs" / "run" / "run.json").read_text())
+    assert meta["test"]["accuracy"] >= 0.95, meta["test"]
+    assert meta["data"]["dir"] == "../data"
+    assert {p.name for p in (tmp_path / "qs").iterdir()} == {"profile.json", "data", "run"}
+    assert "Test split: accuracy" in r.stdout and "★" in r.stdout
+    # TensorFlow's own log noise must not reach the user's terminal
+    for noise in ("absl", "cuInit", "cuda", "oneDNN", "I0000", "E0000", "WARNING"):
+        assert noise not in r.stderr and noise not in r.stdout, noise

@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from mobile_ml.errors import ConfigError, InputFileError
+from mobile_ml.pipeline import load_pipeline_config, load_train_config
+
+
+def write(tmp_path, text, name="p.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_example_config_loads_and_resolves_paths():
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_pipeline_config(root / "examples" / "penguins.toml")
+    assert Path(cfg.data.source) == root / "examples" / "penguins-raw.csv"
+    assert Path(cfg.out).resolve() == root / "runs" / "penguins"
+    assert cfg.data.clean.drop_columns == ("studyName", "Sample Number", "Individual ID", "Comments")
+    assert cfg.train.grid.depth == (1, 2) and cfg.train.family == "mlp"
+
+
+def test_malformed_toml_names_line(tmp_path):
+    p = write(tmp_path, '[data]\nsource = "x.csv"\ntarget = \n')
+    with pytest.raises(ConfigError, match=r"not valid TOML.*line 3"):
+        load_pipeline_config(p)
+
+
+def test_unknown_key_named_with_suggestion(tmp_path):
+    p = write(tmp_path, '[data]\nsource = "x.csv"\n[data.clean]\nmising = "drop"\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.clean\.mising'") as e:
+        load_pipeline_config(p)
+    assert e.value.hint == "did you mean 'missing'?"
+
+
+def test_wrong_type_names_key(tmp_path):
+    p = write(tmp_path, '[data]\nsource = "x.csv"\n[train]\nepochs = "ten"\n')
+    with pytest.raises(ConfigError, match=r"train\.epochs must be a whole number, got 'ten'"):
+        load_pipeline_config(p)
+
+
+def test_wrong_list_element_names_index(tmp_path):
+    p = write(tmp_path, '[data]\nsource = "x.csv"\n[train.grid]\nwidth = [16, "big"]\n')
+    with pytest.raises(ConfigError, match=r"train\.grid\.width\[1\] must be a whole number"):
+        load_pipeline_config(p)
+
+
+def test_invalid_value_names_section(tmp_path):
+    p = write(tmp_path, '[data]\nsource = "x.csv"\n[data.split]\ntrain = 0.9\n')
+    with pytest.raises(ConfigError, match=r"\[data\.split\] split ratios add up to 1\.2"):
+        load_pipeline_config(p)
+
+
+def test_required_key_missing(tmp_path):
+    p = write(tmp_path, '[data]\ntarget = "y"\n')
+    with pytest.raises(ConfigError, match=r"required key 'data\.source' is missing"):
+        load_pipeline_config(p)
+
+
+def test_bool_is_not_an_int(tmp_path):
+    p = write(tmp_path, '[train]\nepochs = true\n')
+    with pytest.raises(ConfigError, match=r"train\.epochs must be a whole number"):
+        load_train_config(p)
+
+
+def test_train_config_accepts_pipeline_file_and_rejects_unknown_tables(tmp_path):
+    p = write(tmp_path, '[data]\nsource = "x.csv"\n[train]\nepochs = 7\n[train.grid]\nwidth = [4]\n')
+    cfg = load_train_config(p)
+    assert cfg.epochs == 7 and cfg.grid.width == (4,)
+    with pytest.raises(ConfigError, match="unknown key 'model'"):
+        load_train_config(write(tmp_path, "[model]\nx = 1\n", "m.toml"))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        load_train_config(tmp_path / "nope.toml")
