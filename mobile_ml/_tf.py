@@ -19,18 +19,24 @@ import warnings
 from types import ModuleType
 
 _DEBUG = False
+_SET_LOG_LEVEL = False  # whether TF_CPP_MIN_LOG_LEVEL is ours (then --debug may take it back) or the user's
 
 
 def configure_environment(debug: bool = False) -> None:
     """Set the environment TensorFlow reads at import time. Cheap; safe to call more than once."""
-    global _DEBUG
+    global _DEBUG, _SET_LOG_LEVEL
     _DEBUG = debug or _DEBUG
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    if not _DEBUG:
+    if _DEBUG:
+        if _SET_LOG_LEVEL and "tensorflow" not in sys.modules:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+            _SET_LOG_LEVEL = False
+    elif "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         # 3 = hide INFO, WARNING and ERROR lines from TensorFlow's C++ logging. At 2, every first fit() still prints
         # "failed call to cuInit" and "NodeDef mentions attribute ..." on CPU-only machines; real failures still
         # surface as Python exceptions.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        _SET_LOG_LEVEL = True
 
 
 @contextlib.contextmanager

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def plot_history(histories: dict[str, list[dict]], selected: str, path: Path) -> None:
-    """Loss and accuracy per epoch: the selected candidate bold (train dashed, validation solid), others faint."""
+def plot_history(histories: dict[str, list[dict]], selected: str, best_epoch: int, path: Path) -> None:
+    """Loss and accuracy per epoch: the selected candidate bold (train dashed, validation solid), others faint,
+    and a dotted line at the epoch whose weights were kept."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,6 +23,7 @@ def plot_history(histories: dict[str, list[dict]], selected: str, path: Path) ->
         epochs = [r["epoch"] for r in rows]
         ax.plot(epochs, [r[metric] for r in rows], "--", color="C0", label=f"train ({selected})")
         ax.plot(epochs, [r[f"val_{metric}"] for r in rows], color="C1", linewidth=2, label="validation")
+        ax.axvline(best_epoch, color="0.3", linestyle=":", linewidth=1, label=f"kept weights (epoch {best_epoch})")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

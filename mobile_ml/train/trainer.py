@@ -13,7 +13,9 @@ Later stages add ``exports/`` and ``benchmark/`` beside these.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import os
 import platform
 import shutil
@@ -144,18 +146,19 @@ def train(datadir: str | Path, out: str | Path, config: TrainConfig | None = Non
     splits = {name: load_split(datadir, spec, name) for name in ("train", "validation", "test")}
     with atomic_dir(out, force=force) as tmp:
         tf, keras = _tf.tensorflow(), _tf.keras()
-        # Same seed on the same machine → same weights and metrics (costs a little speed on CPU).
-        tf.config.experimental.enable_op_determinism()
+        if config.deterministic:  # same seed on the same machine → same weights and metrics
+            tf.config.experimental.enable_op_determinism()
         timings = {"load_s": time.perf_counter() - t0}
         results, best_model, best = [], None, None
-        for cand in candidates:
-            reporter.candidate_started(cand, len(candidates), config.epochs)
-            model, result = fit_candidate(spec, cand, config, splits["train"], splits["validation"], keras,
-                                          on_epoch=lambda e, logs, c=cand: reporter.epoch_finished(c, e, logs))
-            results.append(result)
-            reporter.candidate_finished(result)
-            if best is None or _selection_key(result) < _selection_key(best):
-                best, best_model = result, model
+        with _frozen_heap():
+            for cand in candidates:
+                reporter.candidate_started(cand, len(candidates), config.epochs)
+                model, result = fit_candidate(spec, cand, config, splits["train"], splits["validation"], keras,
+                                              on_epoch=lambda e, logs, c=cand: reporter.epoch_finished(c, e, logs))
+                results.append(result)
+                reporter.candidate_finished(result)
+                if best is None or _selection_key(result) < _selection_key(best):
+                    best, best_model = result, model
         timings["train_s"] = sum(r.seconds for r in results)
 
         t = time.perf_counter()
@@ -169,7 +172,7 @@ def train(datadir: str | Path, out: str | Path, config: TrainConfig | None = Non
             best_model.save(tmp / "model.keras")
             best_model.save(tmp / "saved_model", save_format="tf")
         timings["save_s"] = time.perf_counter() - t
-        _write_history(tmp, results, best.candidate.name)
+        _write_history(tmp, results, best)
         shutil.copy2(datadir / "data.json", tmp / "data.json")
         write_json(tmp / "metrics.json", {"schema": METRICS_SCHEMA, "schema_version": SCHEMA_VERSION,
                                           "split": "test", "model": best.candidate.name, **to_jsonable(test)})
@@ -179,8 +182,9 @@ def train(datadir: str | Path, out: str | Path, config: TrainConfig | None = Non
             "schema": RUN_SCHEMA, "schema_version": SCHEMA_VERSION,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             # Relative, so a pipeline output directory (data/ beside run/) can be moved as a whole.
-            "data": {"dir": os.path.relpath(datadir.absolute(), Path(out).absolute()), "data_json_sha256": sha256_file(datadir / "data.json"),
-                     "source": spec.source, "counts": spec.counts},
+            "data": {"dir": os.path.relpath(datadir.absolute(), Path(out).absolute()),
+                     "data_json_sha256": sha256_file(datadir / "data.json"), "source": spec.source,
+                     "counts": spec.counts},
             "config": to_jsonable(config), "seed": config.seed,
             "model": {"family": family, "name": best.candidate.name, "params": best.params,
                       "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
@@ -194,7 +198,22 @@ def train(datadir: str | Path, out: str | Path, config: TrainConfig | None = Non
     return TrainResult(Path(out).absolute(), family, best, results, test, timings)
 
 
-def _write_history(run_dir: Path, results: list[CandidateResult], selected: str) -> None:
+@contextlib.contextmanager
+def _frozen_heap():
+    """Keep the garbage collector off the ~330k long-lived objects TensorFlow creates at import.
+
+    Keras's training loop allocates steadily, and every full collection would walk that whole heap again. Objects
+    made while training are still collected; the freeze ends with training.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _write_history(run_dir: Path, results: list[CandidateResult], best: CandidateResult) -> None:
     from mobile_ml.train.plots import plot_history
 
     with open(run_dir / "history.csv", "w", newline="", encoding="utf-8") as f:
@@ -204,4 +223,5 @@ def _write_history(run_dir: Path, results: list[CandidateResult], selected: str)
             for row in r.history:
                 w.writerow([r.candidate.name, row["epoch"], row["loss"], row["accuracy"], row["val_loss"],
                             row["val_accuracy"]])
-    plot_history({r.candidate.name: r.history for r in results}, selected, run_dir / "history.png")
+    plot_history({r.candidate.name: r.history for r in results}, best.candidate.name, best.best_epoch,
+                 run_dir / "history.png")
