@@ -47,3 +47,9 @@ def test_parse_ratios():
     assert parse_ratios("0.8,0.1,0.1") == (0.8, 0.1, 0.1)
     with pytest.raises(ConfigError, match="three"):
         parse_ratios("0.8,0.2")
+
+
+def test_class_too_small_for_the_ratios_is_named():
+    y = np.array([0] * 50 + [1] * 4)
+    with pytest.raises(DataError, match="class 'b' has 4 rows: too few"):
+        stratified_split(y, SplitOptions(0.2, 0.4, 0.4), label_names=["a", "b"])

@@ -6,7 +6,6 @@ failed · 4 a benchmark regression · 130 interrupted.
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
@@ -102,7 +101,3 @@ _register()
 
 def main() -> None:
     app(prog_name="mobile-ml")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -28,7 +28,9 @@ class ColumnSpec:
     name: str
     kind: str  # "numeric" | "categorical" | "date"
     features: list[str]  # encoded feature names this column produces, in model-input order
-    impute: Any = None  # value used when the column is missing (None: rows with missing values were dropped)
+    # What a missing value becomes, fitted on the train split: numeric → a number (median or mean); categorical →
+    # the most frequent category or "__unknown__"; date → {part: median}. None: rows with missing values were dropped.
+    impute: Any = None
     vocabulary: list[str] | None = None  # categorical: one-hot categories; anything else → the unknown bucket
     unknown_feature: str | None = None  # categorical: name of the unknown-bucket feature
     date_parts: list[str] | None = None  # date: which parts became numeric features

@@ -67,26 +67,27 @@ def stratified_split(labels: np.ndarray, options: SplitOptions, label_names: lis
     if n < min_rows:
         raise DataError(f"only {n} usable rows; a train/validation/test split needs at least {min_rows}",
                         hint="provide more data")
-    groups: list[np.ndarray]
+    groups: list[tuple[str | None, np.ndarray]]  # (class name when stratified, row indices)
     if options.stratify:
         groups = []
         for c in np.unique(labels):
             idx = np.flatnonzero(labels == c)
+            name = names[int(c)] if label_names else str(c)
             if len(idx) < min_rows:
-                name = names[int(c)] if label_names else str(c)
                 raise DataError(
                     f"class {name!r} has only {len(idx)} row(s); a stratified split needs at least {min_rows} per class",
                     hint="add rows for that class, drop it from the data, or set stratify = false",
                 )
-            groups.append(idx)
+            groups.append((name, idx))
     else:
-        groups = [np.arange(n)]
+        groups = [(None, np.arange(n))]
     train, val, test = [], [], []
-    for idx in groups:
+    for name, idx in groups:
         idx = rng.permutation(idx)
         n_val, n_test = _allocate(len(idx), options)
         if n_val + n_test >= len(idx):
-            raise DataError(f"only {n} usable rows: too few for a train/validation/test split",
+            what = f"class {name!r} has {len(idx)} rows" if name is not None else f"only {n} usable rows"
+            raise DataError(f"{what}: too few for a train/validation/test split with these ratios",
                             hint="provide more data or change the split ratios")
         val.append(idx[:n_val])
         test.append(idx[n_val:n_val + n_test])
