@@ -15,7 +15,7 @@ from typing import Any
 
 from mobile_ml.config import build, read_toml
 from mobile_ml.data.images import ImageOptions
-from mobile_ml.data.prepare import BUILTIN_PREFIX, prepare, profile
+from mobile_ml.data.prepare import BUILTIN_PREFIX, load_images, prepare, profile, source_type
 from mobile_ml.data.spec import DataSpec
 from mobile_ml.data.split import SplitOptions
 from mobile_ml.data.tabular import TabularOptions
@@ -95,10 +95,13 @@ def run_pipeline(config: PipelineConfig, out: str | Path, *, force: bool = False
     with atomic_dir(out, force=force) as tmp:
         d = config.data
         stage("profile")
-        report = profile(d.source, target=d.target, image=d.image)
+        # Images are decoded once for both steps; a CSV is cheap to read twice.
+        loaded = None if source_type(d.source) == "csv" else load_images(d.source, d.image)
+        report = profile(d.source, target=d.target, image=d.image, loaded=loaded)
         write_json(tmp / "profile.json", report)
         stage("prepare")
-        spec = prepare(d.source, tmp / "data", target=d.target, clean=d.clean, image=d.image, split=d.split)
+        spec = prepare(d.source, tmp / "data", target=d.target, clean=d.clean, image=d.image, split=d.split,
+                       loaded=loaded)
         stage("train")
         result = train(tmp / "data", tmp / "run", config.train, reporter=reporter)
     result = replace(result, run_dir=out / "run")

@@ -31,16 +31,13 @@ def _stderr_file():
     return None
 
 
-_err_file = _stderr_file()
 out = Console(highlight=False, soft_wrap=False)
+_err = Console(file=f, highlight=False) if (f := _stderr_file()) is not None else None
 
 
 def err() -> Console:
     # Built per call when there is no private fd, so test runners that swap sys.stderr still capture us.
-    return _err if _err_file is not None else Console(file=sys.stderr, highlight=False)
-
-
-_err = Console(file=_err_file, highlight=False) if _err_file is not None else None
+    return _err or Console(file=sys.stderr, highlight=False)
 
 
 def traceback_if_debug() -> None:

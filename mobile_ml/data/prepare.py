@@ -33,21 +33,27 @@ def load_images(source: str | Path, image: ImageOptions | None = None):
     return (*load_folder(Path(source), image or ImageOptions()), (0.0, 255.0))
 
 
-def profile(source: str | Path, *, target: str | None = None, image: ImageOptions | None = None) -> dict:
-    """The profile report of any source, as a JSON-able dict (schema ``mobile_ml.profile``)."""
+def profile(source: str | Path, *, target: str | None = None, image: ImageOptions | None = None,
+            loaded=None) -> dict:
+    """The profile report of any source, as a JSON-able dict (schema ``mobile_ml.profile``).
+
+    ``loaded`` is what ``load_images`` returned for this source, so a caller that also prepares it decodes once.
+    """
     if source_type(source) == "csv":
         from mobile_ml.data.profile import profile_csv
 
         return profile_csv(Path(source), target).to_dict()
-    x, y, names, src, _ = load_images(source, image)
+    x, y, names, src, _ = loaded or load_images(source, image)
     return profile_images(x, y, names, src)
 
 
 def prepare(source: str | Path, out: str | Path, *, target: str | None = None, clean=None,
-            image: ImageOptions | None = None, split: SplitOptions | None = None, force: bool = False) -> DataSpec:
+            image: ImageOptions | None = None, split: SplitOptions | None = None, force: bool = False,
+            loaded=None) -> DataSpec:
     """Prepare ``source`` into the data directory ``out`` (written atomically) and return its ``DataSpec``.
 
-    ``clean`` is a ``TabularOptions`` for CSV sources; ``image`` an ``ImageOptions`` for image folders.
+    ``clean`` is a ``TabularOptions`` for CSV sources; ``image`` an ``ImageOptions`` for image folders; ``loaded``
+    as in ``profile``.
     """
     split = split or SplitOptions()
     kind = source_type(source)
@@ -59,7 +65,7 @@ def prepare(source: str | Path, out: str | Path, *, target: str | None = None, c
                 raise ConfigError("a CSV source needs a target column", hint="pass --target COLUMN")
             spec = prepare_tabular(Path(source), target, clean or TabularOptions(), split, tmp)
         else:
-            x, y, names, src, value_range = load_images(source, image)
+            x, y, names, src, value_range = loaded or load_images(source, image)
             spec = prepare_images(x, y, names, src, value_range, split, tmp)
         write_json(tmp / "data.json", spec.to_dict())
     return spec
