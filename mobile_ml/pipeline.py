@@ -4,6 +4,7 @@ Output directory (written atomically, like every stage's):
     profile.json    the data profile
     data/           the prepared data directory (data.json + splits)
     run/            the training run directory (see mobile_ml.train.trainer)
+    run/exports/    the exported TFLite variants (see mobile_ml.export.exporter)
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ from mobile_ml.data.spec import DataSpec
 from mobile_ml.data.split import SplitOptions
 from mobile_ml.data.tabular import TabularOptions
 from mobile_ml.errors import ConfigError
+from mobile_ml.export.exporter import export_run
+from mobile_ml.export.options import ExportOptions
+from mobile_ml.export.report import ExportResult
 from mobile_ml.outputs import atomic_dir, write_json
 from mobile_ml.train.config import TrainConfig
+from mobile_ml.train.rundir import load_run
 from mobile_ml.train.trainer import TrainResult, train
 
 PIPELINE_SCHEMA = "mobile_ml.pipeline_result"
@@ -41,6 +46,7 @@ class DataConfig:
 class PipelineConfig:
     data: DataConfig
     train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportOptions = field(default_factory=ExportOptions)
     out: str | None = None  # output directory; relative to the TOML file; --out overrides it
 
 
@@ -63,7 +69,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     """``[train]`` from a TOML file; a whole pipeline file is accepted too (its other sections are ignored)."""
     path = Path(path)
     raw = read_toml(path)
-    unknown = set(raw) - {"train", "data", "out"}
+    unknown = set(raw) - {"train", "data", "export", "out"}
     if unknown:
         raise ConfigError(f"{path}: unknown key '{sorted(unknown)[0]}'", hint="a training config has a [train] table")
     section = raw.get("train", {})
@@ -78,17 +84,21 @@ class PipelineResult:
     profile: dict[str, Any]
     data: DataSpec
     train: TrainResult
+    export: ExportResult
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": PIPELINE_SCHEMA, "schema_version": 1, "out": str(self.out),
                 "data": {"dir": str(self.out / "data"), "kind": self.data.kind, "counts": self.data.counts,
                          "labels": self.data.labels, "dropped_columns": self.data.dropped_columns},
-                "train": self.train.to_dict(), "seconds": round(self.seconds, 3)}
+                "train": self.train.to_dict(), "export": self.export.to_dict(), "seconds": round(self.seconds, 3)}
 
 
 def run_pipeline(config: PipelineConfig, out: str | Path, *, force: bool = False, reporter=None) -> PipelineResult:
-    """profile → prepare → train, into ``out`` as one atomic unit."""
+    """profile → prepare → train → export, into ``out`` as one atomic unit.
+
+    The export gate is not checked here: the caller decides (the CLI exits 3 after showing the evidence).
+    """
     start = time.perf_counter()
     out = Path(out).absolute()
     stage = getattr(reporter, "stage", lambda name: None)
@@ -104,5 +114,8 @@ def run_pipeline(config: PipelineConfig, out: str | Path, *, force: bool = False
                        loaded=loaded)
         stage("train")
         result = train(tmp / "data", tmp / "run", config.train, reporter=reporter)
+        stage("export")
+        exports = export_run(load_run(tmp / "run"), tmp / "run" / "exports", config.export, reporter=reporter)
     result = replace(result, run_dir=out / "run")
-    return PipelineResult(out, report, spec, result, time.perf_counter() - start)
+    exports = replace(exports, run_dir=out / "run", exports_dir=out / "run" / "exports")
+    return PipelineResult(out, report, spec, result, exports, time.perf_counter() - start)

@@ -141,3 +141,91 @@ def train_tables(result) -> list:
 def run_files(run_dir) -> str:
     return (f"wrote {escape(str(run_dir))}/: model.keras, saved_model/, metrics.json, history.csv, history.png, "
             "run.json")
+
+
+class _ExportEvents:
+    """Export progress on an existing rich ``Progress``: one bar over the variants, fine-tuning in the status."""
+
+    progress: Progress
+    export_task = None
+
+    def variant_started(self, variant, index, total) -> None:
+        if self.export_task is None:
+            self.export_task = self.progress.add_task("variants", total=total, status="")
+        self.progress.update(self.export_task, completed=index, status=f"building {variant}", refresh=True)
+
+    def finetune_epoch(self, variant, epoch, epochs, logs) -> None:
+        self.progress.update(self.export_task, status=f"{variant}: fine-tuning epoch {epoch}/{epochs}, "
+                                               f"val_acc {logs.get('val_accuracy', float('nan')):.4f}", refresh=True)
+
+    def variant_finished(self, result) -> None:
+        self.progress.update(self.export_task, advance=1, status="", refresh=True)
+        p = result.parity
+        figures = (f"accuracy {p.metrics.accuracy:.4f} (drop {p.accuracy_drop_pp:.2f} pt), agreement {p.agreement:.4f}"
+                   if p else result.note)
+        self.progress.console.print(f"  exported {result.variant}: {_kib(result.bytes)}, {figures}, "
+                                    f"{sum(result.seconds.values()):.1f} s")
+
+
+class ExportProgress(_ExportEvents):
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
+                                 console=console.err(), transient=True, auto_refresh=False)
+
+    def __enter__(self) -> ExportProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+class PipelineProgress(TrainProgress, _ExportEvents):
+    """Training bars, then export bars, in one live display."""
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def export_table(result) -> Table:
+    from rich import box
+
+    budget = result.options.max_accuracy_drop
+    t = Table(title=f"Exported variants: LiteRT on {result.keras.examples} test rows, Keras accuracy "
+                    f"{result.keras.accuracy:.4f}, budget {budget:g} pt", box=box.SIMPLE_HEAD,
+              collapse_padding=True, pad_edge=False)
+    for col in ("", "variant", "KiB", "ratio", "gzip KiB", "accuracy", "drop pt", "agreement", "gate"):
+        t.add_column(col, justify="left" if col in ("", "variant", "gate") else "right", no_wrap=True)
+    for v in result.variants:
+        p = v.parity
+        mark = "★" if v.variant == result.recommended else ""
+        gate = "[green]pass[/]" if v.passed else "[red]fail[/]"
+        if not v.ops.builtin_only:
+            gate += " [yellow](Select-TF)[/]"
+        cells = [f"{p.metrics.accuracy:.4f}", f"{p.accuracy_drop_pp:.2f}", f"{p.agreement:.4f}"] if p else ["—"] * 3
+        t.add_row(mark, v.variant, f"{v.bytes / 1024:.1f}", f"{v.size_ratio:.2f}", f"{v.gzip_bytes / 1024:.1f}",
+                  *cells, gate)
+    if result.recommended:
+        t.caption = f"★ recommended: {result.recommended}, the smallest variant within budget"
+    else:
+        t.caption = "[red]no variant is within budget[/]"
+    return t
+
+
+def export_files(result) -> str:
+    return (f"wrote {escape(str(result.exports_dir))}/: <variant>/model.tflite + metadata.json, export.json, "
+            f"export.csv, export.png ({result.seconds:.1f} s)")
+
+
+def evaluation_table(r: dict) -> Table:
+    t = Table(title=f"{escape(r['model'])} on the {r['split']} split ({r['metrics']['examples']} rows)",
+              show_header=False)
+    for k, v in (("size", _kib(r["bytes"])), ("accuracy (LiteRT)", f"{r['accuracy']:.4f}"),
+                 ("accuracy (Keras)", f"{r['keras_accuracy']:.4f}"), ("drop", f"{r['accuracy_drop_pp']:+.2f} pt"),
+                 ("top-1 agreement", f"{r['agreement']:.4f}"), ("max |Δp|", f"{r['max_abs_diff']:.3g}"),
+                 ("macro F1", f"{r['macro_f1']:.4f}"), ("ops", ", ".join(r["ops"])),
+                 ("input", ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in r["inputs"]))):
+        t.add_row(k, escape(str(v)))
+    return t

@@ -1,0 +1,133 @@
+"""Quantization-aware training and magnitude pruning with tensorflow-model-optimization, from trained weights.
+
+Both wrap only the layers tfmot supports (convolutions, dense, pooling, ...) and leave the rest as they are, so a
+model that starts with a ``Normalization`` layer (ours do) still fine-tunes: the converter calibrates the unwrapped
+parts from the representative data. tfmot needs legacy Keras (``tf_keras``); see ``mobile_ml._tf``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from mobile_ml import _tf
+from mobile_ml.export.convert import ConversionError
+
+EpochCallback = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class FinetuneInfo:
+    epochs: int
+    learning_rate: float
+    wrapped_layers: list[str]  # layers tfmot instrumented
+    val_accuracy: float | None  # of the fine-tuned model (before conversion), on the validation split
+    sparsity: float | None = None  # pruning: measured fraction of zeros in the pruned layers' kernels
+    seconds: float = 0.0
+
+
+def _tfmot():
+    _tf.keras()
+    with _tf.quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import tensorflow_model_optimization as tfmot
+    return tfmot
+
+
+def _fit(model, train, val, epochs, lr, batch_size, seed, callbacks, on_epoch: EpochCallback | None):
+    keras = _tf.keras()
+    keras.utils.set_random_seed(seed)
+
+    class _Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if on_epoch:
+                on_epoch(epoch + 1, dict(logs or {}))
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    with _tf.quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+                  callbacks=[*callbacks, _Progress()])
+        if val is None:
+            return None
+        return float(model.evaluate(*val, batch_size=256, verbose=0)[1])
+
+
+def quantization_aware(model, train, val, *, epochs: int, learning_rate: float, batch_size: int = 64, seed: int = 0,
+                       on_epoch: EpochCallback | None = None):
+    """Fine-tune ``model`` with fake-quantization; return ``(qat_model, FinetuneInfo)`` ready for int8 conversion."""
+
+    start = time.perf_counter()
+    tfmot = _tfmot()
+    qk = tfmot.quantization.keras
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry,
+    )
+
+    supported = registry.Default8BitQuantizeRegistry()
+    annotated, wrapped = _clone_annotating(model, lambda layer: supported.supports(layer), qk.quantize_annotate_layer)
+    with qk.quantize_scope(), _tf.quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qat = qk.quantize_apply(annotated)
+    acc = _fit(qat, train, val, epochs, learning_rate, batch_size, seed, [], on_epoch)
+    return qat, FinetuneInfo(epochs, learning_rate, wrapped, acc, seconds=time.perf_counter() - start)
+
+
+def pruned(model, train, val, *, sparsity: float, epochs: int, learning_rate: float, batch_size: int = 64,
+           seed: int = 0, on_epoch: EpochCallback | None = None):
+    """Prune to ``sparsity`` while fine-tuning; return ``(stripped_model, FinetuneInfo)`` with measured sparsity."""
+
+    start = time.perf_counter()
+    tfmot = _tfmot()
+    sp = tfmot.sparsity.keras
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    steps = max(1, int(np.ceil(len(train[0]) / batch_size))) * epochs
+    # Reach the target sparsity by two thirds of fine-tuning, then let the remaining weights recover.
+    schedule = sp.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
+                                  end_step=max(1, int(steps * 2 / 3)), frequency=max(1, steps // (3 * epochs)))
+    wrapped_model, wrapped = _clone_annotating(
+        model, lambda layer: prune_registry.PruneRegistry.supports(layer) and bool(layer.get_weights()),
+        lambda layer: sp.prune_low_magnitude(layer, pruning_schedule=schedule))
+    acc = _fit(wrapped_model, train, val, epochs, learning_rate, batch_size, seed, [sp.UpdatePruningStep()], on_epoch)
+    stripped = sp.strip_pruning(wrapped_model)
+    kernels = [layer.get_weights()[0] for layer in stripped.layers if layer.name in wrapped]
+    total = sum(k.size for k in kernels)
+    measured = float(sum(int((k == 0).sum()) for k in kernels) / total) if total else 0.0
+    return stripped, FinetuneInfo(epochs, learning_rate, wrapped, acc, measured, time.perf_counter() - start)
+
+
+def _clone_annotating(model, should_wrap, wrap):
+    """Clone ``model`` with ``wrap`` applied to the layers ``should_wrap`` picks; weights carried over."""
+    keras = _tf.keras()
+    wrapped: list[str] = []
+
+    def clone(layer):
+        if should_wrap(layer):
+            wrapped.append(layer.name)
+            with contextlib.suppress(Exception):
+                layer = layer.__class__.from_config(layer.get_config())
+            return wrap(layer)
+        return layer.__class__.from_config(layer.get_config())
+
+    try:
+        with _tf.quiet_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            new = keras.models.clone_model(model, clone_function=clone)
+    except (ValueError, TypeError) as e:
+        raise ConversionError(f"cannot instrument the model for fine-tuning: {str(e).splitlines()[0][:200]}",
+                              hint="QAT and pruning need a Sequential or Functional tf_keras model") from e
+    if not wrapped:
+        raise ConversionError("no layer of this model can be quantized or pruned by tensorflow-model-optimization",
+                              hint="export fp32, fp16, dynamic or int8 instead")
+    for old_layer, new_layer in zip(model.layers, new.layers):
+        src = old_layer.get_weights()
+        if src:  # clone_model copies structure only; wrappers list the inner layer's variables first, then theirs
+            new_layer.set_weights(list(src) + new_layer.get_weights()[len(src):])
+    return new, wrapped

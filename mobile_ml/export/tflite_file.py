@@ -1,0 +1,169 @@
+""".tflite files: load them with LiteRT behind clear errors, and read what a model needs at run time.
+
+Everything here reads the flatbuffer (``ai_edge_litert``'s generated schema) or asks the LiteRT interpreter; nothing
+imports TensorFlow, so inspecting or evaluating a model costs milliseconds, not seconds of import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobile_ml import _tf
+from mobile_ml.errors import InputFileError
+
+TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output tensor as the app sees it."""
+
+    name: str
+    shape: list[int]  # -1 where the model accepts any size (usually the batch dimension)
+    dtype: str  # numpy name: float32, int8, uint8, ...
+    # Affine quantization of integer tensors: real = scale × (q − zero_point). None for float tensors.
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @classmethod
+    def from_details(cls, d: dict[str, Any]) -> TensorInfo:
+        scale, zero = d.get("quantization", (0.0, 0))
+        quantized = np.dtype(d["dtype"]).kind in "iu" and scale
+        sig = d.get("shape_signature")
+        shape = [int(v) for v in (sig if sig is not None and len(sig) else d["shape"])]
+        return cls(d["name"], shape, np.dtype(d["dtype"]).name, float(scale) if quantized else None,
+                   int(zero) if quantized else None)
+
+
+@dataclass(frozen=True)
+class OpsInfo:
+    ops: list[str]  # distinct operators, sorted: builtin names (CONV_2D), Flex* for Select-TF ops, custom names
+    select_tf_ops: list[str]  # ops that need the Flex (Select TensorFlow ops) delegate
+    custom_ops: list[str]  # other custom ops: need a registration in the app
+
+    @property
+    def builtin_only(self) -> bool:
+        return not self.select_tf_ops and not self.custom_ops
+
+
+def read_model_bytes(path: str | Path) -> bytes:
+    """The bytes of a .tflite file, after the cheap checks that catch the wrong file before LiteRT sees it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(f"{path} not found", hint="pass the path of a .tflite file") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path} is a directory, not a .tflite file", hint="pass the model file itself") from None
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror}", hint="check the path and its permissions") from e
+    check_model_bytes(data, str(path))
+    return data
+
+
+def check_model_bytes(data: bytes, where: str) -> None:
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        what = "empty" if not data else "not a TFLite model (no TFL3 identifier)"
+        raise InputFileError(f"{where} is {what}", hint="pass a .tflite file written by `mobile-ml export`")
+
+
+def ops_info(data: bytes) -> OpsInfo:
+    """Distinct operators in every subgraph, with Select-TF (Flex) and other custom ops singled out."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    try:
+        model = fb.Model.GetRootAs(data, 0)
+        codes = []
+        for i in range(model.OperatorCodesLength()):
+            oc = model.OperatorCodes(i)
+            # Codes above 127 live only in builtin_code; older files keep small codes in deprecated_builtin_code.
+            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+            custom = oc.CustomCode()
+            codes.append(custom.decode() if code == fb.BuiltinOperator.CUSTOM and custom else
+                         names.get(code, f"BUILTIN_{code}"))
+        used = set()
+        for s in range(model.SubgraphsLength()):
+            sg = model.Subgraphs(s)
+            for o in range(sg.OperatorsLength()):
+                used.add(codes[sg.Operators(o).OpcodeIndex()])
+    except Exception as e:  # a damaged flatbuffer surfaces as struct/index errors from the generated reader
+        raise InputFileError(f"the model's operator table cannot be read ({type(e).__name__})",
+                             hint="the file is damaged; export it again") from e
+    flex = sorted(op for op in used if op.startswith("Flex"))
+    custom = sorted(op for op in used if op not in names.values() and not op.startswith("Flex")
+                    and not op.startswith("BUILTIN_"))
+    return OpsInfo(sorted(used), flex, custom)
+
+
+def load_interpreter(data: bytes, where: str, *, num_threads: int | None = None):
+    """A LiteRT ``Interpreter`` with tensors allocated, or an ``InputFileError`` that says what is wrong."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    check_model_bytes(data, where)
+    try:
+        # LiteRT logs "Created TensorFlow Lite XNNPACK delegate" on fd 2; our output stays ours.
+        with _tf.quiet_stderr():
+            interpreter = Interpreter(model_content=data, num_threads=num_threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Flex" in str(e) or "Select TensorFlow" in str(e):
+            raise InputFileError(f"{where} needs Select-TF (Flex) ops, which the LiteRT runtime here does not have",
+                                 hint="re-export without --allow-flex, replacing the layer that needs them") from e
+        raise InputFileError(f"LiteRT cannot load {where}: {first}",
+                             hint="the file is truncated or damaged; export it again") from e
+    return interpreter
+
+
+def io_details(interpreter) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    return ([TensorInfo.from_details(d) for d in interpreter.get_input_details()],
+            [TensorInfo.from_details(d) for d in interpreter.get_output_details()])
+
+
+def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """Real values → the tensor's dtype (round to nearest, saturate), as an app must do for integer inputs."""
+    if info.scale is None:
+        return np.asarray(x, dtype=info.dtype)
+    lim = np.iinfo(info.dtype)
+    q = np.round(np.asarray(x, dtype=np.float64) / info.scale) + info.zero_point
+    return np.clip(q, lim.min, lim.max).astype(info.dtype)
+
+
+def dequantize(q: np.ndarray, info: TensorInfo) -> np.ndarray:
+    if info.scale is None:
+        return np.asarray(q, dtype=np.float32)
+    return ((q.astype(np.float32) - info.zero_point) * info.scale).astype(np.float32)
+
+
+def predict(interpreter, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """Run every row of ``x`` (real values) through a single-input, single-output model; return real outputs.
+
+    Batches are used when the model's batch dimension is dynamic (Keras exports are), one row at a time otherwise.
+    """
+    (inp,), outs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(outs) != 1:
+        raise InputFileError(f"the model has {len(outs)} outputs; evaluation handles one",
+                             hint="export a single-output classifier")
+    in_info, out_info = TensorInfo.from_details(inp), TensorInfo.from_details(outs[0])
+    expected = [int(v) for v in in_info.shape[1:]]
+    if list(x.shape[1:]) != expected:
+        raise InputFileError(f"the model expects inputs of shape {expected} but the data has {list(x.shape[1:])}",
+                             hint="evaluate the model with the data it was trained on")
+    step = batch if in_info.shape[0] == -1 else 1
+    results, current = [], None
+    for start in range(0, len(x), step):
+        chunk = x[start:start + step]
+        if len(chunk) != current:
+            if step > 1:
+                interpreter.resize_tensor_input(inp["index"], [len(chunk), *expected])
+                interpreter.allocate_tensors()
+            current = len(chunk)
+        interpreter.set_tensor(inp["index"], quantize(chunk, in_info))
+        interpreter.invoke()
+        results.append(dequantize(interpreter.get_tensor(outs[0]["index"]), out_info).copy())
+    return np.concatenate(results) if results else np.zeros((0, *out_info.shape[1:]), np.float32)
