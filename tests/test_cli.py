@@ -31,7 +31,7 @@ def run(*args):
 
 
 @pytest.mark.parametrize("cmd", [[], ["data"], ["data", "profile"], ["data", "prepare"], ["train"], ["quickstart"],
-                                 ["pipeline"]])
+                                 ["pipeline"], ["export"], ["evaluate"]])
 def test_help_for_every_command(cmd):
     r = run(*cmd, "--help")
     assert r.exit_code == 0, r.output
@@ -174,6 +174,11 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
     assert meta["data"]["dir"] == "../data"
     assert {p.name for p in (tmp_path / "qs").iterdir()} == {"profile.json", "data", "run"}
     assert "Test split: accuracy" in r.stdout and "★" in r.stdout
+    exported = json.loads((tmp_path / "qs" / "run" / "exports" / "export.json").read_text())
+    assert [v["variant"] for v in exported["variants"]] == ["fp32", "fp16", "dynamic", "int8", "qat-int8",
+                                                            "pruned-int8"]
+    assert exported["recommended"] and all(v["parity"]["agreement"] > 0.95 for v in exported["variants"])
+    assert "Exported variants" in r.stdout and "recommended:" in r.stdout
     # TensorFlow's own log noise must not reach the user's terminal
     for noise in ("absl", "cuInit", "cuda", "oneDNN", "I0000", "E0000", "WARNING"):
         assert noise not in r.stderr and noise not in r.stdout, noise

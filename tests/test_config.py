@@ -75,3 +75,13 @@ def test_train_config_accepts_pipeline_file_and_rejects_unknown_tables(tmp_path)
 def test_missing_config_file(tmp_path):
     with pytest.raises(InputFileError, match="does not exist"):
         load_train_config(tmp_path / "nope.toml")
+
+
+def test_pipeline_export_section(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[data]\nsource = "builtin:digits"\n[export]\nvariants = ["fp32", "int8"]\nmax_accuracy_drop = 0.5\n')
+    cfg = load_pipeline_config(p)
+    assert cfg.export.variants == ("fp32", "int8") and cfg.export.max_accuracy_drop == 0.5
+    p.write_text('[data]\nsource = "builtin:digits"\n[export]\nvariants = ["int9"]\n')
+    with pytest.raises(ConfigError, match="unknown variant 'int9'"):
+        load_pipeline_config(p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -63,7 +64,9 @@ def convert(model, variant: str, *, representative: np.ndarray | None = None, in
         ops = [*ops, tf.lite.OpsSet.SELECT_TF_OPS]
     converter.target_spec.supported_ops = ops
     try:
-        with _tf.quiet_stderr():
+        # The converter warns about input statistics it does not need when a representative dataset is given.
+        with _tf.quiet_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return bytes(converter.convert())
     except MobileMLError:
         raise

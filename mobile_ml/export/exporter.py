@@ -162,8 +162,8 @@ def evaluate_file(model_path: str | Path, rundir: str | Path, *, data_dir: str |
     """Parity figures of any .tflite file against ``rundir``'s Keras model on one split (nothing is written)."""
     run = load_run(rundir, data_dir)
     data = tflite_file.read_model_bytes(model_path)
+    interpreter = tflite_file.load_interpreter(data, str(model_path))  # verifies the flatbuffer first
     ops = tflite_file.ops_info(data)
-    interpreter = tflite_file.load_interpreter(data, str(model_path))
     inputs, outputs = tflite_file.io_details(interpreter)
     x, y = run.split(split)
     probs = tflite_file.predict(interpreter, x)

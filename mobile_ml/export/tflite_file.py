@@ -92,8 +92,8 @@ def ops_info(data: bytes) -> OpsInfo:
             for o in range(sg.OperatorsLength()):
                 used.add(codes[sg.Operators(o).OpcodeIndex()])
     except Exception as e:  # a damaged flatbuffer surfaces as struct/index errors from the generated reader
-        raise InputFileError(f"the model's operator table cannot be read ({type(e).__name__})",
-                             hint="the file is damaged; export it again") from e
+        raise InputFileError(f"the model's operator table cannot be read: {e or type(e).__name__}",
+                             hint="the file is truncated or damaged; export it again") from e
     flex = sorted(op for op in used if op.startswith("Flex"))
     custom = sorted(op for op in used if op not in names.values() and not op.startswith("Flex")
                     and not op.startswith("BUILTIN_"))

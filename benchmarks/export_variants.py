@@ -1,0 +1,129 @@
+"""Export figures for the README: size, accuracy parity and wall time of every variant on two models.
+
+    python benchmarks/export_variants.py [--out benchmarks/results/export_variants.json]
+
+1. The digits CNN exactly as `mobile-ml quickstart` trains and exports it (real data, real accuracy).
+   Targets from the Export issue: int8 ≤ 0.30× fp32 with an accuracy drop ≤ 0.5 points.
+2. A MobileNetV2-style image model (96×96×3, width multiplier 0.35, 10 classes, random weights: no download is
+   possible here). Accuracy is meaningless with random weights, so parity is top-1 agreement and output difference
+   against Keras on 128 random images. Target: every variant converts and int8 ≤ 0.30× fp32.
+
+Every figure comes from the real converter and the LiteRT interpreter; wall times are one run each on a shared
+machine (expect ±30 %), measured in this process after TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mobile_ml import _tf  # noqa: E402
+from mobile_ml.export import finetune, tflite_file  # noqa: E402
+from mobile_ml.export.convert import convert  # noqa: E402
+from mobile_ml.export.options import VARIANTS  # noqa: E402
+
+
+def weight_bytes(data: bytes) -> int:
+    """Bytes of constant buffers (weights, biases) in a .tflite: the part quantization shrinks."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    m = fb.Model.GetRootAs(data, 0)
+    return sum(m.Buffers(i).DataLength() for i in range(m.BuffersLength()))
+
+
+def digits() -> dict:
+    from mobile_ml.pipeline import QUICKSTART, run_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        result = run_pipeline(QUICKSTART, Path(tmp) / "qs")
+        wall = time.perf_counter() - t
+        exp = result.export
+        fp32 = exp.variant("fp32")
+        rows = []
+        for v in exp.variants:
+            data = (Path(tmp) / "qs" / "run" / "exports" / v.file).read_bytes()
+            rows.append({"variant": v.variant, "bytes": v.bytes, "size_ratio": v.size_ratio,
+                         "weight_bytes_ratio": round(weight_bytes(data) / weight_bytes(
+                             (Path(tmp) / "qs" / "run" / "exports" / fp32.file).read_bytes()), 4),
+                         "gzip_bytes": v.gzip_bytes, "accuracy": v.parity.metrics.accuracy,
+                         "accuracy_drop_pp": v.parity.accuracy_drop_pp, "agreement": v.parity.agreement,
+                         "seconds": round(sum(v.seconds.values()), 2), "passed": v.passed})
+        return {"model": result.train.selected.candidate.name, "params": result.train.selected.params,
+                "keras_accuracy": exp.keras.accuracy, "recommended": exp.recommended,
+                "quickstart_wall_s": round(wall, 1), "export_wall_s": round(exp.seconds, 1), "variants": rows}
+
+
+def mobilenet(size: int = 96, alpha: float = 0.35, classes: int = 10) -> dict:
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    with _tf.quiet_stderr():
+        model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None,
+                                               classes=classes, classifier_activation="softmax")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(128, size, size, 3)).astype(np.float32)  # MobileNetV2's input range
+    y = rng.integers(0, classes, size=128)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    keras_probs = model.predict(x, verbose=0)
+    rows, fp32_bytes = [], None
+    for variant in VARIANTS:
+        t = time.perf_counter()
+        source = model
+        if variant == "qat-int8":
+            source, _ = finetune.quantization_aware(model, (x, y), None, epochs=1, learning_rate=1e-4,
+                                                    batch_size=32)
+        elif variant == "pruned-int8":
+            source, _ = finetune.pruned(model, (x, y), None, sparsity=0.5, epochs=1, learning_rate=1e-4,
+                                        batch_size=32)
+        data = convert(source, "int8" if variant.endswith("int8") else variant, representative=x[:64])
+        seconds = time.perf_counter() - t
+        fp32_bytes = fp32_bytes or len(data)
+        interp = tflite_file.load_interpreter(data, variant)
+        probs = tflite_file.predict(interp, x, batch=32)
+        ops = tflite_file.ops_info(data)
+        rows.append({"variant": variant, "bytes": len(data), "size_ratio": round(len(data) / fp32_bytes, 4),
+                     "agreement": float((probs.argmax(1) == keras_probs.argmax(1)).mean()),
+                     "max_abs_diff": float(np.abs(probs - keras_probs).max()), "builtin_only": ops.builtin_only,
+                     "export_s": round(seconds, 2)})
+        print(f"  mobilenet {variant}: {len(data) / 1024:.0f} KiB, {seconds:.1f} s", file=sys.stderr)
+    return {"model": f"MobileNetV2 {size}x{size}x3 alpha={alpha}", "params": int(model.count_params()),
+            "variants": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "export_variants.json")
+    args = ap.parse_args()
+    print("digits CNN (quickstart) ...", file=sys.stderr)
+    d = digits()
+    print("MobileNetV2-style ...", file=sys.stderr)
+    m = mobilenet()
+    out = {"schema": "mobile_ml.bench.export_variants", "schema_version": 1,
+           "date": time.strftime("%Y-%m-%d"), "environment": _tf.versions(), "digits": d, "mobilenet": m}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\n## digits CNN ({d['model']}, {d['params']:,} params), Keras accuracy {d['keras_accuracy']:.4f}")
+    print("| variant | KiB | × fp32 | weights × fp32 | accuracy | drop (pt) | agreement | export s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in d["variants"]:
+        print(f"| {r['variant']} | {r['bytes'] / 1024:.1f} | {r['size_ratio']:.3f} | {r['weight_bytes_ratio']:.3f} | "
+              f"{r['accuracy']:.4f} | {r['accuracy_drop_pp']:.2f} | {r['agreement']:.4f} | {r['seconds']:.1f} |")
+    print(f"\n## {m['model']} ({m['params']:,} params, random weights)")
+    print("| variant | KiB | × fp32 | agreement | max abs diff | builtin only | export s |")
+    print("|---|---:|---:|---:|---:|---|---:|")
+    for r in m["variants"]:
+        print(f"| {r['variant']} | {r['bytes'] / 1024:.0f} | {r['size_ratio']:.3f} | {r['agreement']:.3f} | "
+              f"{r['max_abs_diff']:.3g} | {r['builtin_only']} | {r['export_s']:.1f} |")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The export stage on a tiny real model: every variant, the figures, the gate, metadata and the error paths."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mobile_ml.errors import ConfigError, DataError, GateError, InputFileError
+from mobile_ml.export import convert as convert_mod
+from mobile_ml.export import metadata, tflite_file
+from mobile_ml.export.convert import ConversionError, convert
+from mobile_ml.export.exporter import evaluate_file, export
+from mobile_ml.export.options import VARIANTS, ExportOptions, parse_variants
+from mobile_ml.export.report import check_gate
+from tests.conftest import leftovers
+
+FAST = dict(calibration_samples=64, finetune_epochs=1)
+
+
+def _copy_run(tiny_run, dest):
+    """A private copy of the shared tiny run, so exporting into it cannot disturb other tests."""
+    run, _ = tiny_run
+    shutil.copytree(run, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_run, digits_dir, tmp_path_factory):
+    run = _copy_run(tiny_run, tmp_path_factory.mktemp("export") / "run")
+    result = export(run, ExportOptions(**FAST), data_dir=digits_dir)
+    return run, result
+
+
+def test_every_variant_is_written_and_evaluated(exported):
+    run, result = exported
+    exports = run / "exports"
+    assert [v.variant for v in result.variants] == list(VARIANTS)
+    for v in result.variants:
+        model = exports / v.variant / "model.tflite"
+        assert model.stat().st_size == v.bytes > 0
+        assert v.ops.builtin_only and v.parity is not None
+        assert v.parity.metrics.examples == 269
+    fp32, fp16, dyn, int8 = (result.variant(n) for n in ("fp32", "fp16", "dynamic", "int8"))
+    # fp32 is the Keras model: same answers up to float rounding
+    assert fp32.parity.agreement == 1.0 and fp32.parity.max_abs_diff < 1e-4 and fp32.parity.accuracy_drop_pp == 0
+    assert "DEQUANTIZE" in fp16.ops.ops and fp16.bytes < fp32.bytes
+    assert dyn.bytes < fp16.bytes and dyn.inputs[0].dtype == "float32"
+    for name in ("int8", "qat-int8", "pruned-int8"):
+        v = result.variant(name)
+        assert v.inputs[0].dtype == "int8" and v.inputs[0].scale > 0 and v.outputs[0].dtype == "int8"
+        assert v.bytes < fp16.bytes
+    assert int8.parity.agreement > 0.9
+    qat, pruned = result.variant("qat-int8"), result.variant("pruned-int8")
+    assert qat.finetune["epochs"] == 1 and "conv0" in qat.finetune["wrapped_layers"]
+    assert abs(pruned.finetune["sparsity"] - 0.5) < 0.05
+    assert pruned.gzip_bytes < int8.gzip_bytes  # pruning's zeros compress
+
+
+def test_figures_match_an_independent_litert_run(exported, digits_dir):
+    """Recompute int8 accuracy here, quantizing by hand, and compare with export.json."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mobile_ml.data.spec import load_spec, load_split
+
+    run, result = exported
+    x, y = load_split(digits_dir, load_spec(digits_dir), "test")
+    it = Interpreter(model_path=str(run / "exports" / "int8" / "model.tflite"))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    scale, zero = inp["quantization"]
+    preds = []
+    for row in x:
+        it.resize_tensor_input(inp["index"], [1, 8, 8, 1])
+        it.allocate_tensors()
+        it.set_tensor(inp["index"], np.clip(np.round(row[None] / scale + zero), -128, 127).astype(np.int8))
+        it.invoke()
+        preds.append(int(it.get_tensor(out["index"])[0].argmax()))
+    accuracy = float((np.array(preds) == y).mean())
+    saved = json.loads((run / "exports" / "export.json").read_text())
+    int8 = next(v for v in saved["variants"] if v["variant"] == "int8")
+    assert int8["parity"]["accuracy"] == pytest.approx(accuracy)
+    again = evaluate_file(run / "exports" / "int8" / "model.tflite", run, data_dir=digits_dir)
+    assert again["accuracy"] == pytest.approx(accuracy) and again["agreement"] == int8["parity"]["agreement"]
+
+
+def test_report_files(exported):
+    run, result = exported
+    saved = json.loads((run / "exports" / "export.json").read_text())
+    assert saved["schema"] == "mobile_ml.export" and saved["schema_version"] == 1
+    assert saved["recommended"] == result.recommended
+    passing = [v for v in saved["variants"] if v["passed"]]
+    assert saved["recommended"] == min(passing, key=lambda v: v["bytes"])["variant"]
+    fp32 = next(v for v in saved["variants"] if v["variant"] == "fp32")
+    assert fp32["size_ratio"] == 1.0 and fp32["inputs"][0]["shape"] == [-1, 8, 8, 1]
+    with open(run / "exports" / "export.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["variant"] for r in rows] == list(VARIANTS)
+    assert (run / "exports" / "export.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_metadata_round_trips_and_health_checks(exported):
+    run, result = exported
+    for v in result.variants:
+        meta = metadata.read(run / "exports" / v.variant / "metadata.json")
+        model = (run / "exports" / v.variant / "model.tflite").read_bytes()
+        assert meta["labels"] == [str(i) for i in range(10)] and meta["input"]["kind"] == "image"
+        assert meta["input"]["height"] == 8 and meta["input"]["value_range"] == [0.0, 16.0]
+        assert meta["model"]["bytes"] == len(model) and meta["parity"]["accuracy"] == v.parity.metrics.accuracy
+        assert any("normalization" in s for s in meta["preprocessing"]["inside_model"])
+        if v.inputs[0].scale is not None:
+            assert meta["input"]["tensor"]["scale"] == v.inputs[0].scale
+            assert any("quantize to int8" in s for s in meta["preprocessing"]["app_must"])
+            assert np.array(meta["health_check"]["input_quantized"]).dtype.kind == "i"
+        assert metadata.health_check(model, meta).ok, v.variant
+    # A device must notice a model that answers differently from what the bundle promises
+    meta = metadata.read(run / "exports" / "int8" / "metadata.json")
+    meta["health_check"]["expected_top1"] = (meta["health_check"]["expected_top1"] + 1) % 10
+    assert not metadata.health_check((run / "exports" / "int8" / "model.tflite").read_bytes(), meta).ok
+
+
+def _broken_calibration(x, n, seed):
+    """Calibrate on inputs 100× too small: the int8 input scale cannot represent real pixels (all saturate)."""
+    return np.asarray(x[:n], dtype=np.float32) * 0.01
+
+
+def test_gate_fails_on_a_broken_variant(tiny_run, digits_dir, tmp_path):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    x_train = np.load(digits_dir / "train.npz")["x"].astype(np.float32)
+    result = export(run, ExportOptions(variants=("fp32", "int8"), require="int8", **FAST), data_dir=digits_dir,
+                    representative=_broken_calibration(x_train, 64, 0))
+    int8 = result.variant("int8")
+    assert not int8.passed and int8.parity.accuracy_drop_pp > 20
+    assert result.recommended == "fp32"
+    with pytest.raises(GateError, match="required variant int8 misses the 1-point budget") as e:
+        check_gate(result)
+    assert e.value.exit_code == 3
+    only_int8 = export(run, ExportOptions(variants=("int8",), **FAST), data_dir=digits_dir, force=True,
+                       representative=_broken_calibration(x_train, 64, 0))
+    with pytest.raises(GateError, match=r"best is int8 with a drop of \d+\.\d\d points"):
+        check_gate(only_int8)
+
+
+def test_cli_export_gate_exit_code_and_evidence(tiny_run, digits_dir, tmp_path, monkeypatch):
+    from tests.test_cli import run as cli
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    monkeypatch.setattr(convert_mod, "representative_sample", _broken_calibration)
+    monkeypatch.setattr("mobile_ml.export.exporter.representative_sample", _broken_calibration)
+    r = cli("export", run, "--variants", "int8", "--data", digits_dir, "--finetune-epochs", "1")
+    assert r.exit_code == 3, r.output
+    assert "no variant is within the 1-point accuracy budget; the best is int8" in r.stderr
+    assert (run / "exports" / "export.json").is_file()  # the evidence stays for inspection
+
+
+def test_cli_export_json_and_refusal_to_overwrite(exported, digits_dir):
+    from tests.test_cli import run as cli
+
+    run, _ = exported
+    before = (run / "exports" / "export.json").read_bytes()
+    r = cli("export", run, "--variants", "fp32", "--data", digits_dir)
+    assert r.exit_code == 2 and "already exists" in r.stderr
+    assert (run / "exports" / "export.json").read_bytes() == before and leftovers(run) == []
+
+
+def test_failed_reexport_keeps_the_earlier_exports(tiny_run, digits_dir, tmp_path, monkeypatch):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    export(run, ExportOptions(variants=("fp32",), **FAST), data_dir=digits_dir)
+    before = (run / "exports" / "export.json").read_bytes()
+
+    def boom(*a, **k):
+        raise ConversionError("converter exploded", hint="none")
+
+    monkeypatch.setattr("mobile_ml.export.exporter.convert", boom)
+    with pytest.raises(ConversionError):
+        export(run, ExportOptions(variants=("fp32",), **FAST), data_dir=digits_dir, force=True)
+    assert (run / "exports" / "export.json").read_bytes() == before and leftovers(run) == []
+
+
+def test_run_without_model_is_refused(tiny_run, digits_dir, tmp_path):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    (run / "model.keras").unlink()
+    with pytest.raises(InputFileError, match="has no model: model.keras is missing"):
+        export(run, ExportOptions(**FAST), data_dir=digits_dir)
+    assert not (run / "exports").exists() and leftovers(run) == []
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="not a run directory"):
+        export(tmp_path / "empty", data_dir=digits_dir)
+
+
+def test_run_with_moved_data_names_the_fix(tiny_run, tmp_path):
+    run = _copy_run(tiny_run, tmp_path / "a" / "b" / "run")  # run.json's relative data path no longer resolves
+    with pytest.raises(InputFileError, match="data directory .* is missing") as e:
+        export(run)
+    assert "--data" in e.value.hint
+
+
+def test_corrupt_and_truncated_models_are_rejected(exported, tmp_path):
+    run, _ = exported
+    good = (run / "exports" / "int8" / "model.tflite").read_bytes()
+    (tmp_path / "half.tflite").write_bytes(good[: len(good) // 2])
+    (tmp_path / "noise.tflite").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "empty.tflite").write_bytes(b"")
+    with pytest.raises(InputFileError, match="LiteRT cannot load"):
+        tflite_file.load_interpreter(tflite_file.read_model_bytes(tmp_path / "half.tflite"), "half.tflite")
+    with pytest.raises(InputFileError, match="not a TFLite model"):
+        tflite_file.read_model_bytes(tmp_path / "noise.tflite")
+    with pytest.raises(InputFileError, match="is empty"):
+        tflite_file.read_model_bytes(tmp_path / "empty.tflite")
+    from tests.test_cli import run as cli
+
+    r = cli("evaluate", tmp_path / "half.tflite", "--run", run)
+    assert r.exit_code == 2 and "truncated or damaged" in r.stderr
+
+
+def _model_with_op(keras, tf, fn, name):
+    inputs = keras.Input((4, 4), name="input")
+    x = keras.layers.Lambda(fn, name=name)(inputs)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def test_unconvertible_op_names_op_and_layer():
+    from mobile_ml import _tf
+
+    tf, keras = _tf.tensorflow(), _tf.keras()
+    model = _model_with_op(keras, tf, lambda t: tf.expand_dims(tf.linalg.det(t), -1) * t, "determinant")
+    with pytest.raises(ConversionError, match=r"MatrixDeterminant \(layer 'determinant'\)") as e:
+        convert(model, "fp32")
+    assert "--allow-flex" in e.value.hint
+    flex = convert(model, "fp32", allow_flex=True)
+    ops = tflite_file.ops_info(flex)
+    assert ops.select_tf_ops == ["FlexMatrixDeterminant"] and not ops.builtin_only
+    with pytest.raises(InputFileError, match="Select-TF"):
+        tflite_file.load_interpreter(flex, "flex.tflite")
+
+
+def test_representative_data_of_the_wrong_shape(exported):
+    from mobile_ml import _tf
+
+    run, _ = exported
+    m = _tf.keras().models.load_model(run / "model.keras")
+    with pytest.raises(DataError, match=r"rows of shape \[5, 5, 1\] but the model's input is \[8, 8, 1\]"):
+        convert(m, "int8", representative=np.zeros((4, 5, 5, 1), np.float32))
+    with pytest.raises(DataError, match="NaN"):
+        convert(m, "int8", representative=np.full((4, 8, 8, 1), np.nan, np.float32))
+
+
+def test_variant_names_and_options():
+    assert parse_variants("all") == VARIANTS
+    assert parse_variants("int8, fp32,int8") == ("fp32", "int8")
+    with pytest.raises(ConfigError, match="unknown variant 'int9'") as e:
+        parse_variants("int9")
+    assert "did you mean 'int8'" in e.value.hint
+    with pytest.raises(ConfigError, match="not being exported"):
+        ExportOptions(variants=("fp32",), require="int8")
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        ExportOptions(prune_sparsity=1.5)
+    with pytest.raises(ConfigError, match="unknown integer input/output type 'uint8'"):
+        ExportOptions(int8_io="uint8")
+
+
+def test_cli_unknown_variant_exit_2(exported):
+    from tests.test_cli import run as cli
+
+    run, _ = exported
+    r = cli("export", run, "--variants", "fp32,qat")
+    assert r.exit_code == 2 and "unknown variant 'qat'" in r.stderr
+
+
+def test_float_io_integer_variant(exported, digits_dir, tmp_path):
+    """--int8-io float keeps float input/output while the body runs in int8."""
+    run, _ = exported
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("exports"))
+    result = export(copy, ExportOptions(variants=("int8",), int8_io="float", **FAST), data_dir=digits_dir)
+    v = result.variant("int8")
+    assert v.inputs[0].dtype == "float32" and "QUANTIZE" in v.ops.ops and v.parity.agreement > 0.9
+    assert metadata.health_check((copy / "exports" / "int8" / "model.tflite").read_bytes(),
+                                 metadata.read(copy / "exports" / "int8" / "metadata.json")).ok
