@@ -278,3 +278,37 @@ def test_float_io_integer_variant(exported, digits_dir, tmp_path):
     assert v.inputs[0].dtype == "float32" and "QUANTIZE" in v.ops.ops and v.parity.agreement > 0.9
     assert metadata.health_check((copy / "exports" / "int8" / "model.tflite").read_bytes(),
                                  metadata.read(copy / "exports" / "int8" / "metadata.json")).ok
+
+
+def test_tabular_pipeline_exports_with_feature_metadata(tmp_path):
+    """A CSV through the whole pipeline: the metadata tells an app how to encode a row."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from mobile_ml.pipeline import load_pipeline_config, run_pipeline
+    from tests.conftest import TINY
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_pipeline_config(root / "examples" / "penguins.toml")
+    cfg = replace(cfg, train=replace(TINY, family="mlp"),
+                  export=ExportOptions(variants=("fp32", "int8"), max_accuracy_drop=100, **FAST))
+    result = run_pipeline(cfg, tmp_path / "p")
+    meta = metadata.read(tmp_path / "p" / "run" / "exports" / "int8" / "metadata.json")
+    assert meta["input"]["kind"] == "tabular"
+    assert meta["input"]["features"] == result.data.features and meta["input"]["tensor"]["shape"][1] == len(
+        result.data.features)
+    island = next(c for c in meta["input"]["columns"] if c["name"] == "Island")
+    assert island["kind"] == "categorical" and "Biscoe" in island["vocabulary"]
+    assert any("one-hot" in s for s in meta["preprocessing"]["app_must"])
+    assert meta["labels"] == result.data.labels and result.export.recommended in ("fp32", "int8")
+    assert metadata.health_check((tmp_path / "p" / "run" / "exports" / "int8" / "model.tflite").read_bytes(),
+                                 meta).ok
+
+
+def test_damaged_metadata_is_named(tmp_path):
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(InputFileError, match="m.json is not valid JSON"):
+        metadata.read(tmp_path / "m.json")
+    (tmp_path / "m.json").write_text(json.dumps({"schema": metadata.SCHEMA, "schema_version": 99}))
+    with pytest.raises(InputFileError, match="schema_version 99; this mobile-ml reads version 1"):
+        metadata.read(tmp_path / "m.json")

@@ -20,6 +20,8 @@ def export(
                                           help="Exit 3 unless this variant meets the budget."),
     allow_flex: bool = typer.Option(False, "--allow-flex", help="Allow Select-TF ops (the app then needs Flex)."),
     int8_io: str = typer.Option("int8", "--int8-io", help="Input/output type of integer variants: int8 or float."),
+    per_tensor: bool = typer.Option(False, "--per-tensor",
+                                    help="One quantization scale per tensor, not per channel: smaller, coarser."),
     calibration_samples: int = typer.Option(200, help="Train rows used to calibrate integer variants."),
     finetune_epochs: int = typer.Option(3, help="Epochs of QAT / pruning fine-tuning."),
     prune_sparsity: float = typer.Option(0.5, help="Target fraction of zero weights for pruned-int8."),
@@ -34,7 +36,7 @@ def export(
     from mobile_ml.outputs import dumps
 
     options = ExportOptions(variants=parse_variants(variants), max_accuracy_drop=max_accuracy_drop, require=require,
-                            allow_flex=allow_flex, int8_io=int8_io, calibration_samples=calibration_samples,
+                            allow_flex=allow_flex, int8_io=int8_io, per_channel=not per_tensor, calibration_samples=calibration_samples,
                             finetune_epochs=finetune_epochs, prune_sparsity=prune_sparsity)
     with render.ExportProgress() as progress:
         result = run_export(rundir, options, data_dir=data, force=force, reporter=progress)

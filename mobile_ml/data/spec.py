@@ -7,13 +7,12 @@ from. The export stage copies parts of it into the metadata an app reads.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mobile_ml.errors import InputFileError
-from mobile_ml.outputs import to_jsonable
+from mobile_ml.outputs import read_json, to_jsonable
 
 SCHEMA = "mobile_ml.data"
 SCHEMA_VERSION = 1
@@ -105,17 +104,7 @@ def load_spec(datadir: str | Path) -> DataSpec:
     if not path.is_file():
         raise InputFileError(f"{path} not found: {datadir} is not a prepared data directory",
                              hint="create one with `mobile-ml data prepare`")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"{path} is not valid JSON: {e}", hint="re-run `mobile-ml data prepare`") from e
-    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
-        raise InputFileError(f"{path} is not a mobile-ml data description", hint="re-run `mobile-ml data prepare`")
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise InputFileError(
-            f"{path} has schema_version {raw.get('schema_version')}; this mobile-ml reads version {SCHEMA_VERSION}",
-            hint="prepare the data again with this version of mobile-ml",
-        )
+    raw = read_json(path, SCHEMA, SCHEMA_VERSION, what="a mobile-ml data description", redo="mobile-ml data prepare")
     try:
         return DataSpec.from_dict(raw)
     except (TypeError, KeyError, ValueError) as e:

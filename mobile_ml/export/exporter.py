@@ -106,7 +106,7 @@ def export_run(run: Run, out: Path, options: ExportOptions | None = None, *, rep
             seconds["finetune"] = time.perf_counter() - t
         t = time.perf_counter()
         data = convert(source, "int8" if variant in FINETUNED_VARIANTS else variant, representative=sample,
-                       int8_io=options.int8_io, allow_flex=options.allow_flex)
+                       int8_io=options.int8_io, allow_flex=options.allow_flex, per_channel=options.per_channel)
         seconds["convert"] = time.perf_counter() - t
         if variant == "fp32":
             fp32_bytes = len(data)

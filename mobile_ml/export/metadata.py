@@ -7,7 +7,6 @@ expected output so a device can health-check a model right after downloading it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from mobile_ml.data.spec import DataSpec
-from mobile_ml.errors import InputFileError
 from mobile_ml.export import tflite_file
 from mobile_ml.export.tflite_file import TensorInfo
+from mobile_ml.outputs import read_json
 
 SCHEMA = "mobile_ml.model_metadata"
 SCHEMA_VERSION = 1
@@ -90,17 +89,7 @@ class HealthResult:
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"cannot read model metadata {path}: {e}", hint="export the model again") from e
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
-        raise InputFileError(f"{path} is not mobile-ml model metadata", hint="export the model again")
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        raise InputFileError(f"{path} has schema_version {meta.get('schema_version')}, expected {SCHEMA_VERSION}",
-                             hint="export the model again with this version of mobile-ml")
-    return meta
+    return read_json(path, SCHEMA, SCHEMA_VERSION, what="mobile-ml model metadata", redo="mobile-ml export")
 
 
 def health_check(model: bytes, meta: dict[str, Any], where: str = "model") -> HealthResult:

@@ -28,6 +28,7 @@ class ExportOptions:
     require: str | None = None  # this variant must meet the budget
     allow_flex: bool = False  # let the converter fall back to Select-TF ops (LiteRT's Python runtime cannot run them)
     int8_io: str = "int8"  # integer variants' input/output type: "int8" (all-integer) or "float" (quantize inside)
+    per_channel: bool = True  # one quantization scale per output channel (False: per tensor, smaller, coarser)
     calibration_samples: int = 200  # train rows for int8 calibration
     finetune_epochs: int = 3  # QAT and pruning fine-tuning
     finetune_learning_rate: float = 1e-4  # small: fine-tuning starts from the trained weights

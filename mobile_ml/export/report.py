@@ -137,23 +137,34 @@ def plot(result: ExportResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter
+
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     keras_acc = result.keras.accuracy * 100
     floor = keras_acc - result.options.max_accuracy_drop
+    shown = sorted((v for v in result.variants if v.parity), key=lambda v: v.bytes)
+    accs = [v.parity.metrics.accuracy * 100 for v in shown]
+    margin = max(0.2, (max(accs + [keras_acc]) - min(accs + [floor])) * 0.08)
     ax.axhline(keras_acc, color="0.3", lw=1, label=f"Keras {keras_acc:.2f}%")
-    ax.axhspan(floor, max(keras_acc, 100), color="tab:green", alpha=0.08,
+    ax.axhspan(floor, keras_acc + 2 * margin, color="tab:green", alpha=0.08,
                label=f"within budget (−{result.options.max_accuracy_drop:g} pt)")
-    for v in result.variants:
-        if v.parity is None:
-            continue
-        acc = v.parity.metrics.accuracy * 100
+    placed: list[tuple[float, float]] = []
+    for v, acc in zip(shown, accs):
         color = "tab:green" if v.passed else "tab:red"
-        marker = "*" if v.variant == result.recommended else "o"
-        ax.scatter(v.bytes / 1024, acc, s=160 if marker == "*" else 50, color=color, marker=marker, zorder=3)
-        ax.annotate(v.variant, (v.bytes / 1024, acc), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        star = v.variant == result.recommended
+        ax.scatter(v.bytes / 1024, acc, s=180 if star else 50, color=color, marker="*" if star else "o", zorder=3)
+        # Variants of nearly the same size and accuracy would print their names on top of each other: stack them.
+        near = sum(1 for x, y in placed if abs(x / (v.bytes / 1024) - 1) < 0.15 and abs(y - acc) < margin)
+        placed.append((v.bytes / 1024, acc))
+        ax.annotate(v.variant, (v.bytes / 1024, acc), textcoords="offset points", xytext=(7, 4 + 11 * near),
+                    fontsize=9)
+    ax.set_ylim(min(accs + [floor]) - margin, max(accs + [keras_acc]) + 3 * margin)
     ax.set_xlabel("model file size (KiB)")
     ax.set_ylabel("test accuracy, LiteRT (%)")
     ax.set_xscale("log")
+    ax.margins(x=0.12)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # after set_xscale, which resets them
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_title("Exported variants: accuracy vs size (★ recommended)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
