@@ -40,7 +40,10 @@ def weight_bytes(data: bytes) -> int:
 
 
 def digits() -> dict:
+    from mobile_ml.export.exporter import export_run
+    from mobile_ml.export.options import ExportOptions
     from mobile_ml.pipeline import QUICKSTART, run_pipeline
+    from mobile_ml.train.rundir import load_run
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -52,6 +55,19 @@ def digits() -> dict:
         for v in exp.variants:
             data = (Path(tmp) / "qs" / "run" / "exports" / v.file).read_bytes()
             rows.append({"variant": v.variant, "bytes": v.bytes, "size_ratio": v.size_ratio,
+                         "weight_bytes_ratio": round(weight_bytes(data) / weight_bytes(
+                             (Path(tmp) / "qs" / "run" / "exports" / fp32.file).read_bytes()), 4),
+                         "gzip_bytes": v.gzip_bytes, "accuracy": v.parity.metrics.accuracy,
+                         "accuracy_drop_pp": v.parity.accuracy_drop_pp, "agreement": v.parity.agreement,
+                         "seconds": round(sum(v.seconds.values()), 2), "passed": v.passed})
+        # The same run exported with one scale per tensor (`mobile-ml export --per-tensor`).
+        run = load_run(Path(tmp) / "qs" / "run")
+        pt = export_run(run, Path(tmp) / "per-tensor", ExportOptions(variants=("int8", "pruned-int8"),
+                                                                     per_channel=False))
+        for v in pt.variants:
+            data = (Path(tmp) / "per-tensor" / v.file).read_bytes()
+            rows.append({"variant": f"{v.variant} --per-tensor", "bytes": v.bytes,
+                         "size_ratio": round(v.bytes / fp32.bytes, 4),
                          "weight_bytes_ratio": round(weight_bytes(data) / weight_bytes(
                              (Path(tmp) / "qs" / "run" / "exports" / fp32.file).read_bytes()), 4),
                          "gzip_bytes": v.gzip_bytes, "accuracy": v.parity.metrics.accuracy,
@@ -71,10 +87,20 @@ def mobilenet(size: int = 96, alpha: float = 0.35, classes: int = 10) -> dict:
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(128, size, size, 3)).astype(np.float32)  # MobileNetV2's input range
     y = rng.integers(0, classes, size=128)
+    # Random weights with the stock BatchNorm statistics (mean 0, variance 1) shrink activations to ~1e-11, and every
+    # output becomes exactly 0.1: parity would be trivially perfect. Set each BatchNorm's statistics from one batch
+    # (momentum 0 for one training-mode pass) so activations, and the outputs compared below, are realistic.
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.momentum = 0.0
+    model(x[:64], training=True)
+    for bn, momentum in zip(bns, saved):
+        bn.momentum = momentum
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     keras_probs = model.predict(x, verbose=0)
     rows, fp32_bytes = [], None
-    for variant in VARIANTS:
+    for variant, per_channel in [(v, True) for v in VARIANTS] + [("int8", False)]:
         t = time.perf_counter()
         source = model
         if variant == "qat-int8":
@@ -83,7 +109,9 @@ def mobilenet(size: int = 96, alpha: float = 0.35, classes: int = 10) -> dict:
         elif variant == "pruned-int8":
             source, _ = finetune.pruned(model, (x, y), None, sparsity=0.5, epochs=1, learning_rate=1e-4,
                                         batch_size=32)
-        data = convert(source, "int8" if variant.endswith("int8") else variant, representative=x[:64])
+        data = convert(source, "int8" if variant.endswith("int8") else variant, representative=x[:64],
+                       per_channel=per_channel)
+        variant += "" if per_channel else " --per-tensor"
         seconds = time.perf_counter() - t
         fp32_bytes = fp32_bytes or len(data)
         interp = tflite_file.load_interpreter(data, variant)
