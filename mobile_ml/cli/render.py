@@ -229,3 +229,37 @@ def evaluation_table(r: dict) -> Table:
                  ("input", ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in r["inputs"]))):
         t.add_row(k, escape(str(v)))
     return t
+
+
+def release_summary(r: dict) -> str:
+    roll = r["rollout"]
+    state = "halted" if roll.get("halted") else f"{roll['percent']:g}% of devices"
+    fallback = f", others keep {r['fallback']}" if r.get("fallback") and (roll["percent"] < 100 or roll.get("halted")) \
+        else (f" (fallback {r['fallback']})" if r.get("fallback") else "")
+    return (f"{r['action']}: {escape(r['model'])}/{escape(r['channel'])} → {r['version']} for {state}{fallback}\n"
+            f"  manifest_version {r['manifest_version']}, expires {r['expires']}\n"
+            f"  {escape(r['root'])}/{escape(r['manifest'])} (+ .sig)")
+
+
+def history_table(model: str, channel: str, entries: list) -> Table:
+    t = Table(title=f"{escape(model)}/{escape(channel)}: every manifest issued")
+    for col in ("manifest", "issued", "action", "version", "rollout", "fallback", "signature"):
+        t.add_column(col, justify="right" if col in ("manifest", "rollout") else "left")
+    for e in entries:
+        if e.get("damaged"):
+            t.add_row("?", "", "[red]damaged[/]", "", "", "", escape(e["path"]))
+            continue
+        rollout = "halted" if e["halted"] else f"{e['percent']:g}%"
+        t.add_row(str(e["manifest_version"]), e["issued_at"], escape(str(e["action"])), e["version"], rollout,
+                  e["fallback"] or "—", "[green]ok[/]" if e["signature_ok"] else "[red]BAD[/]")
+    return t
+
+
+def verify_summary(report) -> str:
+    lines = [f"{escape(report.root)}: {report.manifests} channel manifest(s), {report.history_entries} history "
+             f"entries, {report.releases} release(s), {report.blobs} blob(s); key {report.key_id[:16]}…"]
+    lines += [f"  [red]problem[/]: {escape(p)}" for p in report.problems]
+    lines += [f"  [yellow]warning[/]: {escape(w)}" for w in report.warnings]
+    if report.ok:
+        lines.append("  [green]all signatures, hashes, lengths and references check out[/]")
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""``mobile-ml keys``, ``mobile-ml publish`` and ``mobile-ml release``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mobile_ml.cli import console, render
+
+keys_app = typer.Typer(help="Signing keys (ECDSA P-256).", no_args_is_help=True)
+release_app = typer.Typer(help="Move a channel: promote, staged rollout, halt, rollback, history, refresh, verify.",
+                          no_args_is_help=True)
+
+ROOT = typer.Option("exports", "--root", help="Publish root: a directory or s3://BUCKET/PREFIX.")
+KEY = typer.Option(..., "--key", "-k", help="Private key (private.pem, or the directory holding it).")
+JSON = typer.Option(False, "--json", help="Print the result as JSON to stdout.")
+
+
+def _show(result, json: bool) -> None:
+    from mobile_ml.outputs import dumps
+
+    if json:
+        typer.echo(dumps(result.to_dict()), nl=False)
+        return
+    console.out.print(render.release_summary(result.to_dict()))
+
+
+@keys_app.command("generate")
+def keys_generate(out: Path = typer.Option(..., "--out", "-o", help="Directory for the new key pair."),
+                  json: bool = JSON) -> None:
+    """Create a signing key pair: private.pem (0600, never overwritten), public.pem, public.b64, key.json."""
+    from mobile_ml.outputs import dumps
+    from mobile_ml.publish.keys import generate
+
+    info = generate(out)
+    if json:
+        typer.echo(dumps({"key_id": info.key_id, "private": str(info.private_path), "public": str(info.public_path),
+                          "public_b64": info.public_b64}), nl=False)
+        return
+    console.out.print(f"key id {info.key_id}\n  private  {render.escape(str(info.private_path))} (keep it secret)\n"
+                      f"  public   {render.escape(str(info.public_path))}, and public.b64 for the app to embed")
+
+
+def publish(
+    rundir: Path = typer.Argument(..., help="Run directory (or quickstart/pipeline output) with exports."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name in the publish root, e.g. digits."),
+    version: str = typer.Option(..., "--version", help="Semantic version of this release, e.g. 1.2.0."),
+    channel: str = typer.Option(..., "--channel", "-c", help="Channel, e.g. beta or stable."),
+    key: Path = KEY,
+    variant: Optional[str] = typer.Option(None, "--variant", help="Exported variant (default: the recommended one)."),
+    rollout: float = typer.Option(100.0, "--rollout", help="Percent of devices that get it (staged rollout)."),
+    min_app_version: str = typer.Option("0.0.0", "--min-app-version", help="Oldest app version that may load it."),
+    root: str = ROOT,
+    force: bool = typer.Option(False, "--force", help="Publish a variant that failed the export's accuracy gate."),
+    json: bool = JSON,
+) -> None:
+    """Publish an exported variant: immutable blobs, a release document, a signed channel manifest."""
+    from mobile_ml.publish.publisher import publish as run_publish
+
+    _show(run_publish(root, rundir, model=model, version=version, channel=channel, key=key, variant=variant,
+                      rollout=rollout, min_app_version=min_app_version, force=force), json)
+
+
+@release_app.command("promote")
+def promote(model: str = typer.Argument(...), source: str = typer.Option(..., "--from"),
+            target: str = typer.Option(..., "--to"), rollout: float = typer.Option(100.0, "--rollout"),
+            key: Path = KEY, root: str = ROOT, json: bool = JSON) -> None:
+    """Put the release of one channel on another (e.g. --from beta --to stable)."""
+    from mobile_ml.publish.publisher import promote as run
+
+    _show(run(root, model, source=source, target=target, key=key, rollout=rollout), json)
+
+
+@release_app.command("rollout")
+def rollout(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"),
+            percent: float = typer.Option(..., "--percent"), key: Path = KEY, root: str = ROOT,
+            json: bool = JSON) -> None:
+    """Change the share of devices that get the channel's release (same salt: devices already in stay in)."""
+    from mobile_ml.publish.publisher import set_rollout
+
+    _show(set_rollout(root, model, channel, percent=percent, key=key), json)
+
+
+@release_app.command("halt")
+def halt(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"), key: Path = KEY,
+         root: str = ROOT, json: bool = JSON) -> None:
+    """Stop a staged rollout: no more devices adopt the release; devices that have it keep it."""
+    from mobile_ml.publish.publisher import halt as run
+
+    _show(run(root, model, channel, key=key), json)
+
+
+@release_app.command("rollback")
+def rollback(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"),
+             key: Path = KEY, root: str = ROOT, json: bool = JSON) -> None:
+    """Issue a new, higher manifest that points every device at the previous release."""
+    from mobile_ml.publish.publisher import rollback as run
+
+    _show(run(root, model, channel, key=key), json)
+
+
+@release_app.command("refresh")
+def refresh(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"),
+            expires_days: float = typer.Option(30.0, "--expires-days"), key: Path = KEY, root: str = ROOT,
+            json: bool = JSON) -> None:
+    """Re-sign the current manifest with a new expiry (devices refuse expired manifests)."""
+    from mobile_ml.publish.publisher import refresh as run
+
+    _show(run(root, model, channel, key=key, expires_days=expires_days), json)
+
+
+@release_app.command("history")
+def history(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"),
+            public_key: Path = typer.Option(..., "--public-key", help="public.pem (or the key directory)."),
+            root: str = ROOT, json: bool = JSON) -> None:
+    """Every manifest the channel has issued, oldest first, with each signature checked."""
+    from mobile_ml.outputs import dumps
+    from mobile_ml.publish.channel import history as run
+    from mobile_ml.publish.keys import load_public
+    from mobile_ml.publish.storage import open_root
+
+    entries = run(open_root(root), model, channel, load_public(public_key))
+    if json:
+        typer.echo(dumps({"schema": "mobile_ml.release_history", "schema_version": 1, "model": model,
+                          "channel": channel, "entries": entries}), nl=False)
+        return
+    console.out.print(render.history_table(model, channel, entries))
+
+
+@release_app.command("verify")
+def verify(root: str = ROOT,
+           public_key: Path = typer.Option(..., "--public-key", help="public.pem (or the key directory)."),
+           json: bool = JSON) -> None:
+    """Check every manifest signature, every blob's hash and length and every reference; exit 3 on any problem."""
+    from mobile_ml.outputs import dumps
+    from mobile_ml.publish.verify import check, verify_root
+
+    report = verify_root(root, str(public_key))
+    if json:
+        typer.echo(dumps(report.to_dict()), nl=False)
+    else:
+        console.out.print(render.verify_summary(report))
+    check(report)

@@ -1,0 +1,151 @@
+"""Reading and committing a channel: the one place where manifests become current.
+
+Layout of a publish root (all static files; ``docs/update-protocol.md`` is the contract):
+    blobs/sha256/<hex>                              content-addressed, immutable: model.tflite, metadata.json
+    <model>/releases/<version>.json                 release document, immutable
+    <model>/history/<channel>/<manifest_version>.json (+ .sig)   every manifest ever issued, immutable
+    <model>/channels/<channel>.json (+ .sig)        the current signed manifest
+
+Commit order: blobs and the release first (by the caller), then the history entry, created only if absent: two
+publishers racing for the same manifest_version cannot both create it, so exactly one wins. Then the channel
+manifest by compare-and-swap, then its detached signature. A crash before the manifest write leaves the old channel
+untouched; a crash between manifest and signature is repaired by the next command from the history copy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mobile_ml.errors import InputFileError, UserError
+from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish.storage import ConcurrentUpdate, ExistsDifferent
+
+
+class RefusedError(UserError):
+    """A release command that would break a rule of the channel (exit 2; nothing was written)."""
+
+
+def manifest_path(model: str, channel: str) -> str:
+    return f"{model}/channels/{channel}.json"
+
+
+def history_path(model: str, channel: str, manifest_version: int) -> str:
+    return f"{model}/history/{channel}/{manifest_version:08d}.json"
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    model: str
+    channel: str
+    manifest: dict[str, Any] | None  # verified; None: the channel does not exist yet
+    tag: str | None  # compare-and-swap token of the manifest file
+
+    @property
+    def version(self) -> str | None:
+        return self.manifest["release"]["version"] if self.manifest else None
+
+    @property
+    def manifest_version(self) -> int:
+        return int(self.manifest["manifest_version"]) if self.manifest else 0
+
+
+def read_state(storage, model: str, channel: str, public_key) -> ChannelState:
+    """The channel's current manifest, verified with ``public_key``; repairs a signature a crash left behind."""
+    path = manifest_path(model, channel)
+    tag = storage.tag(path)
+    raw = storage.read(path)
+    if raw is None:
+        return ChannelState(model, channel, None, None)
+    sig = storage.read(path + ".sig") or b""
+    if not keys.verify(public_key, raw, sig):
+        unverified = _peek_key_id(raw)
+        ours = keys.key_id(public_key)
+        if unverified and unverified != ours:
+            raise RefusedError(f"channel {model}/{channel} is signed by key {unverified[:16]}…, not by this key "
+                               f"({ours[:16]}…)", hint="sign with the channel's key (key rotation is not supported "
+                                                       "yet: see docs/update-protocol.md)")
+        repaired = _repair_signature(storage, model, channel, raw, public_key)
+        if not repaired:
+            raise InputFileError(f"the signature of {storage.url}/{path} does not verify",
+                                 hint="the root was modified outside mobile-ml; run `mobile-ml release verify`")
+    return ChannelState(model, channel, mf.parse(raw, f"{storage.url}/{path}"), tag)
+
+
+def _peek_key_id(raw: bytes) -> str | None:
+    """The key id an unverified manifest claims, for a better refusal message only (never trusted)."""
+    m = re.search(rb'"key_id":\s*"([0-9a-f]{64})"', raw)
+    return m.group(1).decode() if m else None
+
+
+def _repair_signature(storage, model, channel, raw, public_key) -> bool:
+    m = re.search(rb'"manifest_version":\s*(\d+)', raw)
+    if not m:
+        return False
+    hist = history_path(model, channel, int(m.group(1)))
+    if storage.read(hist) != raw:
+        return False
+    sig = storage.read(hist + ".sig") or b""
+    if not keys.verify(public_key, raw, sig):
+        return False
+    storage.put(manifest_path(model, channel) + ".sig", sig)
+    return True
+
+
+def next_manifest_version(storage, state: ChannelState) -> int:
+    """One above both the current manifest and any history entry (an aborted commit may have left one)."""
+    highest = state.manifest_version
+    for p in storage.list(f"{state.model}/history/{state.channel}"):
+        name = p.rsplit("/", 1)[-1]
+        if name.endswith(".json") and name[:-5].isdigit():
+            highest = max(highest, int(name[:-5]))
+    return highest + 1
+
+
+def commit(storage, state: ChannelState, private_key, *, release: dict[str, Any], fallback: dict[str, Any] | None,
+           percent: float, salt: str, action: str, halted: bool = False, expires_days: float = mf.DEFAULT_EXPIRY_DAYS,
+           now=None) -> dict[str, Any]:
+    """Sign and make current a new manifest for ``state``'s channel; returns it."""
+    kid = keys.key_id(private_key.public_key())
+    if state.manifest and state.manifest["key_id"] != kid:
+        raise RefusedError(f"channel {state.model}/{state.channel} is signed by key {state.manifest['key_id'][:16]}…, "
+                           f"not by this key ({kid[:16]}…)", hint="sign with the channel's key")
+    version = next_manifest_version(storage, state)
+    new = mf.build(model=state.model, channel=state.channel, manifest_version=version, key_id=kid, release=release,
+                   rollout_percent=percent, salt=salt, fallback=fallback, action=action, halted=halted, now=now,
+                   expires_days=expires_days)
+    data = mf.dumps(new)
+    sig = keys.sign(private_key, data)
+    hist = history_path(state.model, state.channel, version)
+    try:
+        if not storage.create(hist, data):
+            raise ConcurrentUpdate("unreachable", hint="")
+    except (ExistsDifferent, ConcurrentUpdate):
+        raise ConcurrentUpdate(f"another publisher issued manifest_version {version} of {state.model}/"
+                               f"{state.channel} while this command ran; nothing of this command became current",
+                               hint="check `mobile-ml release history` and rerun") from None
+    storage.create(hist + ".sig", sig)
+    storage.replace(manifest_path(state.model, state.channel), data, state.tag)
+    storage.put(manifest_path(state.model, state.channel) + ".sig", sig)
+    return new
+
+
+def history(storage, model: str, channel: str, public_key) -> list[dict[str, Any]]:
+    """Every manifest issued on the channel, oldest first, each with whether its signature verifies."""
+    out = []
+    for p in storage.list(f"{model}/history/{channel}"):
+        if not p.endswith(".json"):
+            continue
+        raw = storage.read(p) or b""
+        ok = keys.verify(public_key, raw, storage.read(p + ".sig") or b"")
+        try:
+            m = mf.parse(raw, p)
+        except InputFileError:
+            out.append({"path": p, "signature_ok": ok, "damaged": True})
+            continue
+        out.append({"manifest_version": m["manifest_version"], "issued_at": m["issued_at"], "action": m.get("action"),
+                    "version": m["release"]["version"], "percent": m["rollout"]["percent"],
+                    "halted": m["rollout"].get("halted", False),
+                    "fallback": (m.get("fallback") or {}).get("version"), "signature_ok": ok, "path": p})
+    return out

@@ -1,0 +1,227 @@
+"""Publish roots: a local directory or S3-compatible object storage, behind three write primitives.
+
+    create(path, data)              create-only: never overwrites (identical bytes already there are fine)
+    replace(path, data, expected)   compare-and-swap on the current content's tag (None: must not exist yet)
+    put(path, data)                 plain overwrite, only for the detached signature that follows a manifest
+
+Local writes go to a temporary file, are fsynced and renamed (``os.link`` for create-only), so a reader never sees
+half a file; compare-and-swap holds an ``flock`` while it checks. On S3 the same guarantees come from conditional
+writes (``If-None-Match: *`` and ``If-Match: <etag>``), which AWS S3, MinIO and moto honour. Endpoint and credentials
+come from the usual places (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``~/.aws/config``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from mobile_ml.errors import InputFileError, OutputError, UserError
+
+IMMUTABLE = "public, max-age=31536000, immutable"  # content-addressed blobs, releases, history
+SHORT = "public, max-age=60, must-revalidate"  # channel manifests: a stale CDN copy lives a minute at most
+
+
+class ConcurrentUpdate(UserError):
+    """Someone else wrote the channel between our read and our write; nothing of ours became current."""
+
+
+class ExistsDifferent(UserError):
+    """A create-only path already holds different bytes."""
+
+
+def cache_control(path: str) -> str:
+    return SHORT if "/channels/" in f"/{path}" else IMMUTABLE
+
+
+class LocalStorage:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self.url = str(self.root)
+
+    def _p(self, path: str) -> Path:
+        return self.root / path
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            return self._p(path).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise InputFileError(f"cannot read {self._p(path)}: {e.strerror}", hint="check the publish root") from e
+
+    def tag(self, path: str) -> str | None:
+        data = self.read(path)
+        return None if data is None else hashlib.sha256(data).hexdigest()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._p(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*")
+                      if p.is_file() and not p.name.startswith("."))
+
+    def _tmp(self, path: str, data: bytes) -> Path:
+        target = self._p(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+        except OSError as e:
+            raise OutputError(f"cannot write {target}: {e.strerror}", hint="check the publish root's permissions") from e
+        return Path(tmp)
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Returns True if written, False if identical bytes were already there."""
+        tmp = self._tmp(path, data)
+        try:
+            os.link(tmp, self._p(path))  # atomic and create-only: fails if the name exists
+            _fsync_dir(self._p(path).parent)
+            return True
+        except FileExistsError:
+            if self.read(path) == data:
+                return False
+            raise ExistsDifferent(f"{self._p(path)} already exists with different content",
+                                  hint="published files are immutable; choose a new version") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def replace(self, path: str, data: bytes, expected: str | None) -> None:
+        with self._lock(path):
+            if self.tag(path) != expected:
+                raise ConcurrentUpdate(f"{self._p(path)} changed while this command ran",
+                                       hint="another publisher wrote the channel; check `release history` and rerun")
+            tmp = self._tmp(path, data)
+            os.replace(tmp, self._p(path))
+            _fsync_dir(self._p(path).parent)
+
+    def put(self, path: str, data: bytes) -> None:
+        tmp = self._tmp(path, data)
+        os.replace(tmp, self._p(path))
+        _fsync_dir(self._p(path).parent)
+
+    @contextlib.contextmanager
+    def _lock(self, path: str):
+        import fcntl
+
+        lock = self._p(path).with_name(f".{self._p(path).name}.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class S3Storage:
+    def __init__(self, url: str) -> None:
+        import s3fs
+
+        self.url = url.rstrip("/")
+        self.bucket, _, self.prefix = self.url[len("s3://"):].partition("/")
+        if not self.bucket:
+            raise InputFileError(f"'{url}' names no bucket", hint="use s3://BUCKET/PREFIX")
+        self.fs = s3fs.S3FileSystem()
+
+    def _key(self, path: str) -> str:
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def _call(self, method: str, **kwargs):
+        try:
+            return self.fs.call_s3(method, Bucket=self.bucket, **kwargs)
+        except OSError:  # s3fs maps S3 errors to FileNotFoundError, FileExistsError, PermissionError, OSError
+            raise
+        except Exception as e:  # botocore's credential and endpoint errors
+            raise InputFileError(f"S3 {method} on {self.url} failed: {e}",
+                                 hint="check AWS_ENDPOINT_URL, the credentials and the bucket") from e
+
+    def read(self, path: str) -> bytes | None:
+        return self._read(path)[0]
+
+    def tag(self, path: str) -> str | None:
+        return self._read(path)[1]
+
+    def _read(self, path: str) -> tuple[bytes | None, str | None]:
+        # The tag is read before the bytes: if a writer slips in between, the bytes are newer than the tag and a
+        # compare-and-swap built on them fails (safe), never the other way round (a lost update).
+        full = f"{self.bucket}/{self._key(path)}"
+        try:
+            self.fs.invalidate_cache()
+            etag = self.fs.info(full).get("ETag")
+            return self.fs.cat_file(full), etag
+        except FileNotFoundError:
+            return None, None
+        except OSError as e:
+            raise InputFileError(f"cannot read {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
+
+    def list(self, prefix: str) -> list[str]:
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.find(f"{self.bucket}/{self._key(prefix)}".rstrip("/"))
+        except FileNotFoundError:
+            return []
+        strip = f"{self.bucket}/{self.prefix}/" if self.prefix else f"{self.bucket}/"
+        return sorted(p[len(strip):] for p in found)
+
+    def create(self, path: str, data: bytes) -> bool:
+        try:
+            self._call("put_object", Key=self._key(path), Body=data, IfNoneMatch="*",
+                       CacheControl=cache_control(path), ContentType=_content_type(path))
+            return True
+        except FileExistsError:
+            if self.read(path) == data:
+                return False
+            raise ExistsDifferent(f"{self.url}/{path} already exists with different content",
+                                  hint="published files are immutable; choose a new version") from None
+        except OSError as e:
+            raise OutputError(f"cannot write {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
+
+    def replace(self, path: str, data: bytes, expected: str | None) -> None:
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        try:
+            self._call("put_object", Key=self._key(path), Body=data, CacheControl=cache_control(path),
+                       ContentType=_content_type(path), **condition)
+        except OSError as e:
+            if isinstance(e, FileExistsError) or "pre-condition" in str(e) or "PreconditionFailed" in str(e):
+                raise ConcurrentUpdate(f"{self.url}/{path} changed while this command ran",
+                                       hint="another publisher wrote the channel; check `release history` and rerun"
+                                       ) from e
+            raise OutputError(f"cannot write {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
+
+    def put(self, path: str, data: bytes) -> None:
+        try:
+            self._call("put_object", Key=self._key(path), Body=data, CacheControl=cache_control(path),
+                       ContentType=_content_type(path))
+        except OSError as e:
+            raise OutputError(f"cannot write {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
+
+
+def _content_type(path: str) -> str:
+    if path.endswith(".json"):
+        return "application/json"
+    return "application/octet-stream"
+
+
+def open_root(root: str | os.PathLike[str]):
+    text = str(root)
+    if text.startswith("s3://"):
+        return S3Storage(text)
+    if "://" in text:
+        raise InputFileError(f"unsupported publish root '{text}'", hint="use a local directory or s3://BUCKET/PREFIX")
+    return LocalStorage(text)
