@@ -33,6 +33,23 @@ def tiny_run(digits_dir, tmp_path_factory):
     return out, result
 
 
+FAST = dict(calibration_samples=64, finetune_epochs=1)  # export options that keep QAT and pruning to seconds
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_run, digits_dir, tmp_path_factory):
+    """A copy of the tiny run with every variant exported (read-only for the tests that use it)."""
+    import shutil
+
+    from mobile_ml.export.exporter import export
+    from mobile_ml.export.options import ExportOptions
+
+    run = tmp_path_factory.mktemp("export") / "run"
+    shutil.copytree(tiny_run[0], run)
+    result = export(run, ExportOptions(**FAST), data_dir=digits_dir)
+    return run, result
+
+
 def leftovers(parent):
     """Hidden temp entries our atomic writers would leave behind if they failed to clean up."""
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") and

@@ -31,7 +31,8 @@ def run(*args):
 
 
 @pytest.mark.parametrize("cmd", [[], ["data"], ["data", "profile"], ["data", "prepare"], ["train"], ["quickstart"],
-                                 ["pipeline"], ["export"], ["evaluate"]])
+                                 ["pipeline"], ["export"], ["evaluate"], ["publish"], ["keys", "generate"],
+                                 ["release"], ["release", "verify"], ["release", "rollback"]])
 def test_help_for_every_command(cmd):
     r = run(*cmd, "--help")
     assert r.exit_code == 0, r.output
@@ -179,6 +180,12 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
                                                             "pruned-int8"]
     assert exported["recommended"] and all(v["parity"]["agreement"] > 0.95 for v in exported["variants"])
     assert "Exported variants" in r.stdout and "recommended:" in r.stdout
+    # ... and published, signed with a development key created on the spot
+    assert (tmp_path / "keys" / "dev" / "private.pem").stat().st_mode & 0o777 == 0o600
+    assert "http.server" in r.stdout and "digits/channels/dev.json" in r.stdout
+    v = _subprocess("release", "verify", "--root", "exports", "--public-key", "keys/dev/public.pem", "--json",
+                    cwd=tmp_path)
+    assert v.returncode == 0 and json.loads(v.stdout)["manifests"] == 1, v.stderr
     # TensorFlow's own log noise must not reach the user's terminal
     for noise in ("absl", "cuInit", "cuda", "oneDNN", "I0000", "E0000", "WARNING"):
         assert noise not in r.stderr and noise not in r.stdout, noise

@@ -14,9 +14,7 @@ from mobile_ml.export.convert import ConversionError, convert
 from mobile_ml.export.exporter import evaluate_file, export
 from mobile_ml.export.options import VARIANTS, ExportOptions, parse_variants
 from mobile_ml.export.report import check_gate
-from tests.conftest import leftovers
-
-FAST = dict(calibration_samples=64, finetune_epochs=1)
+from tests.conftest import FAST, leftovers
 
 
 def _copy_run(tiny_run, dest):
@@ -24,13 +22,6 @@ def _copy_run(tiny_run, dest):
     run, _ = tiny_run
     shutil.copytree(run, dest)
     return dest
-
-
-@pytest.fixture(scope="session")
-def exported(tiny_run, digits_dir, tmp_path_factory):
-    run = _copy_run(tiny_run, tmp_path_factory.mktemp("export") / "run")
-    result = export(run, ExportOptions(**FAST), data_dir=digits_dir)
-    return run, result
 
 
 def test_every_variant_is_written_and_evaluated(exported):

@@ -10,16 +10,18 @@ import typer
 from mobile_ml.cli import console, render
 
 
-def _run(config, out: Path, force: bool, json: bool) -> None:
+def _run(config, out: Path, force: bool, json: bool, publish: dict | None = None) -> None:
+    from mobile_ml.export.report import check_gate
     from mobile_ml.outputs import dumps
     from mobile_ml.pipeline import run_pipeline
-
-    from mobile_ml.export.report import check_gate
 
     with render.PipelineProgress() as progress:
         result = run_pipeline(config, out, force=force, reporter=progress)
     if json:
-        typer.echo(dumps(result.to_dict()), nl=False)
+        doc = result.to_dict()
+        if result.export.recommended and publish:
+            doc["publish"] = _publish(result, publish).to_dict()
+        typer.echo(dumps(doc), nl=False)
         check_gate(result.export)
         return
     for t in render.profile_tables(result.profile)[-1:]:
@@ -35,17 +37,38 @@ def _run(config, out: Path, force: bool, json: bool) -> None:
                       f"  run/           model.keras, saved_model/, metrics.json, history.png, run.json\n"
                       f"  run/exports/   <variant>/model.tflite + metadata.json, export.json/csv/png")
     check_gate(result.export)
+    if publish:
+        released = _publish(result, publish)
+        r = released.to_dict()
+        console.out.print(render.release_summary(r))
+        root, key = render.escape(publish["root"]), render.escape(str(publish["key_dir"]))
+        console.out.print(
+            f"serve it (any static server works; `mobile-ml serve` is coming):\n"
+            f"  python3 -m http.server 8000 --bind 127.0.0.1 --directory {root}\n"
+            f"  manifest  http://127.0.0.1:8000/{r['manifest']}  (+ .sig)\n"
+            f"  check it  mobile-ml release verify --root {root} --public-key {key}/public.pem\n"
+            f"  app key   {key}/public.b64  (development key: make your own with `mobile-ml keys generate`)")
+
+
+def _publish(result, publish: dict):
+    from mobile_ml.publish.publisher import publish_dev
+
+    return publish_dev(publish["root"], result.out / "run", model="digits", channel="dev", key_dir=publish["key_dir"])
 
 
 def quickstart(
     out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Output directory."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new one is complete)."),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout instead of tables."),
+    publish_root: str = typer.Option("exports", "--publish-root", help="Where to publish the recommended variant."),
+    key_dir: Path = typer.Option(Path("keys/dev"), "--key-dir", help="Signing key; a development key is created "
+                                                                       "here if there is none."),
+    no_publish: bool = typer.Option(False, "--no-publish", help="Stop after export."),
 ) -> None:
-    """Profile, prepare, train and export the built-in 8×8 digits: the whole pipeline with no data of your own."""
+    """Profile, prepare, train, export and publish the built-in 8×8 digits: everything, with no data of your own."""
     from mobile_ml.pipeline import QUICKSTART
 
-    _run(QUICKSTART, out, force, json)
+    _run(QUICKSTART, out, force, json, None if no_publish else {"root": publish_root, "key_dir": key_dir})
 
 
 def pipeline(

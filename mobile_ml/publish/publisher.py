@@ -205,3 +205,17 @@ def refresh(root: str, model: str, channel: str, *, key: str | Path,
                  percent=m["rollout"]["percent"], salt=m["rollout"]["salt"], action="refresh",
                  halted=m["rollout"].get("halted", False), expires_days=expires_days, now=now)
     return ReleaseResult(storage.url, "refresh", new)
+
+
+def publish_dev(root: str, rundir: str | Path, *, model: str, channel: str, key_dir: str | Path) -> ReleaseResult:
+    """quickstart's publish: a development key if there is none, the next patch version, the recommended variant."""
+    key_dir = Path(key_dir)
+    if not (key_dir / "private.pem").is_file():
+        keys.generate(key_dir)
+    private = keys.load_private(key_dir)
+    state = read_state(open_root(root), model, channel, private.public_key())
+    version = "1.0.0"
+    if state.version:
+        major, minor, patch = (int(p) for p in state.version.split("-")[0].split("."))
+        version = f"{major}.{minor}.{patch + 1}"
+    return publish(root, rundir, model=model, version=version, channel=channel, key=key_dir)
