@@ -247,6 +247,31 @@ def test_crash_between_manifest_and_signature_is_repaired(exported, key_dir, tmp
     assert verify_root(str(root), str(key_dir / "public.pem")).ok
 
 
+def test_publisher_dying_before_the_manifest_write_leaves_the_channel_usable(exported, key_dir, tmp_path,
+                                                                            monkeypatch):
+    """Threat 12: abort between the history entry and the channel swap; the old manifest stays fully valid."""
+    from mobile_ml.publish.storage import LocalStorage
+
+    run, _ = exported
+    root = tmp_path / "root"
+    publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
+    before = (root / "digits/channels/beta.json").read_bytes()
+
+    def die(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalStorage, "replace", die)
+    with pytest.raises(KeyboardInterrupt):
+        publisher.publish(str(root), run, model="digits", version="1.1.0", channel="beta", key=key_dir)
+    monkeypatch.undo()
+    assert (root / "digits/channels/beta.json").read_bytes() == before
+    assert verify_root(str(root), str(key_dir / "public.pem")).ok
+    assert not [p for p in _files(root) if p.endswith(".tmp")]
+    # the next publish skips the orphaned history number instead of colliding with it
+    again = publisher.publish(str(root), run, model="digits", version="1.1.0", channel="beta", key=key_dir).manifest
+    assert again["manifest_version"] == 3 and verify_root(str(root), str(key_dir / "public.pem")).ok
+
+
 def test_vectors_are_honoured_by_the_reference_checks():
     from pathlib import Path
 

@@ -169,7 +169,8 @@ def halt(root: str, model: str, channel: str, *, key: str | Path, now=None) -> R
     m = st.manifest
     if m.get("fallback") is None:
         raise RefusedError(f"{model}/{channel} has no fallback release to hold devices on",
-                           hint="halting needs a previous release; use `release rollout --percent 0` semantics later")
+                           hint="a channel's first release has nothing to fall back to; stage the next release "
+                                "with `publish --rollout PCT` and halt that")
     new = commit(storage, st, private, release=m["release"], fallback=m["fallback"], percent=m["rollout"]["percent"],
                  salt=m["rollout"]["salt"], action="halt", halted=True, now=now)
     return ReleaseResult(storage.url, "halt", new)
