@@ -9,8 +9,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USER = 2
-EXIT_GATE = 3  # a quality gate failed (export parity), reserved for the export stage
-EXIT_REGRESSION = 4  # a benchmark regression gate failed, reserved for the benchmark stage
+EXIT_GATE = 3  # a quality gate failed: export parity, a publish root that does not verify
+EXIT_REGRESSION = 4  # a benchmark regression gate failed
 EXIT_INTERRUPTED = 130
 
 
@@ -54,3 +54,9 @@ class GateError(MobileMLError):
     """A quality gate failed: the work ran, but its result is not good enough. Exit code 3."""
 
     exit_code = EXIT_GATE
+
+
+class RegressionError(MobileMLError):
+    """A benchmark comparison found a slowdown beyond the limit. Exit code 4."""
+
+    exit_code = EXIT_REGRESSION

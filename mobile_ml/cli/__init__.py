@@ -88,12 +88,13 @@ def _root(
 
 
 def _register() -> None:
-    from mobile_ml.cli import data_cmd, export_cmd, pipeline_cmd, publish_cmd, train_cmd
+    from mobile_ml.cli import benchmark_cmd, data_cmd, export_cmd, pipeline_cmd, publish_cmd, train_cmd
 
     app.add_typer(data_cmd.app, name="data")
     app.command("train")(train_cmd.train)
     app.command("export")(export_cmd.export)
     app.command("evaluate")(export_cmd.evaluate)
+    app.add_typer(benchmark_cmd.app, name="benchmark")
     app.add_typer(publish_cmd.keys_app, name="keys")
     app.command("publish")(publish_cmd.publish)
     app.add_typer(publish_cmd.release_app, name="release")

@@ -263,3 +263,77 @@ def verify_summary(report) -> str:
     if report.ok:
         lines.append("  [green]all signatures, hashes, lengths and references check out[/]")
     return "\n".join(lines)
+
+
+class BenchmarkProgress:
+    """One bar over the measurements (each is a fresh process of a second or more)."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
+                                 console=console.err(), transient=True, auto_refresh=False)
+        self.task = None
+
+    def __enter__(self) -> BenchmarkProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def stage(self, name: str) -> None:
+        self.progress.console.print(f"[bold]▸ {name}[/]")
+
+    def measuring(self, target, threads, repeat, index, total) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("benchmark", total=total, status="")
+        self.progress.update(self.task, completed=index, refresh=True,
+                             status=f"{target.name}, {threads} thread(s), repeat {repeat + 1}")
+
+
+def _ms(v) -> str:
+    if v is None:
+        return "—"
+    return f"{v * 1000:.1f} µs" if v < 1 else f"{v:.2f} ms"
+
+
+def benchmark_table(result) -> Table:
+    from rich import box
+
+    d = result.device
+    where = d.get("device") or d["cpu"]
+    centers = [m.latency_ms.p50 if m.latency_ms.p50 is not None else m.latency_ms.mean for m in result.measurements]
+    unit, k = ("µs", 1000.0) if max(centers, default=1) < 1 else ("ms", 1.0)
+
+    def f(v) -> str:
+        return "—" if v is None else f"{v * k:.1f}" if v * k < 100 else f"{v * k:.0f}"
+
+    t = Table(title=f"Latency per inference ({unit}): {escape(str(where))}, {d.get('cores') or '?'} cores, "
+                    f"{d['runtime']}, {'XNNPACK' if result.options.xnnpack else 'no XNNPACK'}", box=box.SIMPLE_HEAD,
+              collapse_padding=True, pad_edge=False)
+    for col in ("variant", "thr", "init ms", "first", "p50", "p90", "p99", "std", "runs", "GOP/s", "MiB"):
+        t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
+    for m in result.measurements:
+        s = m.latency_ms
+        mem = m.memory_mib.get("init_growth")
+        t.add_row(m.variant + (f" #{m.repeat + 1}" if result.options.repeats > 1 else ""), str(m.threads),
+                  f"{m.init_ms:.2f}", f(m.first_ms), f(s.p50), f(s.p90), f(s.p99), f(s.std), str(s.count),
+                  f"{m.gops:.1f}", "—" if mem is None else f"{mem:.1f}")
+    if result.keras:
+        kr = result.keras
+        t.caption = (f"Keras on the same example: predict() p50 {_ms(kr['predict']['p50'])}, direct call p50 "
+                     f"{_ms(kr['call']['p50'])}")
+    return t
+
+
+def compare_table(deltas, limit: float) -> Table:
+    t = Table(title=f"p50 change (limit +{limit:g}%, noise-aware)")
+    for col in ("variant", "threads", "base", "new", "change", "noise", "verdict"):
+        t.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
+    colors = {"regressed": "red", "faster": "green", "within noise": "yellow"}
+    for d in deltas:
+        change = "—" if d.change_pct is None else f"{d.change_pct:+.1f}%"
+        noise = "—" if d.noise_pct is None else f"±{d.noise_pct:.1f}%"
+        verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
+        t.add_row(escape(d.variant), str(d.threads), _ms(d.base_p50), _ms(d.new_p50), change, noise, verdict)
+    return t

@@ -132,13 +132,9 @@ def write_csv(result: ExportResult, path: Path) -> None:
 
 def plot(result: ExportResult, path: Path) -> None:
     """Accuracy against file size, one point per variant, with the Keras accuracy and the budget as lines."""
-    import matplotlib
+    from mobile_ml.plotting import label_points, plain_log_ticks, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from matplotlib.ticker import FuncFormatter
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     keras_acc = result.keras.accuracy * 100
     floor = keras_acc - result.options.max_accuracy_drop
@@ -148,23 +144,17 @@ def plot(result: ExportResult, path: Path) -> None:
     ax.axhline(keras_acc, color="0.3", lw=1, label=f"Keras {keras_acc:.2f}%")
     ax.axhspan(floor, keras_acc + 2 * margin, color="tab:green", alpha=0.08,
                label=f"within budget (−{result.options.max_accuracy_drop:g} pt)")
-    placed: list[tuple[float, float]] = []
     for v, acc in zip(shown, accs):
         color = "tab:green" if v.passed else "tab:red"
         star = v.variant == result.recommended
         ax.scatter(v.bytes / 1024, acc, s=180 if star else 50, color=color, marker="*" if star else "o", zorder=3)
-        # Variants of nearly the same size and accuracy would print their names on top of each other: stack them.
-        near = sum(1 for x, y in placed if abs(x / (v.bytes / 1024) - 1) < 0.15 and abs(y - acc) < margin)
-        placed.append((v.bytes / 1024, acc))
-        ax.annotate(v.variant, (v.bytes / 1024, acc), textcoords="offset points", xytext=(7, 4 + 11 * near),
-                    fontsize=9)
+    label_points(ax, [(v.bytes / 1024, acc, v.variant) for v, acc in zip(shown, accs)], y_close=margin)
     ax.set_ylim(min(accs + [floor]) - margin, max(accs + [keras_acc]) + 3 * margin)
     ax.set_xlabel("model file size (KiB)")
     ax.set_ylabel("test accuracy, LiteRT (%)")
     ax.set_xscale("log")
     ax.margins(x=0.12)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # after set_xscale, which resets them
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    plain_log_ticks(ax.xaxis)
     ax.set_title("Exported variants: accuracy vs size (★ recommended)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
