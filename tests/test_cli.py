@@ -32,7 +32,8 @@ def run(*args):
 
 @pytest.mark.parametrize("cmd", [[], ["data"], ["data", "profile"], ["data", "prepare"], ["train"], ["quickstart"],
                                  ["pipeline"], ["export"], ["evaluate"], ["publish"], ["keys", "generate"],
-                                 ["release"], ["release", "verify"], ["release", "rollback"]])
+                                 ["release"], ["release", "verify"], ["release", "rollback"], ["benchmark"],
+                                 ["benchmark", "compare"]])
 def test_help_for_every_command(cmd):
     r = run(*cmd, "--help")
     assert r.exit_code == 0, r.output
@@ -180,6 +181,9 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
                                                             "pruned-int8"]
     assert exported["recommended"] and all(v["parity"]["agreement"] > 0.95 for v in exported["variants"])
     assert "Exported variants" in r.stdout and "recommended:" in r.stdout
+    # ... benchmarked (every variant, 1 thread) ...
+    bench = json.loads((tmp_path / "qs" / "run" / "benchmark" / "benchmark.json").read_text())
+    assert len(bench["measurements"]) == 6 and "Latency per inference" in r.stdout
     # ... and published, signed with a development key created on the spot
     assert (tmp_path / "keys" / "dev" / "private.pem").stat().st_mode & 0o777 == 0o600
     assert "http.server" in r.stdout and "digits/channels/dev.json" in r.stdout

@@ -10,15 +10,30 @@ import typer
 from mobile_ml.cli import console, render
 
 
-def _run(config, out: Path, force: bool, json: bool, publish: dict | None = None) -> None:
+def _benchmark(result):
+    """quickstart's benchmark: every variant, 1 thread, short phases (a full run is `mobile-ml benchmark RUNDIR`)."""
+    from mobile_ml.benchmark import report
+    from mobile_ml.benchmark.runner import BenchmarkOptions, run
+
+    with render.BenchmarkProgress() as progress:
+        bench = run(result.out / "run", BenchmarkOptions(threads=(1,), warmup_seconds=0.1, min_seconds=0.3),
+                    reporter=progress)
+    report.write(bench, result.out / "run" / "benchmark")
+    return bench
+
+
+def _run(config, out: Path, force: bool, json: bool, publish: dict | None = None, benchmark: bool = False) -> None:
     from mobile_ml.export.report import check_gate
     from mobile_ml.outputs import dumps
     from mobile_ml.pipeline import run_pipeline
 
     with render.PipelineProgress() as progress:
         result = run_pipeline(config, out, force=force, reporter=progress)
+    bench = _benchmark(result) if benchmark and result.export.recommended else None
     if json:
         doc = result.to_dict()
+        if bench is not None:
+            doc["benchmark"] = bench.to_dict()
         if result.export.recommended and publish:
             doc["publish"] = _publish(result, publish).to_dict()
         typer.echo(dumps(doc), nl=False)
@@ -31,11 +46,14 @@ def _run(config, out: Path, force: bool, json: bool, publish: dict | None = None
     for t in render.train_tables(result.train):
         console.out.print(t)
     console.out.print(render.export_table(result.export))
+    if bench is not None:
+        console.out.print(render.benchmark_table(bench))
     console.out.print(f"wrote {render.escape(str(result.out))}/ in {result.seconds:.1f} s:\n"
                       f"  profile.json   data profile\n"
                       f"  data/          data.json + train/validation/test splits\n"
                       f"  run/           model.keras, saved_model/, metrics.json, history.png, run.json\n"
-                      f"  run/exports/   <variant>/model.tflite + metadata.json, export.json/csv/png")
+                      f"  run/exports/   <variant>/model.tflite + metadata.json, export.json/csv/png"
+                      + ("\n  run/benchmark/  benchmark.json/csv, latency.png, tradeoff.png" if bench else ""))
     check_gate(result.export)
     if publish:
         released = _publish(result, publish)
@@ -63,12 +81,14 @@ def quickstart(
     publish_root: str = typer.Option("exports", "--publish-root", help="Where to publish the recommended variant."),
     key_dir: Path = typer.Option(Path("keys/dev"), "--key-dir", help="Signing key; a development key is created "
                                                                        "here if there is none."),
-    no_publish: bool = typer.Option(False, "--no-publish", help="Stop after export."),
+    no_publish: bool = typer.Option(False, "--no-publish", help="Do not publish."),
+    no_benchmark: bool = typer.Option(False, "--no-benchmark", help="Do not benchmark the variants."),
 ) -> None:
-    """Profile, prepare, train, export and publish the built-in 8×8 digits: everything, with no data of your own."""
+    """Profile, prepare, train, export, benchmark and publish the built-in 8×8 digits, with no data of your own."""
     from mobile_ml.pipeline import QUICKSTART
 
-    _run(QUICKSTART, out, force, json, None if no_publish else {"root": publish_root, "key_dir": key_dir})
+    _run(QUICKSTART, out, force, json, None if no_publish else {"root": publish_root, "key_dir": key_dir},
+         benchmark=not no_benchmark)
 
 
 def pipeline(
