@@ -17,21 +17,19 @@ def _fmt(v, digits: int = 4) -> str:
     return str(v)
 
 
-class TrainProgress:
-    """A bar for the candidate grid and one for the current candidate's epochs, on stderr.
+class _LiveProgress:
+    """Bars on stderr, redrawn only when an event arrives (never by rich's refresh thread).
 
-    Redrawn only when an epoch ends: rich's default refresh thread (10 Hz) competes with Keras's Python training
-    loop for the GIL and cost up to a third of training throughput on 2 cores (benchmarks/train_throughput.py).
+    rich's default 10 Hz refresh thread competes with Keras's Python training loop for the GIL and cost up to a
+    third of training throughput on 2 cores (benchmarks/train_throughput.py).
     """
 
     def __init__(self) -> None:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
                                  console=console.err(), transient=True, auto_refresh=False)
-        self.grid = None
-        self.epochs = None
 
-    def __enter__(self) -> TrainProgress:
+    def __enter__(self):
         self.progress.start()
         return self
 
@@ -40,6 +38,15 @@ class TrainProgress:
 
     def stage(self, name: str) -> None:
         self.progress.console.print(f"[bold]▸ {name}[/]")
+
+
+class TrainProgress(_LiveProgress):
+    """A bar for the candidate grid and one for the current candidate's epochs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grid = None
+        self.epochs = None
 
     def candidate_started(self, candidate, total, max_epochs) -> None:
         if self.grid is None:
@@ -167,18 +174,8 @@ class _ExportEvents:
                                     f"{sum(result.seconds.values()):.1f} s")
 
 
-class ExportProgress(_ExportEvents):
-    def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
-                                 console=console.err(), transient=True, auto_refresh=False)
-
-    def __enter__(self) -> ExportProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
+class ExportProgress(_LiveProgress, _ExportEvents):
+    """One bar over the variants."""
 
 
 class PipelineProgress(TrainProgress, _ExportEvents):
@@ -265,24 +262,10 @@ def verify_summary(report) -> str:
     return "\n".join(lines)
 
 
-class BenchmarkProgress:
+class BenchmarkProgress(_LiveProgress):
     """One bar over the measurements (each is a fresh process of a second or more)."""
 
-    def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
-                                 console=console.err(), transient=True, auto_refresh=False)
-        self.task = None
-
-    def __enter__(self) -> BenchmarkProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def stage(self, name: str) -> None:
-        self.progress.console.print(f"[bold]▸ {name}[/]")
+    task = None
 
     def measuring(self, target, threads, repeat, index, total) -> None:
         if self.task is None:
