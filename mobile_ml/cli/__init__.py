@@ -88,7 +88,7 @@ def _root(
 
 
 def _register() -> None:
-    from mobile_ml.cli import benchmark_cmd, data_cmd, export_cmd, pipeline_cmd, publish_cmd, train_cmd
+    from mobile_ml.cli import benchmark_cmd, data_cmd, export_cmd, pipeline_cmd, publish_cmd, serve_cmd, train_cmd
 
     app.add_typer(data_cmd.app, name="data")
     app.command("train")(train_cmd.train)
@@ -98,6 +98,8 @@ def _register() -> None:
     app.add_typer(publish_cmd.keys_app, name="keys")
     app.command("publish")(publish_cmd.publish)
     app.add_typer(publish_cmd.release_app, name="release")
+    app.command("serve")(serve_cmd.serve)
+    app.add_typer(serve_cmd.telemetry_app, name="telemetry")
     app.command("quickstart")(pipeline_cmd.quickstart)
     app.command("pipeline")(pipeline_cmd.pipeline)
 

@@ -61,8 +61,8 @@ def _run(config, out: Path, force: bool, json: bool, publish: dict | None = None
         console.out.print(render.release_summary(r))
         root, key = render.escape(publish["root"]), render.escape(str(publish["key_dir"]))
         console.out.print(
-            f"serve it (any static server works; `mobile-ml serve` is coming):\n"
-            f"  python3 -m http.server 8000 --bind 127.0.0.1 --directory {root}\n"
+            f"serve it (any static web server or CDN works too):\n"
+            f"  mobile-ml serve {root} --port 8000\n"
             f"  manifest  http://127.0.0.1:8000/{r['manifest']}  (+ .sig)\n"
             f"  check it  mobile-ml release verify --root {root} --public-key {key}/public.pem\n"
             f"  app key   {key}/public.b64  (development key: make your own with `mobile-ml keys generate`)")

@@ -320,3 +320,15 @@ def compare_table(deltas, limit: float) -> Table:
         verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
         t.add_row(escape(d.variant), str(d.threads), _ms(d.base_p50), _ms(d.new_p50), change, noise, verdict)
     return t
+
+
+def telemetry_table(rows) -> Table:
+    t = Table(title="Telemetry: per model version and device model")
+    for col in ("model", "version", "device", "devices", "adoption", "p50 ms", "p90 ms", "inferences", "applied",
+                "failed", "failure rate"):
+        t.add_column(col, justify="left" if col in ("model", "version", "device") else "right")
+    for r in rows:
+        t.add_row(escape(r.model), escape(r.version), escape(r.device_model), str(r.devices), f"{r.adoption:.0%}",
+                  _fmt(r.latency_p50_ms), _fmt(r.latency_p90_ms), str(r.inferences), str(r.updates_applied),
+                  str(r.updates_failed), "—" if r.failure_rate is None else f"{r.failure_rate:.1%}")
+    return t

@@ -1,0 +1,1 @@
+"""Delivery: serving a publish root (and collecting telemetry) over HTTP."""
