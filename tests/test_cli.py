@@ -33,7 +33,7 @@ def run(*args):
 @pytest.mark.parametrize("cmd", [[], ["data"], ["data", "profile"], ["data", "prepare"], ["train"], ["quickstart"],
                                  ["pipeline"], ["export"], ["evaluate"], ["publish"], ["keys", "generate"],
                                  ["release"], ["release", "verify"], ["release", "rollback"], ["benchmark"],
-                                 ["benchmark", "compare"], ["serve"], ["telemetry", "summary"]])
+                                 ["benchmark", "compare"], ["serve"], ["telemetry", "summary"], ["device", "sync"], ["device", "run"]])
 def test_help_for_every_command(cmd):
     r = run(*cmd, "--help")
     assert r.exit_code == 0, r.output
@@ -186,7 +186,7 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
     assert len(bench["measurements"]) == 6 and "Latency per inference" in r.stdout
     # ... and published, signed with a development key created on the spot
     assert (tmp_path / "keys" / "dev" / "private.pem").stat().st_mode & 0o777 == 0o600
-    assert "mobile-ml serve exports" in r.stdout and "digits/channels/dev.json" in r.stdout
+    assert "mobile-ml serve exports" in r.stdout and "mobile-ml device sync --server" in r.stdout
     v = _subprocess("release", "verify", "--root", "exports", "--public-key", "keys/dev/public.pem", "--json",
                     cwd=tmp_path)
     assert v.returncode == 0 and json.loads(v.stdout)["manifests"] == 1, v.stderr

@@ -88,7 +88,8 @@ def _root(
 
 
 def _register() -> None:
-    from mobile_ml.cli import benchmark_cmd, data_cmd, export_cmd, pipeline_cmd, publish_cmd, serve_cmd, train_cmd
+    from mobile_ml.cli import (benchmark_cmd, data_cmd, device_cmd, export_cmd, pipeline_cmd, publish_cmd, serve_cmd,
+                               train_cmd)
 
     app.add_typer(data_cmd.app, name="data")
     app.command("train")(train_cmd.train)
@@ -100,6 +101,7 @@ def _register() -> None:
     app.add_typer(publish_cmd.release_app, name="release")
     app.command("serve")(serve_cmd.serve)
     app.add_typer(serve_cmd.telemetry_app, name="telemetry")
+    app.add_typer(device_cmd.app, name="device")
     app.command("quickstart")(pipeline_cmd.quickstart)
     app.command("pipeline")(pipeline_cmd.pipeline)
 

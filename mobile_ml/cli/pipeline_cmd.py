@@ -61,11 +61,13 @@ def _run(config, out: Path, force: bool, json: bool, publish: dict | None = None
         console.out.print(render.release_summary(r))
         root, key = render.escape(publish["root"]), render.escape(str(publish["key_dir"]))
         console.out.print(
-            f"serve it (any static web server or CDN works too):\n"
+            f"deliver it (any static web server or CDN can serve {root}/ too):\n"
             f"  mobile-ml serve {root} --port 8000\n"
-            f"  manifest  http://127.0.0.1:8000/{r['manifest']}  (+ .sig)\n"
-            f"  check it  mobile-ml release verify --root {root} --public-key {key}/public.pem\n"
-            f"  app key   {key}/public.b64  (development key: make your own with `mobile-ml keys generate`)")
+            f"  mobile-ml device sync --server http://127.0.0.1:8000/ --model digits --channel dev "
+            f"--public-key {key}/public.pem --state device-state --install-id demo-device --app-version 1.0.0\n"
+            f"  mobile-ml device run --state device-state\n"
+            f"  check the root: mobile-ml release verify --root {root} --public-key {key}/public.pem\n"
+            f"  app key: {key}/public.b64 (a development key: make your own with `mobile-ml keys generate`)")
 
 
 def _publish(result, publish: dict):

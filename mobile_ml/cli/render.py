@@ -323,9 +323,12 @@ def compare_table(deltas, limit: float) -> Table:
 
 
 def telemetry_table(rows) -> Table:
-    t = Table(title="Telemetry: per model version and device model")
-    for col in ("model", "version", "device", "devices", "adoption", "p50 ms", "p90 ms", "inferences", "applied",
-                "failed", "failure rate"):
+    from rich import box
+
+    t = Table(title="Telemetry: per model version and device model", box=box.SIMPLE_HEAD, collapse_padding=True,
+              pad_edge=False)
+    for col in ("model", "version", "device", "devices", "adopt", "p50 ms", "p90 ms", "runs", "applied",
+                "failed", "fail %"):
         t.add_column(col, justify="left" if col in ("model", "version", "device") else "right")
     for r in rows:
         t.add_row(escape(r.model), escape(r.version), escape(r.device_model), str(r.devices), f"{r.adoption:.0%}",

@@ -1,0 +1,319 @@
+"""The reference client against `mobile-ml serve` on loopback: install, update, rollback, and attacks and faults.
+
+Each attack or fault asserts that the device still runs a verified model and that no temporary files remain.
+"""
+
+import hashlib
+import json
+import shutil
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mobile_ml.client import sync as client
+from mobile_ml.export.metadata import health_check
+from mobile_ml.publish import keys, publisher
+
+
+@pytest.fixture()
+def world(exported, tmp_path):
+    """A fresh publish root with 1.0.0 on digits/beta, served by a real uvicorn server, and a key."""
+    import uvicorn
+
+    from mobile_ml.deliver.server import create_app
+
+    run, _ = exported
+    key_dir = tmp_path / "keys"
+    keys.generate(key_dir)
+    root = tmp_path / "root"
+    publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(root, tmp_path / "telemetry.db"), log_level="error"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.02)
+    yield {"run": run, "root": root, "key": key_dir, "url": f"http://127.0.0.1:{port}/", "tmp": tmp_path,
+           "db": tmp_path / "telemetry.db"}
+    srv.should_exit = True
+    thread.join(10)
+
+
+def device(world, install_id="device-1", **kw):
+    cfg = dict(server=world["url"], model="digits", channel="beta", public_key=keys.load_public(world["key"]),
+               state_dir=world["tmp"] / f"state-{install_id}", install_id=install_id, app_version="1.0.0",
+               timeout=5.0)
+    cfg.update(kw)
+    return client.DeviceConfig(**cfg)
+
+
+def runs_verified_model(cfg, version):
+    """The app's view: current.json names `version`, and that model passes its own health check."""
+    vdir, meta = client.current_model(cfg.state_dir)
+    assert vdir.name == version
+    assert health_check((vdir / "model.tflite").read_bytes(), meta).ok
+    leftovers = [p.name for p in cfg.state_dir.rglob("*") if p.name.endswith((".tmp", ".part"))]
+    assert leftovers == []
+
+
+def test_first_install_then_304_then_update(world):
+    cfg = device(world)
+    r = client.sync(cfg)
+    assert r.outcome == "installed" and r.current == "1.0.0" and r.manifest_version == 1, r
+    runs_verified_model(cfg, "1.0.0")
+    assert client.sync(cfg).outcome == "not_modified"
+    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                      key=world["key"], variant="fp32")
+    r = client.sync(cfg)
+    assert (r.outcome, r.current, r.previous) == ("installed", "1.1.0", "1.0.0")
+    runs_verified_model(cfg, "1.1.0")
+    assert sorted(p.name for p in (cfg.state_dir / "versions").iterdir()) == ["1.0.0", "1.1.0"]
+    import sqlite3
+
+    with sqlite3.connect(world["db"]) as db:
+        events = db.execute("SELECT event, version FROM events ORDER BY id").fetchall()
+    assert events.count(("update_applied", "1.1.0")) == 1
+
+
+def _installed(world, **kw):
+    cfg = device(world, **kw)
+    assert client.sync(cfg).outcome == "installed"
+    return cfg
+
+
+def _channel(world):
+    return world["root"] / "digits" / "channels" / "beta.json"
+
+
+def test_replayed_old_manifest_is_refused(world):
+    cfg = _installed(world)
+    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                      key=world["key"], variant="fp32")
+    assert client.sync(cfg).current == "1.1.0"
+    hist = world["root"] / "digits" / "history" / "beta"
+    shutil.copy(hist / "00000001.json", _channel(world))  # an attacker serves the old, validly signed manifest
+    shutil.copy(hist / "00000001.json.sig", str(_channel(world)) + ".sig")
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("rejected", "rollback", "1.1.0")
+    runs_verified_model(cfg, "1.1.0")
+
+
+@pytest.mark.parametrize("attack", ["flipped_bit", "unsigned", "wrong_key"])
+def test_forged_manifests_are_refused(world, attack):
+    cfg = _installed(world)
+    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                      key=world["key"], variant="fp32")
+    if attack == "flipped_bit":
+        raw = bytearray(_channel(world).read_bytes())
+        raw[raw.index(b'"percent"') + 12] ^= 0x01
+        _channel(world).write_bytes(bytes(raw))
+    elif attack == "unsigned":
+        (world["root"] / "digits/channels/beta.json.sig").write_bytes(b"")
+    else:
+        other = world["tmp"] / "other"
+        keys.generate(other)
+        (world["root"] / "digits/channels/beta.json.sig").write_bytes(
+            keys.sign(keys.load_private(other), _channel(world).read_bytes()))
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason) == ("rejected", "bad_signature")
+    runs_verified_model(cfg, "1.0.0")
+
+
+def test_expired_manifest_is_refused(world):
+    cfg = _installed(world)
+    later = device(world, now=lambda: datetime.now(timezone.utc) + timedelta(days=31))
+    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                      key=world["key"], variant="fp32")
+    r = client.sync(later)
+    assert (r.outcome, r.reason) == ("rejected", "expired")
+    runs_verified_model(cfg, "1.0.0")
+
+
+def test_swapped_blob_is_refused(world):
+    cfg = _installed(world)
+    m = publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                          key=world["key"], variant="fp32").manifest
+    model_entry = next(f for f in m["release"]["files"] if f["name"] == "model.tflite")
+    other = (world["run"] / "exports" / "int8" / "model.tflite").read_bytes()  # a valid model, the wrong one
+    (world["root"] / model_entry["url"]).write_bytes(other)
+    r = client.sync(cfg)
+    assert r.outcome == "rejected" and r.reason in ("hash_mismatch", "length_mismatch")
+    runs_verified_model(cfg, "1.0.0")
+
+
+def _next_release(world):
+    m = publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                          key=world["key"], variant="fp32").manifest
+    return next(f for f in m["release"]["files"] if f["name"] == "model.tflite")
+
+
+def test_resume_after_a_cut_download(world, monkeypatch):
+    cfg = _installed(world)
+    entry = _next_release(world)
+    blob = (world["root"] / entry["url"]).read_bytes()
+    staging = cfg.state_dir / "staging"
+    (staging / f"{entry['sha256']}.part").write_bytes(blob[: len(blob) // 2])  # cut at 50 %
+    (staging / f"{entry['sha256']}.etag").write_text(f'"{entry["sha256"]}"')
+    seen = []
+    real_open = client._Http.open
+
+    def spy(self, path, headers=None):
+        resp = real_open(self, path, headers)
+        seen.append((path, dict(headers or {}), getattr(resp, "status", None)))
+        return resp
+
+    monkeypatch.setattr(client._Http, "open", spy)
+    r = client.sync(cfg)
+    assert r.outcome == "installed" and r.current == "1.1.0"
+    resumed = [s for s in seen if s[0] == entry["url"]]
+    assert resumed[0][1]["Range"] == f"bytes={len(blob) // 2}-" and resumed[0][2] == 206
+    runs_verified_model(cfg, "1.1.0")
+
+
+def test_changed_content_restarts_and_corrupt_partial_is_redownloaded(world):
+    cfg = _installed(world)
+    cfg2 = _installed(world, install_id="device-2")
+    entry = _next_release(world)
+    blob = (world["root"] / entry["url"]).read_bytes()
+    staging = cfg.state_dir / "staging"
+    # a partial file from other content, with a stale validator: If-Range fails, the server sends all (200)
+    (staging / f"{entry['sha256']}.part").write_bytes(b"x" * 100)
+    (staging / f"{entry['sha256']}.etag").write_text('"stale"')
+    assert client.sync(cfg).current == "1.1.0"
+    runs_verified_model(cfg, "1.1.0")
+    # a corrupt partial with the right validator: the resumed file fails its hash once, then downloads whole
+    (cfg2.state_dir / "staging" / f"{entry['sha256']}.part").write_bytes(bytes(len(blob) // 2))
+    (cfg2.state_dir / "staging" / f"{entry['sha256']}.etag").write_text(f'"{entry["sha256"]}"')
+    assert client.sync(cfg2).current == "1.1.0"
+    runs_verified_model(cfg2, "1.1.0")
+
+
+def test_signed_but_broken_model_fails_its_health_check(world, tmp_path):
+    cfg = _installed(world)
+    broken = tmp_path / "broken-run"
+    shutil.copytree(world["run"], broken)
+    model = broken / "exports" / "fp32" / "model.tflite"
+    data = model.read_bytes()[:2000]  # truncated, yet published and signed like any release
+    model.write_bytes(data)
+    meta_path = broken / "exports" / "fp32" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    meta_path.write_text(json.dumps(meta))
+    publisher.publish(str(world["root"]), broken, model="digits", version="1.1.0", channel="beta", key=world["key"],
+                      variant="fp32")
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("failed", "health_check", "1.0.0")
+    runs_verified_model(cfg, "1.0.0")
+
+
+def test_too_old_app_and_dead_server(world):
+    cfg = _installed(world)
+    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                      key=world["key"], variant="fp32", min_app_version="9.0.0")
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("skipped", "app_too_old", "1.0.0")
+    dead = device(world, server="http://127.0.0.1:9/", timeout=1.0)
+    r = client.sync(dead)
+    assert (r.outcome, r.reason) == ("failed", "network")
+    runs_verified_model(cfg, "1.0.0")
+
+
+def test_staged_rollout_promotion_and_rollback_end_to_end(world):
+    """v1 everywhere; v2 to 10 %: inside devices update, outside keep v1; 100 %; rollback; replayed v2 refused."""
+    from mobile_ml.publish import manifest as mf
+
+    devices = {i: _installed(world, install_id=f"phone-{i}") for i in range(12)}
+    m = publisher.publish(str(world["root"]), world["run"], model="digits", version="2.0.0", channel="beta",
+                          key=world["key"], variant="fp32", rollout=10).manifest
+    salt = m["rollout"]["salt"]
+    for i, cfg in devices.items():
+        inside = mf.in_rollout(10, salt, cfg.install_id)
+        assert client.sync(cfg).current == ("2.0.0" if inside else "1.0.0")
+    publisher.set_rollout(str(world["root"]), "digits", "beta", percent=100, key=world["key"])
+    assert all(client.sync(cfg).current == "2.0.0" for cfg in devices.values())
+    v2_manifest = _channel(world).read_bytes(), (world["root"] / "digits/channels/beta.json.sig").read_bytes()
+    publisher.rollback(str(world["root"]), "digits", "beta", key=world["key"])
+    assert all(client.sync(cfg).current == "1.0.0" for cfg in devices.values())
+    _channel(world).write_bytes(v2_manifest[0])
+    (world["root"] / "digits/channels/beta.json.sig").write_bytes(v2_manifest[1])
+    for cfg in devices.values():
+        r = client.sync(cfg)
+        assert (r.outcome, r.reason, r.current) == ("rejected", "rollback", "1.0.0")
+        runs_verified_model(cfg, "1.0.0")
+
+
+def test_device_cli_sync_and_run(world):
+    from tests.test_cli import run as cli
+
+    state = world["tmp"] / "cli-state"
+    args = ["device", "sync", "--server", world["url"], "--model", "digits", "--channel", "beta", "--public-key",
+            world["key"] / "public.pem", "--state", state, "--install-id", "cli-device", "--app-version", "1.0.0"]
+    r = cli(*args, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["outcome"] == "installed", r.output
+    r = cli("device", "run", "--state", state, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["version"] == "1.0.0"
+    _channel(world).write_bytes(_channel(world).read_bytes().replace(b'"percent": 100.0', b'"percent": 100.1'))
+    r = cli(*args)
+    assert r.exit_code == 3 and "rejected" in r.stdout and "bad_signature" in r.stderr
+    r = cli("device", "run", "--state", world["tmp"] / "empty-state")
+    assert r.exit_code == 2 and "no current model" in r.stderr
+
+
+def test_oversized_manifest_is_cut_off(world):
+    cfg = _installed(world)
+    _channel(world).write_bytes(b" " * (2 << 20))  # an endless-looking body: the client reads 1 MiB + 1, no more
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason) == ("rejected", "too_large")
+    runs_verified_model(cfg, "1.0.0")
+
+
+def test_slow_server_times_out(world):
+    """A server that accepts and never answers: the check fails after the timeout, the model stays."""
+    cfg = _installed(world)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    try:
+        t0 = time.monotonic()
+        r = client.sync(device(world, server=f"http://127.0.0.1:{port}/", timeout=0.5))
+        assert (r.outcome, r.reason) == ("failed", "network") and time.monotonic() - t0 < 10
+    finally:
+        listener.close()
+    runs_verified_model(cfg, "1.0.0")
+
+
+def test_full_disk_skips_the_download(world, monkeypatch):
+    cfg = _installed(world)
+    _next_release(world)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("skipped", "no_space", "1.0.0")
+    runs_verified_model(cfg, "1.0.0")
+
+
+def test_crash_between_staging_and_switch_keeps_a_loadable_model(world, monkeypatch):
+    cfg = _installed(world)
+    _next_release(world)
+    real = client._write_atomic
+
+    def die_on_pointer(path, data):
+        if path.name == "current.json":
+            raise KeyboardInterrupt  # the process dies right before the switch
+        real(path, data)
+
+    monkeypatch.setattr(client, "_write_atomic", die_on_pointer)
+    with pytest.raises(KeyboardInterrupt):
+        client.sync(cfg)
+    monkeypatch.undo()
+    vdir, meta = client.current_model(cfg.state_dir)  # what the app loads after the crash
+    assert vdir.name == "1.0.0" and health_check((vdir / "model.tflite").read_bytes(), meta).ok
+    r = client.sync(cfg)  # the next check completes the update
+    assert (r.outcome, r.current) == ("installed", "1.1.0")
+    runs_verified_model(cfg, "1.1.0")
