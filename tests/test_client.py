@@ -33,15 +33,49 @@ def world(exported, tmp_path):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(root, tmp_path / "telemetry.db"), log_level="error"))
+    faults = Faults(create_app(root, tmp_path / "telemetry.db"))
+    srv = uvicorn.Server(uvicorn.Config(faults, log_level="critical"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not srv.started:
         time.sleep(0.02)
     yield {"run": run, "root": root, "key": key_dir, "url": f"http://127.0.0.1:{port}/", "tmp": tmp_path,
-           "db": tmp_path / "telemetry.db"}
+           "db": tmp_path / "telemetry.db", "faults": faults}
     srv.should_exit = True
     thread.join(10)
+
+
+class Faults:
+    """ASGI middleware around the real server: the next request for a path ending in ``target`` gets a 500, or has
+    its body cut off after ``cut_at`` bytes (the connection drops mid-transfer)."""
+
+    def __init__(self, app):
+        self.app, self.target, self.mode, self.cut_at, self.hits = app, None, None, 0, []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.target or not scope["path"].endswith(self.target) or not self.mode:
+            return await self.app(scope, receive, send)
+        mode, self.mode = self.mode, None  # one-shot
+        self.hits.append((mode, dict((k.decode(), v.decode()) for k, v in scope["headers"])))
+        if mode == "watch":
+            return await self.app(scope, receive, send)
+        if mode == "500":
+            await send({"type": "http.response.start", "status": 500, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        sent = 0
+
+        async def cut(message):
+            nonlocal sent
+            if message["type"] == "http.response.body":
+                body = message.get("body", b"")
+                if sent + len(body) >= self.cut_at:
+                    await send({"type": "http.response.body", "body": body[: self.cut_at - sent], "more_body": True})
+                    raise ConnectionResetError("cut by the test")
+                sent += len(body)
+            await send(message)
+
+        await self.app(scope, receive, cut)
 
 
 def device(world, install_id="device-1", **kw):
@@ -316,4 +350,28 @@ def test_crash_between_staging_and_switch_keeps_a_loadable_model(world, monkeypa
     assert vdir.name == "1.0.0" and health_check((vdir / "model.tflite").read_bytes(), meta).ok
     r = client.sync(cfg)  # the next check completes the update
     assert (r.outcome, r.current) == ("installed", "1.1.0")
+    runs_verified_model(cfg, "1.1.0")
+
+
+def test_download_cut_mid_transfer_then_resumed_and_server_500(world):
+    cfg = _installed(world)
+    entry = _next_release(world)
+    size = entry["length"]
+    faults = world["faults"]
+    faults.target, faults.mode = entry["url"], "500"
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("failed", "http_500", "1.0.0")
+    runs_verified_model(cfg, "1.0.0")
+    faults.mode, faults.cut_at = "cut", size // 2  # the connection drops at 50 %
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("failed", "network", "1.0.0")
+    part = cfg.state_dir / "staging" / f"{entry['sha256']}.part"
+    assert 0 < part.stat().st_size < size  # kept for resuming
+    vdir, meta = client.current_model(cfg.state_dir)
+    assert vdir.name == "1.0.0" and health_check((vdir / "model.tflite").read_bytes(), meta).ok
+    have = part.stat().st_size
+    faults.mode = "watch"  # pass through, but record the next request's headers
+    r = client.sync(cfg)
+    assert (r.outcome, r.current) == ("installed", "1.1.0")
+    assert faults.hits[-1][1]["range"] == f"bytes={have}-" and faults.hits[-1][1]["if-range"] == f'"{entry["sha256"]}"'
     runs_verified_model(cfg, "1.1.0")

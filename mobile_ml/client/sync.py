@@ -12,6 +12,7 @@ On any failure the current model stays, the reason is recorded in state.json and
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -107,13 +108,13 @@ class _Http:
             if e.code in (304, 416):
                 return e
             raise Failed(f"http_{e.code}", f"{path}: HTTP {e.code}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as e:
+        except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as e:
             raise Failed("network", f"{path}: {getattr(e, 'reason', e)}") from None
 
     def read_capped(self, resp, cap: int, what: str) -> bytes:
         try:
             data = resp.read(cap + 1)
-        except (TimeoutError, OSError) as e:
+        except (TimeoutError, OSError, http.client.HTTPException) as e:
             raise Failed("network", f"{what}: {e}") from None
         if len(data) > cap:
             raise Rejected("too_large", f"{what} is over {cap} bytes")
@@ -152,7 +153,7 @@ def _download(http: _Http, entry: dict[str, Any], staging: Path) -> bytes:
             while left > 0:
                 try:
                     chunk = resp.read(min(CHUNK, left))
-                except (TimeoutError, OSError) as e:
+                except (TimeoutError, OSError, http.client.HTTPException) as e:
                     raise Failed("network", f"{entry['url']}: {e}") from None
                 if not chunk:
                     break
