@@ -375,3 +375,51 @@ def test_download_cut_mid_transfer_then_resumed_and_server_500(world):
     assert (r.outcome, r.current) == ("installed", "1.1.0")
     assert faults.hits[-1][1]["range"] == f"bytes={have}-" and faults.hits[-1][1]["if-range"] == f'"{entry["sha256"]}"'
     runs_verified_model(cfg, "1.1.0")
+
+
+def test_key_rotation_then_the_old_key_is_refused(world):
+    """Threat 8: the old key hands over to a new one; devices follow, then refuse anything the old key signs."""
+    from mobile_ml.publish import manifest as mf
+    from mobile_ml.publish.rotation import rotate
+    from mobile_ml.publish.verify import verify_root
+
+    cfg = _installed(world)
+    new_key = world["tmp"] / "new-key"
+    keys.generate(new_key)
+    with pytest.raises(publisher.RefusedError, match="is signed by key") as e:
+        publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                          key=new_key, variant="fp32")
+    assert "mobile-ml keys rotate" in e.value.hint
+    rotate(str(world["root"]), "digits", old_key=world["key"], new_key=new_key)
+    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                      key=new_key, variant="fp32")
+    assert verify_root(str(world["root"]), str(world["key"] / "public.pem")).ok  # the app's pinned key
+    r = client.sync(cfg)
+    assert (r.outcome, r.current) == ("installed", "1.1.0")
+    # someone with the old key signs a "newer" manifest: refused, because the device moved on
+    old_private = keys.load_private(world["key"])
+    forged = mf.build(model="digits", channel="beta", manifest_version=99, key_id=keys.key_id(old_private.public_key()),
+                      release=json.loads(_channel(world).read_bytes())["release"], rollout_percent=100,
+                      salt="x", fallback=None, action="publish")
+    raw = mf.dumps(forged)
+    _channel(world).write_bytes(raw)
+    (world["root"] / "digits/channels/beta.json.sig").write_bytes(keys.sign(old_private, raw))
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("rejected", "bad_signature", "1.1.0")
+    # a device that never saw the rotation still accepts the old key's manifest (it has no reason not to)
+    fresh = device(world, install_id="fresh")
+    assert client.sync(fresh).outcome == "installed"
+
+
+def test_rotation_signed_by_a_stranger_is_not_followed(world):
+    from mobile_ml.publish import rotation
+
+    cfg = _installed(world)
+    stranger, new_key = world["tmp"] / "stranger", world["tmp"] / "new"
+    keys.generate(stranger)
+    keys.generate(new_key)
+    rotation.rotate(str(world["root"]), "digits", old_key=stranger, new_key=new_key)  # not from the channel's key
+    with pytest.raises(publisher.RefusedError):
+        publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
+                          key=new_key, variant="fp32")
+    runs_verified_model(cfg, "1.0.0")

@@ -298,6 +298,12 @@ def test_vectors_are_honoured_by_the_reference_checks():
         except trust.Rejected as e:
             outcome = e.reason
         assert outcome == f["expect"], f["name"]
+    from mobile_ml.publish.rotation import check_statement
+
+    for rot in doc["rotations"]:
+        new = check_statement(base64.b64decode(rot["statement_b64"]), base64.b64decode(rot["signature_b64"]), public,
+                              model=rot["model"], new_key_id=rot["new_key_id"])
+        assert ("accept" if new is not None else "reject") == rot["expect"], rot["name"]
     buckets = json.loads((here / "bucketing.json").read_text())["cases"]
     assert len(buckets) >= 50 and any(c["in_rollout"] for c in buckets) and not all(c["in_rollout"] for c in buckets)
     for c in buckets:

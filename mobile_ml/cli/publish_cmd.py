@@ -43,6 +43,23 @@ def keys_generate(out: Path = typer.Option(..., "--out", "-o", help="Directory f
                       f"  public   {render.escape(str(info.public_path))}, and public.b64 for the app to embed")
 
 
+@keys_app.command("rotate")
+def keys_rotate(model: str = typer.Option(..., "--model", "-m"),
+                old: Path = typer.Option(..., "--old", help="The key devices trust now (private.pem or its dir)."),
+                new: Path = typer.Option(..., "--new", help="The key that signs from now on."),
+                root: str = ROOT, json: bool = JSON) -> None:
+    """Hand a model's channels over to a new key: the old key signs a statement naming the new one."""
+    from mobile_ml.outputs import dumps
+    from mobile_ml.publish.rotation import rotate
+
+    doc = rotate(root, model, old_key=old, new_key=new)
+    if json:
+        typer.echo(dumps(doc), nl=False)
+        return
+    console.out.print(f"{render.escape(model)}: key {doc['old_key_id'][:16]}… → {doc['new_key_id'][:16]}…; "
+                      "devices switch on their next check, and refuse the old key after that")
+
+
 def publish(
     rundir: Path = typer.Argument(..., help="Run directory (or quickstart/pipeline output) with exports."),
     model: str = typer.Option(..., "--model", "-m", help="Model name in the publish root, e.g. digits."),

@@ -11,6 +11,7 @@ On any failure the current model stays, the reason is recorded in state.json and
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -23,8 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from mobile_ml.publish import manifest as mf
-from mobile_ml.publish.trust import Rejected, check_file, check_manifest, select_release
+from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish.trust import Rejected, check_file, check_manifest, claimed_key_id, select_release
 
 CHUNK = 64 * 1024
 MAX_SIGNATURE_BYTES = 1024
@@ -175,6 +176,33 @@ def _download(http: _Http, entry: dict[str, Any], staging: Path) -> bytes:
     raise AssertionError("unreachable")
 
 
+def _trusted_key(cfg: DeviceConfig, state: dict[str, Any]):
+    """The key this device trusts now: the pinned one, or the last one a verified rotation handed over to."""
+    if state.get("trusted_key_b64"):
+        from mobile_ml.publish.rotation import load_b64_key
+
+        return load_b64_key(state["trusted_key_b64"])
+    return cfg.public_key
+
+
+def _signing_key(http: "_Http", cfg: DeviceConfig, state: dict[str, Any], raw: bytes):
+    """The trusted key, or the key a rotation statement signed by it names (followed one step per check)."""
+    from mobile_ml.publish.rotation import MAX_STATEMENT_BYTES, check_statement, statement_path
+
+    trusted = _trusted_key(cfg, state)
+    claimed = claimed_key_id(raw)
+    if not claimed or claimed == keys.key_id(trusted):
+        return trusted
+    try:
+        path = statement_path(cfg.model, claimed)
+        data = http.read_capped(http.open(path), MAX_STATEMENT_BYTES, "key rotation")
+        sig = http.read_capped(http.open(path + ".sig"), MAX_SIGNATURE_BYTES, "key rotation signature")
+    except Failed:
+        return trusted  # no statement: the manifest will fail verification with the trusted key
+    new = check_statement(data, sig, trusted, model=cfg.model, new_key_id=claimed)
+    return new if new is not None else trusted
+
+
 def _install(cfg: DeviceConfig, release: dict[str, Any], files: dict[str, bytes], state: dict[str, Any]) -> None:
     versions = cfg.state_dir / "versions"
     versions.mkdir(exist_ok=True)
@@ -221,8 +249,9 @@ def sync(cfg: DeviceConfig) -> SyncResult:
             raw = http.read_capped(resp, mf.MAX_MANIFEST_BYTES, "manifest")
             etag = resp.headers.get("ETag")
             sig = http.read_capped(http.open(path + ".sig"), MAX_SIGNATURE_BYTES, "signature")
+            key = _signing_key(http, cfg, state, raw)
             try:
-                m = check_manifest(raw, sig, cfg.public_key, now=now, model=cfg.model, channel=cfg.channel,
+                m = check_manifest(raw, sig, key, now=now, model=cfg.model, channel=cfg.channel,
                                    last_version=state.get("manifest_version"), last_sha256=state.get("manifest_sha256"))
                 break
             except Rejected as e:
@@ -230,7 +259,7 @@ def sync(cfg: DeviceConfig) -> SyncResult:
                     raise
                 resp = http.open(path)
         accepted = {"manifest_version": int(m["manifest_version"]), "manifest_sha256": hashlib.sha256(raw).hexdigest(),
-                    "manifest_etag": etag}
+                    "manifest_etag": etag, "trusted_key_b64": base64.b64encode(keys.public_der(key)).decode()}
         release = select_release(m, cfg.install_id, state.get("current"))
         if release is None or release["version"] == state.get("current"):
             state.update(accepted)

@@ -63,9 +63,16 @@ def read_state(storage, model: str, channel: str, public_key) -> ChannelState:
         unverified = _peek_key_id(raw)
         ours = keys.key_id(public_key)
         if unverified and unverified != ours:
-            raise RefusedError(f"channel {model}/{channel} is signed by key {unverified[:16]}…, not by this key "
-                               f"({ours[:16]}…)", hint="sign with the channel's key (key rotation is not supported "
-                                                       "yet: see docs/update-protocol.md)")
+            from mobile_ml.publish.rotation import old_key_for
+
+            old = old_key_for(storage, model, public_key, unverified)  # a rotation from the channel's key to ours?
+            if old is None:
+                raise RefusedError(f"channel {model}/{channel} is signed by key {unverified[:16]}…, not by this key "
+                                   f"({ours[:16]}…)", hint="sign with the channel's key, or publish a rotation "
+                                                           "first: `mobile-ml keys rotate`")
+            public_key = old
+            if keys.verify(old, raw, sig):
+                return ChannelState(model, channel, mf.parse(raw, f"{storage.url}/{path}"), tag)
         repaired = _repair_signature(storage, model, channel, raw, public_key)
         if not repaired:
             raise InputFileError(f"the signature of {storage.url}/{path} does not verify",
@@ -93,6 +100,12 @@ def _repair_signature(storage, model, channel, raw, public_key) -> bool:
     return True
 
 
+def _rotated(storage, state: ChannelState, public_key) -> bool:
+    from mobile_ml.publish.rotation import old_key_for
+
+    return old_key_for(storage, state.model, public_key, state.manifest["key_id"]) is not None
+
+
 def next_manifest_version(storage, state: ChannelState) -> int:
     """One above both the current manifest and any history entry (an aborted commit may have left one)."""
     highest = state.manifest_version
@@ -108,7 +121,7 @@ def commit(storage, state: ChannelState, private_key, *, release: dict[str, Any]
            now=None) -> dict[str, Any]:
     """Sign and make current a new manifest for ``state``'s channel; returns it."""
     kid = keys.key_id(private_key.public_key())
-    if state.manifest and state.manifest["key_id"] != kid:
+    if state.manifest and state.manifest["key_id"] != kid and not _rotated(storage, state, private_key.public_key()):
         raise RefusedError(f"channel {state.model}/{state.channel} is signed by key {state.manifest['key_id'][:16]}…, "
                            f"not by this key ({kid[:16]}…)", hint="sign with the channel's key")
     version = next_manifest_version(storage, state)
@@ -132,13 +145,17 @@ def commit(storage, state: ChannelState, private_key, *, release: dict[str, Any]
 
 
 def history(storage, model: str, channel: str, public_key) -> list[dict[str, Any]]:
-    """Every manifest issued on the channel, oldest first, each with whether its signature verifies."""
+    """Every manifest issued on the channel, oldest first, each with whether its signature verifies (with
+    ``public_key`` or a key linked to it by rotation statements)."""
+    from mobile_ml.publish.rotation import trusted_keys, verify_any
+
+    trusted = trusted_keys(storage, model, public_key)
     out = []
     for p in storage.list(f"{model}/history/{channel}"):
         if not p.endswith(".json"):
             continue
         raw = storage.read(p) or b""
-        ok = keys.verify(public_key, raw, storage.read(p + ".sig") or b"")
+        ok = verify_any(trusted, raw, storage.read(p + ".sig") or b"")
         try:
             m = mf.parse(raw, p)
         except InputFileError:

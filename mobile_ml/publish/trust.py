@@ -76,3 +76,11 @@ def select_release(m: dict[str, Any], install_id: str, current_version: str | No
     if rollout.get("halted"):
         return m["release"] if current_version == m["release"]["version"] else m.get("fallback")
     return m["release"] if inside else m.get("fallback")
+
+
+def claimed_key_id(raw: bytes) -> str | None:
+    """The key id an unverified manifest claims: only to pick which rotation statement to fetch, never trusted."""
+    import re
+
+    m = re.search(rb'"key_id":\s*"([0-9a-f]{64})"', raw[: mf.MAX_MANIFEST_BYTES])
+    return m.group(1).decode() if m else None

@@ -10,6 +10,7 @@ from typing import Any
 
 from mobile_ml.errors import GateError, InputFileError
 from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish.rotation import trusted_keys, verify_any
 from mobile_ml.publish.storage import open_root
 
 
@@ -67,6 +68,7 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
             if len(data) != f.get("length") or hashlib.sha256(data).hexdigest() != f.get("sha256"):
                 report.problems.append(f"{where}: {f.get('name')} → {url} does not match the signed sha256/length")
 
+    trusted_by_model: dict[str, dict] = {}
     for path in everything:
         parts = path.split("/")
         if len(parts) == 3 and parts[1] == "releases" and path.endswith(".json"):
@@ -84,16 +86,16 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
         if sig is None:
             report.problems.append(f"{path}: signature file {path}.sig is missing")
             continue
-        if not keys.verify(public, raw, sig):
-            report.problems.append(f"{path}: signature does not verify with key {report.key_id[:16]}…")
+        trusted = trusted_by_model.setdefault(parts[0], trusted_keys(storage, parts[0], public))
+        if not verify_any(trusted, raw, sig):
+            report.problems.append(f"{path}: signature does not verify with key {report.key_id[:16]}…"
+                                   + (" or its rotations" if len(trusted) > 1 else ""))
             continue
         try:
             m = mf.parse(raw, path)
         except InputFileError as e:
             report.problems.append(f"{path}: {e.message}")
             continue
-        if m["key_id"] != report.key_id:
-            report.problems.append(f"{path}: names key {m['key_id'][:16]}… but verifies with {report.key_id[:16]}…")
         if is_history:
             report.history_entries += 1
         else:

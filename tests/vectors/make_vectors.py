@@ -85,11 +85,26 @@ def main() -> None:
         {"name": "one_byte_longer", "data_b64": b64(blob + b"x"), "entry": entry, "expect": "length_mismatch"},
         {"name": "truncated", "data_b64": b64(blob[:-1]), "entry": entry, "expect": "length_mismatch"},
     ]
+    new = _key("rotated-key.pem")
+    statement = mf.dumps({"schema": "mobile_ml.key_rotation", "schema_version": 1, "model": "digits",
+                          "old_key_id": kid, "old_public_key_b64": b64(keys.public_der(key.public_key())),
+                          "new_key_id": keys.key_id(new.public_key()),
+                          "new_public_key_b64": b64(keys.public_der(new.public_key())), "issued_at": NOW})
+    rotations = [
+        {"name": "valid_rotation", "statement_b64": b64(statement), "signature_b64": b64(keys.sign(key, statement)),
+         "model": "digits", "new_key_id": keys.key_id(new.public_key()), "expect": "accept"},
+        {"name": "signed_by_another_key", "statement_b64": b64(statement),
+         "signature_b64": b64(keys.sign(other, statement)), "model": "digits",
+         "new_key_id": keys.key_id(new.public_key()), "expect": "reject"},
+        {"name": "for_another_model", "statement_b64": b64(statement), "signature_b64": b64(keys.sign(key, statement)),
+         "model": "faces", "new_key_id": keys.key_id(new.public_key()), "expect": "reject"},
+    ]
     pub = key.public_key()
     doc = {"schema": "mobile_ml.test_vectors.manifests", "schema_version": 1, "now": NOW, "key_id": kid,
            "public_key_pem": pub.public_bytes(serialization.Encoding.PEM,
                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
-           "public_key_b64": b64(keys.public_der(pub)), "cases": cases, "files": files}
+           "public_key_b64": b64(keys.public_der(pub)), "cases": cases, "files": files,
+           "rotations": rotations}
     (HERE / "manifests.json").write_text(json.dumps(doc, indent=2) + "\n")
 
     buckets = []
