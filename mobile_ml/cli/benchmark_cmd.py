@@ -21,7 +21,8 @@ class _DefaultRun(TyperGroup):
 
 
 app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
-                  help="Measure inference latency like LiteRT's benchmark tools: here, or on a phone over adb.")
+                  help="Measure inference latency like LiteRT's benchmark tools: here, or on a phone over adb.\n\n"
+                       "mobile-ml benchmark TARGET [OPTIONS] is short for mobile-ml benchmark run TARGET [OPTIONS].")
 
 
 def _threads(text: str) -> tuple[int, ...]:
@@ -36,7 +37,7 @@ def _threads(text: str) -> tuple[int, ...]:
     return values
 
 
-@app.command("run", hidden=True)
+@app.command("run")
 def run(
     target: Path = typer.Argument(..., help="A .tflite file, an export directory, or a run (all its variants)."),
     threads: str = typer.Option("1", "--threads", "-t", help="Thread counts to sweep, e.g. 1,2,4."),
