@@ -21,6 +21,7 @@ from typing import Any
 from mobile_ml.errors import InputFileError, UserError
 from mobile_ml.publish import keys, manifest as mf
 from mobile_ml.publish.storage import ConcurrentUpdate, ExistsDifferent
+from mobile_ml.publish.trust import claimed_key_id
 
 
 class RefusedError(UserError):
@@ -60,7 +61,7 @@ def read_state(storage, model: str, channel: str, public_key) -> ChannelState:
         return ChannelState(model, channel, None, None)
     sig = storage.read(path + ".sig") or b""
     if not keys.verify(public_key, raw, sig):
-        unverified = _peek_key_id(raw)
+        unverified = claimed_key_id(raw)  # for the message and the rotation lookup only; never trusted
         ours = keys.key_id(public_key)
         if unverified and unverified != ours:
             from mobile_ml.publish.rotation import old_key_for
@@ -78,12 +79,6 @@ def read_state(storage, model: str, channel: str, public_key) -> ChannelState:
             raise InputFileError(f"the signature of {storage.url}/{path} does not verify",
                                  hint="the root was modified outside mobile-ml; run `mobile-ml release verify`")
     return ChannelState(model, channel, mf.parse(raw, f"{storage.url}/{path}"), tag)
-
-
-def _peek_key_id(raw: bytes) -> str | None:
-    """The key id an unverified manifest claims, for a better refusal message only (never trusted)."""
-    m = re.search(rb'"key_id":\s*"([0-9a-f]{64})"', raw)
-    return m.group(1).decode() if m else None
 
 
 def _repair_signature(storage, model, channel, raw, public_key) -> bool:

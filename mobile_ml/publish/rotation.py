@@ -121,8 +121,8 @@ def trusted_keys(storage, model: str, public_key) -> dict[str, Any]:
 
 def verify_any(trusted: dict[str, Any], raw: bytes, sig: bytes) -> bool:
     """Verify with the trusted key the document claims (its key_id), never with a key it merely names."""
-    import re
+    from mobile_ml.publish.trust import claimed_key_id
 
-    m = re.search(rb'"key_id":\s*"([0-9a-f]{64})"', raw)
-    key = trusted.get(m.group(1).decode()) if m else None
+    claimed = claimed_key_id(raw)
+    key = trusted.get(claimed) if claimed else None
     return key is not None and keys.verify(key, raw, sig)

@@ -85,10 +85,7 @@ class LocalStorage:
             _fsync_dir(self._p(path).parent)
             return True
         except FileExistsError:
-            if self.read(path) == data:
-                return False
-            raise ExistsDifferent(f"{self._p(path)} already exists with different content",
-                                  hint="published files are immutable; choose a new version") from None
+            return _already_there(self, path, data, str(self._p(path)))
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -185,10 +182,7 @@ class S3Storage:
                        CacheControl=cache_control(path), ContentType=_content_type(path))
             return True
         except FileExistsError:
-            if self.read(path) == data:
-                return False
-            raise ExistsDifferent(f"{self.url}/{path} already exists with different content",
-                                  hint="published files are immutable; choose a new version") from None
+            return _already_there(self, path, data, f"{self.url}/{path}")
         except OSError as e:
             raise OutputError(f"cannot write {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
 
@@ -210,6 +204,14 @@ class S3Storage:
                        ContentType=_content_type(path))
         except OSError as e:
             raise OutputError(f"cannot write {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
+
+
+def _already_there(storage, path: str, data: bytes, where: str) -> bool:
+    """A create-only write found the name taken: fine (False) if the bytes are ours, a refusal otherwise."""
+    if storage.read(path) == data:
+        return False
+    raise ExistsDifferent(f"{where} already exists with different content",
+                          hint="published files are immutable; choose a new version")
 
 
 def _content_type(path: str) -> str:
