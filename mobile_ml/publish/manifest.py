@@ -24,6 +24,9 @@ BUCKETS = 10_000
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# A release's file names and hashes become file names on devices: plain names only, never a path.
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def parse_version(text: str) -> tuple:
@@ -111,7 +114,9 @@ def parse(data: bytes, where: str) -> dict[str, Any]:
         release, rollout = m["release"], m["rollout"]
         parse_version(release["version"])
         for f in release["files"]:
-            f["name"], f["url"], f["sha256"], int(f["length"])
+            f["url"], int(f["length"])
+            if not _FILE_NAME.match(f["name"]) or not _SHA256.match(f["sha256"]):
+                raise ValueError(f"file entry {f['name']!r} / {f['sha256']!r} is not a plain name and a sha256")
         float(rollout["percent"]), rollout["salt"]
     except (KeyError, TypeError, ValueError, ConfigError) as e:
         raise InputFileError(f"{where} is incomplete: {e}", hint="republish the channel") from e

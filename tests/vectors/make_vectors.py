@@ -45,8 +45,8 @@ def main() -> None:
                "parity": {}, "min_app_version": "1.0.0", "runtime": {"name": "litert", "min_version": "1.0.0"}}
     issued = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
-    def manifest(version=5, channel="stable", expires_days=30.0, when=issued):
-        m = mf.build(model="digits", channel=channel, manifest_version=version, key_id=kid, release=release,
+    def manifest(version=5, channel="stable", expires_days=30.0, when=issued, key_id=kid, release=release):
+        m = mf.build(model="digits", channel=channel, manifest_version=version, key_id=key_id, release=release,
                      rollout_percent=25.0, salt="0123456789abcdef", fallback=None, action="publish", now=when,
                      expires_days=expires_days)
         return mf.dumps(m)
@@ -76,6 +76,13 @@ def main() -> None:
          last_sha256=hashlib.sha256(good).hexdigest())
     beta = manifest(channel="beta")
     case("manifest_of_another_channel", beta, keys.sign(key, beta), "wrong_channel")
+    names_other = manifest(key_id=keys.key_id(other.public_key()))
+    case("names_another_key_id", names_other, keys.sign(key, names_other), "wrong_key")
+    # File names and hashes become file names on the device: a signed manifest still may not escape its directory.
+    escaping = manifest(release={**release, "files": [{**entry, "name": "../model.tflite"}]})
+    case("file_name_escapes", escaping, keys.sign(key, escaping), "malformed")
+    bad_hash = manifest(release={**release, "files": [{**entry, "sha256": "../../state"}]})
+    case("file_sha256_not_hex", bad_hash, keys.sign(key, bad_hash), "malformed")
     not_json = b"this is not json\n"
     case("signed_but_malformed", not_json, keys.sign(key, not_json), "malformed")
 
