@@ -1,0 +1,46 @@
+package dev.mobileml.updater
+
+/** Semantic versions as mobile-ml orders them: MAJOR.MINOR.PATCH, a pre-release sorts before its release. */
+object Semver {
+    private val PATTERN = Regex("^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-([0-9A-Za-z.-]+))?$")
+
+    fun isValid(text: String): Boolean = PATTERN.matches(text)
+
+    /** Negative, zero or positive as [a] sorts before, with or after [b]. Throws for an invalid version. */
+    fun compare(a: String, b: String): Int {
+        val x = parse(a)
+        val y = parse(b)
+        for (i in 0..2) {
+            val c = x.numbers[i].compareTo(y.numbers[i])
+            if (c != 0) return c
+        }
+        if (x.pre == null || y.pre == null) return if (x.pre == y.pre) 0 else if (x.pre == null) 1 else -1
+        val n = minOf(x.pre.size, y.pre.size)
+        for (i in 0 until n) {
+            val c = comparePart(x.pre[i], y.pre[i])
+            if (c != 0) return c
+        }
+        return x.pre.size.compareTo(y.pre.size)
+    }
+
+    private class Parsed(val numbers: List<java.math.BigInteger>, val pre: List<String>?)
+
+    private fun parse(text: String): Parsed {
+        val m = PATTERN.matchEntire(text) ?: throw IllegalArgumentException("'$text' is not a semantic version")
+        val g = m.groupValues
+        val pre = if (g[4].isEmpty()) null else g[4].split('.')
+        return Parsed(listOf(g[1], g[2], g[3]).map { java.math.BigInteger(it) }, pre)
+    }
+
+    // Numeric identifiers sort numerically and before alphanumeric ones, which sort as strings.
+    private fun comparePart(a: String, b: String): Int {
+        val an = a.all { it in '0'..'9' }
+        val bn = b.all { it in '0'..'9' }
+        return when {
+            an && bn -> java.math.BigInteger(a).compareTo(java.math.BigInteger(b))
+            an -> -1
+            bn -> 1
+            else -> a.compareTo(b)
+        }
+    }
+}
