@@ -423,3 +423,20 @@ def test_rotation_signed_by_a_stranger_is_not_followed(world):
         publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
                           key=new_key, variant="fp32")
     runs_verified_model(cfg, "1.0.0")
+
+
+def test_switching_channels_keeps_each_channels_versions_apart(world):
+    """manifest_version counts per channel: a device moved from beta (version 2) to stable (version 1) must not
+    call stable's manifest a rollback, and moving back must not take beta's 304 for 'nothing to do'."""
+    w = world
+    publisher.publish(str(w["root"]), w["run"], model="digits", version="1.1.0", channel="beta", key=w["key"])
+    beta = device(w)
+    assert client.sync(beta).current == "1.1.0"
+    publisher.publish(str(w["root"]), w["run"], model="digits", version="1.0.1", channel="stable", key=w["key"])
+    stable = device(w, channel="stable")
+    r = client.sync(stable)
+    assert (r.outcome, r.current, r.manifest_version) == ("installed", "1.0.1", 1), r
+    r = client.sync(beta)
+    assert (r.outcome, r.current) == ("installed", "1.1.0"), r
+    runs_verified_model(beta, "1.1.0")
+    assert client.sync(beta).outcome == "not_modified"

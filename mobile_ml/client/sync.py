@@ -1,7 +1,8 @@
 """The reference device client: section 5 of ``docs/update-protocol.md``, step by step.
 
 State directory (everything a device keeps):
-    state.json              last accepted manifest (version, sha256, ETag), current and previous release, last check
+    state.json              per model/channel: last accepted manifest (version, sha256, ETag); the trusted key;
+                            current and previous release; last check
     versions/<version>/     model.tflite + metadata.json of the current and the previous release
     current.json            the pointer the app reads: which version directory is live (fsync + atomic rename)
     staging/                partial downloads (<sha256>.part + .etag), removed once installed
@@ -238,12 +239,14 @@ def sync(cfg: DeviceConfig) -> SyncResult:
     path = f"{cfg.model}/channels/{cfg.channel}.json"
     result: SyncResult | None = None
     try:
-        headers = {"If-None-Match": state["manifest_etag"]} if state.get("manifest_etag") and state.get("current") \
-            else {}
-        resp = http.open(path, headers)
+        # What this device accepted from this channel (versions are per channel; a device may switch channels).
+        seen = state.setdefault("channels", {}).get(f"{cfg.model}/{cfg.channel}", {})
+        # The 304 shortcut only holds while the model running is still the one this channel's manifest chose.
+        fresh = seen.get("manifest_etag") and state.get("current") and seen.get("current") == state.get("current")
+        resp = http.open(path, {"If-None-Match": seen["manifest_etag"]} if fresh else {})
         if (getattr(resp, "status", None) or resp.getcode()) == 304:
             result = SyncResult("not_modified", state.get("current"), state.get("previous"),
-                                manifest_version=state.get("manifest_version"))
+                                manifest_version=seen.get("manifest_version"))
             return result
         for attempt in (1, 2):  # manifest and signature are two files: a reader can fall between the writes
             raw = http.read_capped(resp, mf.MAX_MANIFEST_BYTES, "manifest")
@@ -252,17 +255,19 @@ def sync(cfg: DeviceConfig) -> SyncResult:
             key = _signing_key(http, cfg, state, raw)
             try:
                 m = check_manifest(raw, sig, key, now=now, model=cfg.model, channel=cfg.channel,
-                                   last_version=state.get("manifest_version"), last_sha256=state.get("manifest_sha256"))
+                                   last_version=seen.get("manifest_version"), last_sha256=seen.get("manifest_sha256"))
                 break
             except Rejected as e:
                 if e.reason != "bad_signature" or attempt == 2:
                     raise
                 resp = http.open(path)
         accepted = {"manifest_version": int(m["manifest_version"]), "manifest_sha256": hashlib.sha256(raw).hexdigest(),
-                    "manifest_etag": etag, "trusted_key_b64": base64.b64encode(keys.public_der(key)).decode()}
+                    "manifest_etag": etag}
+        trusted_b64 = base64.b64encode(keys.public_der(key)).decode()
         release = select_release(m, cfg.install_id, state.get("current"))
         if release is None or release["version"] == state.get("current"):
-            state.update(accepted)
+            state["channels"][f"{cfg.model}/{cfg.channel}"] = {**accepted, "current": state.get("current")}
+            state["trusted_key_b64"] = trusted_b64
             result = SyncResult("up_to_date", state.get("current"), state.get("previous"),
                                 manifest_version=accepted["manifest_version"])
             return result
@@ -284,7 +289,8 @@ def sync(cfg: DeviceConfig) -> SyncResult:
             for f in release["files"]:
                 for suffix in (".part", ".etag"):
                     (cfg.state_dir / "staging" / f"{f['sha256']}{suffix}").unlink(missing_ok=True)
-        state.update(accepted, previous=state.get("current"), current=release["version"])
+        state.update(previous=state.get("current"), current=release["version"], trusted_key_b64=trusted_b64)
+        state["channels"][f"{cfg.model}/{cfg.channel}"] = {**accepted, "current": release["version"]}
         result = SyncResult("installed", release["version"], state.get("previous"),
                             manifest_version=accepted["manifest_version"])
         return result

@@ -7,7 +7,8 @@ import java.io.IOException
 /**
  * The device's files, as the Python reference client lays them out:
  *
- *     state.json            last accepted manifest (version, sha256, ETag), trusted key, current/previous, last check
+ *     state.json            per model/channel: last accepted manifest (version, sha256, ETag) and the version it
+ *                           chose; the trusted key; current/previous version; the last check
  *     versions/<version>/   model.tflite + metadata.json of the current and the previous release
  *     current.json          the pointer the app reads: which version directory is live
  *     staging/              partial downloads (<sha256>.part + .etag), removed once installed or refused

@@ -71,12 +71,25 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
         val previous = state["previous"] as? String
         val path = "${config.model}/channels/${config.channel}.json"
 
-        // 1. Conditional GET of the manifest (only when a model is installed: otherwise there is work to do).
-        val etag = state["manifest_etag"] as? String
-        var resp = http.open(path, if (etag != null && current != null) mapOf("If-None-Match" to etag) else emptyMap())
+        // What this device accepted from this channel: versions count per channel, and a device may switch.
+        val channelKey = "${config.model}/${config.channel}"
+        @Suppress("UNCHECKED_CAST")
+        val channels = LinkedHashMap(state["channels"] as? Map<String, Any?> ?: emptyMap())
+        state["channels"] = channels
+        val seen = channels[channelKey] as? Map<*, *> ?: emptyMap<String, Any?>()
+
+        // 1. Conditional GET of the manifest; the 304 shortcut only holds while the model running is the one this
+        // channel's manifest chose (not after a first install, nor after another channel's).
+        val etag = seen["manifest_etag"] as? String
+        val conditional = if (etag != null && current != null && seen["current"] == current) {
+            mapOf("If-None-Match" to etag)
+        } else {
+            emptyMap()
+        }
+        var resp = http.open(path, conditional)
         if (resp.status == 304) {
             resp.close()
-            return SyncResult(Outcome.NOT_MODIFIED, current, previous, null, "", state["manifest_version"] as? Long)
+            return SyncResult(Outcome.NOT_MODIFIED, current, previous, null, "", seen["manifest_version"] as? Long)
         }
         // 2-4. Signature before parsing; one refetch, because the manifest and its signature are written in turn.
         var accepted: Manifest? = null
@@ -90,7 +103,7 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
             key = signingKey(state, raw)
             try {
                 accepted = Trust.checkManifest(raw, sig, key, now, config.model, config.channel,
-                                               state["manifest_version"] as? Long, state["manifest_sha256"] as? String)
+                                               seen["manifest_version"] as? Long, seen["manifest_sha256"] as? String)
                 break
             } catch (e: Rejected) {
                 if (e.reason != "bad_signature" || attempt == 2) throw e
@@ -98,12 +111,15 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
             }
         }
         val m = accepted!!
-        val acceptedState = mapOf("manifest_version" to m.manifestVersion, "manifest_sha256" to Codec.sha256Hex(raw),
-                                  "manifest_etag" to newEtag, "trusted_key_b64" to Keys.toBase64(key))
+        fun accept(running: String?) {  // only once the whole check succeeded or found nothing to do
+            channels[channelKey] = mapOf("manifest_version" to m.manifestVersion, "manifest_sha256" to Codec.sha256Hex(raw),
+                                         "manifest_etag" to newEtag, "current" to running)
+            state["trusted_key_b64"] = Keys.toBase64(key)
+        }
         // 5. Which release this device runs.
         val release = Trust.selectRelease(m, config.installId, current)
         if (release == null || release.version == current) {
-            state.putAll(acceptedState)
+            accept(current)
             return SyncResult(Outcome.UP_TO_DATE, current, previous, null, "", m.manifestVersion)
         }
         // 6. Can this app run it, and is there room?
@@ -143,7 +159,7 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
                 File(store.staging, "${f.sha256}.etag").delete()
             }
         }
-        state.putAll(acceptedState)
+        accept(release.version)
         state["previous"] = current
         state["current"] = release.version
         return SyncResult(Outcome.INSTALLED, release.version, current, null, "", m.manifestVersion)

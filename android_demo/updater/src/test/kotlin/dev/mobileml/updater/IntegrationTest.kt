@@ -89,9 +89,9 @@ class IntegrationTest {
             return out
         }
 
-        fun publish(version: String, variant: String) {
+        fun publish(version: String, variant: String, channel: String = "beta") {
             run("publish", File(world, "run").path, "--root", root.path, "--model", "digits", "--version", version,
-                "--channel", "beta", "--key", File(world, "keys").path, "--variant", variant)
+                "--channel", channel, "--key", File(world, "keys").path, "--variant", variant)
         }
     }
 
@@ -115,8 +115,8 @@ class IntegrationTest {
         }
     }
 
-    private fun updater(listener: UpdateListener? = null) =
-        Updater(UpdaterConfig(url, "digits", "beta", File(world, "keys/public.b64").readText(), state, "kotlin-device-1",
+    private fun updater(listener: UpdateListener? = null, channel: String = "beta") =
+        Updater(UpdaterConfig(url, "digits", channel, File(world, "keys/public.b64").readText(), state, "kotlin-device-1",
                               "1.0.0", deviceModel = "kotlin-updater-test", timeoutMillis = 10000), health, listener)
 
     private fun blob(variant: String) = File(world, "run/exports/$variant/model.tflite").readBytes()
@@ -248,9 +248,24 @@ class IntegrationTest {
         val out = run("telemetry", "summary", "--db", db.path, "--json")
         val rows = (Json.parse(out.trim()) as Map<*, *>)["rows"] as List<*>
         val mine = rows.map { it as Map<*, *> }.filter { it["device_model"] == "kotlin-updater-test" }
-        val applied = mine.sumBy { (it["updates_applied"] as Long).toInt() }
-        val failed = mine.sumBy { (it["updates_failed"] as Long).toInt() }
-        assertEquals("installs of 1.0.0, 1.1.0 and 1.2.0: $mine", 3, applied)
-        assertEquals("cut download, tampered blob, replay, forgery: $mine", 4, failed)
+        val applied = mine.fold(0L) { n, row -> n + row["updates_applied"] as Long }
+        val failed = mine.fold(0L) { n, row -> n + row["updates_failed"] as Long }
+        assertEquals("installs of 1.0.0, 1.1.0 and 1.2.0: $mine", 3L, applied)
+        assertEquals("cut download, tampered blob, replay, forgery: $mine", 4L, failed)
+    }
+
+    @Test
+    fun t7_switchingChannelsKeepsEachChannelsVersionsApart() {
+        // beta is at manifest_version 3; stable's first manifest is version 1, which is not a rollback.
+        publish("1.0.1", "fp32", channel = "stable")
+        val stable = updater(channel = "stable").sync()
+        assertEquals(stable.toString(), Outcome.INSTALLED, stable.outcome)
+        assertEquals(1L, stable.manifestVersion)
+        assertRuns("1.0.1", "fp32")
+        // Back on beta, its unchanged manifest (same ETag) must not read as "nothing to do": the model changed.
+        val back = updater().sync()
+        assertEquals(back.toString(), Outcome.INSTALLED, back.outcome)
+        assertRuns("1.2.0", "int8")
+        assertEquals(Outcome.NOT_MODIFIED, updater().sync().outcome)
     }
 }
