@@ -1,6 +1,5 @@
 package dev.mobileml.demo.model
 
-import dev.mobileml.demo.ml.MetadataException
 import dev.mobileml.demo.ml.ModelSpec
 import dev.mobileml.demo.ml.TensorType
 import dev.mobileml.updater.HealthCases
@@ -34,9 +33,7 @@ class LiteRtHealthCheck : HealthCheck {
      */
     private fun quantizationProblem(spec: ModelSpec, input: FloatArray, metadata: Map<String, Any?>): String? {
         if (!spec.input.tensor.isQuantized) return null
-        val case = metadata["health_check"] as? Map<*, *> ?: return null
-        val expected = ArrayList<Int>()
-        flatten(case["input_quantized"] ?: return null, expected)
+        val expected = HealthCases.quantizedInput(metadata) ?: return null
         val ours = spec.input.tensor.quantize(input)
         val type = spec.input.tensor.type
         for (i in ours.indices) {
@@ -46,13 +43,5 @@ class LiteRtHealthCheck : HealthCheck {
             }
         }
         return null
-    }
-
-    private fun flatten(value: Any?, out: MutableList<Int>) {
-        when (value) {
-            is Number -> out.add(value.toInt())
-            is List<*> -> value.forEach { flatten(it, out) }
-            else -> throw MetadataException("health_check.input_quantized holds $value")
-        }
     }
 }
