@@ -30,31 +30,27 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
     fun sync(): SyncResult {
         val now = config.clock()  // one clock reading for the whole check
         var state: MutableMap<String, Any?> = LinkedHashMap()
-        var result: SyncResult? = null
-        try {
+        val r = try {
             store.prepare()
             state = store.loadState()
-            result = check(state, now)
+            check(state, now)
         } catch (e: Rejected) {
-            result = SyncResult(Outcome.REJECTED, state["current"] as? String, state["previous"] as? String,
-                                e.reason, e.detail, null)
+            SyncResult(Outcome.REJECTED, state["current"] as? String, state["previous"] as? String, e.reason, e.detail,
+                       null)
         } catch (e: UpdateFailed) {
             val skipped = e.reason == "app_too_old" || e.reason == "runtime" || e.reason == "no_space"
-            result = SyncResult(if (skipped) Outcome.SKIPPED else Outcome.FAILED, state["current"] as? String,
-                                state["previous"] as? String, e.reason, e.detail, null)
+            SyncResult(if (skipped) Outcome.SKIPPED else Outcome.FAILED, state["current"] as? String,
+                       state["previous"] as? String, e.reason, e.detail, null)
         } catch (e: IOException) {  // the device's own storage: full, read-only, removed
-            result = SyncResult(Outcome.FAILED, state["current"] as? String, state["previous"] as? String, "io",
-                                "${e.javaClass.simpleName}: ${e.message}", null)
-        } finally {
-            state["last_check"] = mapOf("time" to Manifest.formatTime(now), "outcome" to (result?.outcome?.wire ?: "error"),
-                                        "reason" to result?.reason)
-            try {
-                store.saveState(state)
-            } catch (e: UpdateFailed) {
-                // the check's own result is what matters; the next check rewrites the state
-            }
+            SyncResult(Outcome.FAILED, state["current"] as? String, state["previous"] as? String, "io",
+                       "${e.javaClass.simpleName}: ${e.message}", null)
         }
-        val r = result!!
+        state["last_check"] = mapOf("time" to Manifest.formatTime(now), "outcome" to r.outcome.wire, "reason" to r.reason)
+        try {
+            store.saveState(state)
+        } catch (e: UpdateFailed) {
+            // the check's own result is what matters; the next check rewrites the state
+        }
         if (config.sendTelemetry) {
             val event = when (r.outcome) {
                 Outcome.INSTALLED -> "update_applied"
