@@ -37,11 +37,14 @@ object Trust {
     }
 
     /** A downloaded file must have exactly the signed length and sha256. */
-    fun checkFile(data: ByteArray, entry: FileEntry) {
-        if (data.size.toLong() != entry.length) {
-            throw Rejected("length_mismatch", "${entry.name}: ${data.size} bytes, signed ${entry.length}")
+    fun checkFile(data: ByteArray, entry: FileEntry) = checkDigest(data.size.toLong(), { Codec.sha256Hex(data) }, entry)
+
+    /** The same check for content seen as its length and (computed only when the length is right) its sha256. */
+    internal fun checkDigest(length: Long, sha256Hex: () -> String, entry: FileEntry) {
+        if (length != entry.length) {
+            throw Rejected("length_mismatch", "${entry.name}: $length bytes, signed ${entry.length}")
         }
-        if (Codec.sha256Hex(data) != entry.sha256) {
+        if (sha256Hex() != entry.sha256) {
             throw Rejected("hash_mismatch", "${entry.name}: sha256 differs from the signed one")
         }
     }

@@ -283,10 +283,7 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
         const val MAX_SIGNATURE_BYTES = 1024
 
         /** [Trust.checkFile] for a file on disk, hashed as a stream (a model need not fit in memory twice). */
-        fun checkFile(file: File, entry: FileEntry) {
-            if (file.length() != entry.length) {
-                throw Rejected("length_mismatch", "${entry.name}: ${file.length()} bytes, signed ${entry.length}")
-            }
+        fun checkFile(file: File, entry: FileEntry) = Trust.checkDigest(file.length(), {
             val digest = MessageDigest.getInstance("SHA-256")
             FileInputStream(file).use { input ->
                 val buf = ByteArray(CHUNK)
@@ -296,9 +293,7 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
                     digest.update(buf, 0, n)
                 }
             }
-            if (Codec.hex(digest.digest()) != entry.sha256) {
-                throw Rejected("hash_mismatch", "${entry.name}: sha256 differs from the signed one")
-            }
-        }
+            Codec.hex(digest.digest())
+        }, entry)
     }
 }
