@@ -34,15 +34,23 @@ def main(argv: list[str] | None = None) -> int:
         model = (exports / variant / "model.tflite").read_bytes()
         meta_bytes = (exports / variant / "metadata.json").read_bytes()
     except (OSError, KeyError, ValueError) as e:
-        print(f"error: {exports} has no usable export ({e}); hint: run `mobile-ml export {args.rundir}` first",
-              file=sys.stderr)
+        print(
+            f"error: {exports} has no usable export ({e}); hint: run `mobile-ml export {args.rundir}` first",
+            file=sys.stderr,
+        )
         return 2
     result = health_check(model, json.loads(meta_bytes))
     if not result.ok:
         print(f"error: {variant} fails its own health check: {result.detail}", file=sys.stderr)
         return 3
-    bundle = {"schema": "mobile_ml.app_bundle", "schema_version": 1, "version": "0.0.0-bundled", "variant": variant,
-              "model_sha256": hashlib.sha256(model).hexdigest(), "metadata_sha256": hashlib.sha256(meta_bytes).hexdigest()}
+    bundle = {
+        "schema": "mobile_ml.app_bundle",
+        "schema_version": 1,
+        "version": "0.0.0-bundled",
+        "variant": variant,
+        "model_sha256": hashlib.sha256(model).hexdigest(),
+        "metadata_sha256": hashlib.sha256(meta_bytes).hexdigest(),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=args.out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; assets are not secret

@@ -70,9 +70,21 @@ def arm_bare(model: Path) -> float:
 
 def arm_litert(model: Path, tmp: Path) -> float:
     result = tmp / "litert.json"
-    subprocess.run([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model", f"--model={model}",
-                    "--num_threads=1", "--num_runs=100", "--warmup_runs=10", f"--result_json={result}"],
-                   capture_output=True, text=True, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ai_edge_litert.tools.benchmark_litert_model",
+            f"--model={model}",
+            "--num_threads=1",
+            "--num_runs=100",
+            "--warmup_runs=10",
+            f"--result_json={result}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(json.loads(result.read_text())["latency"]["median_ms"])
 
 
@@ -106,15 +118,36 @@ def main() -> None:
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f} ms" for k, v in arms.items()), file=sys.stderr)
     med = {k: statistics.median(v) for k, v in arms.items()}
     h = arms["harness"]
-    out = {"schema": "mobile_ml.bench.benchmark_harness", "schema_version": 1, "date": time.strftime("%Y-%m-%d"),
-           "model": "MobileNetV2 1.0 224x224x3 fp32, 1 thread, XNNPACK", "rounds": args.rounds, "p50_ms": arms,
-           "median_ms": med, "harness_over_bare": med["harness"] / med["bare"],
-           "harness_over_litert": med["harness"] / med["litert"], "harness_spread_max_over_min": max(h) / min(h),
-           "overhead": harness_overhead_us()}
+    out = {
+        "schema": "mobile_ml.bench.benchmark_harness",
+        "schema_version": 1,
+        "date": time.strftime("%Y-%m-%d"),
+        "model": "MobileNetV2 1.0 224x224x3 fp32, 1 thread, XNNPACK",
+        "rounds": args.rounds,
+        "p50_ms": arms,
+        "median_ms": med,
+        "harness_over_bare": med["harness"] / med["bare"],
+        "harness_over_litert": med["harness"] / med["litert"],
+        "harness_spread_max_over_min": max(h) / min(h),
+        "overhead": harness_overhead_us(),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({k: out[k] for k in ("median_ms", "harness_over_bare", "harness_over_litert",
-                                          "harness_spread_max_over_min", "overhead")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: out[k]
+                for k in (
+                    "median_ms",
+                    "harness_over_bare",
+                    "harness_over_litert",
+                    "harness_spread_max_over_min",
+                    "overhead",
+                )
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -79,12 +78,22 @@ def build_root(tmp: Path):
     from mobile_ml.publish import keys, publisher
     from mobile_ml.train.config import TrainConfig
 
-    cfg = replace(QUICKSTART, train=replace(TrainConfig(), epochs=8, grid=replace(TrainConfig().grid, width=(16,))),
-                  export=ExportOptions(variants=("fp32", "int8")))
+    cfg = replace(
+        QUICKSTART,
+        train=replace(TrainConfig(), epochs=8, grid=replace(TrainConfig().grid, width=(16,))),
+        export=ExportOptions(variants=("fp32", "int8")),
+    )
     run_pipeline(cfg, tmp / "qs")
     keys.generate(tmp / "keys")
-    publisher.publish(str(tmp / "root"), tmp / "qs", model="digits", version="1.0.0", channel="stable",
-                      key=tmp / "keys", variant="int8")
+    publisher.publish(
+        str(tmp / "root"),
+        tmp / "qs",
+        model="digits",
+        version="1.0.0",
+        channel="stable",
+        key=tmp / "keys",
+        variant="int8",
+    )
     return tmp / "root", tmp / "keys"
 
 
@@ -92,9 +101,17 @@ def device_round(url: str, key, tmp: Path, n: int, label: str) -> dict:
     from mobile_ml.client import sync as client
 
     def one(i: int):
-        cfg = client.DeviceConfig(server=url, model="digits", channel="stable", public_key=key,
-                                  state_dir=tmp / "devices" / f"d{i}", install_id=f"device-{i}", app_version="1.0.0",
-                                  timeout=30.0, send_telemetry=True)
+        cfg = client.DeviceConfig(
+            server=url,
+            model="digits",
+            channel="stable",
+            public_key=key,
+            state_dir=tmp / "devices" / f"d{i}",
+            install_id=f"device-{i}",
+            app_version="1.0.0",
+            timeout=30.0,
+            send_telemetry=True,
+        )
         t0 = time.perf_counter()
         r = client.sync(cfg)
         return r.outcome, time.perf_counter() - t0
@@ -107,21 +124,35 @@ def device_round(url: str, key, tmp: Path, n: int, label: str) -> dict:
     outcomes: dict[str, int] = {}
     for o, _ in results:
         outcomes[o] = outcomes.get(o, 0) + 1
-    row = {"round": label, "devices": n, "wall_s": round(wall, 2), "syncs_per_s": round(n / wall, 1),
-           "p50_ms": round(statistics.median(lat), 1), "p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
-           "outcomes": outcomes}
+    row = {
+        "round": label,
+        "devices": n,
+        "wall_s": round(wall, 2),
+        "syncs_per_s": round(n / wall, 1),
+        "p50_ms": round(statistics.median(lat), 1),
+        "p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
+        "outcomes": outcomes,
+    }
     print(f"  {label}: {row}", file=sys.stderr)
     return row
 
 
 def wrk(url: str, etag: str, seconds: int) -> dict:
-    out = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", "-H", f"If-None-Match: {etag}", url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", "-H", f"If-None-Match: {etag}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
     pct = {k: v for k, v in re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"requests_per_s": rps, "p50": pct.get("50"), "p99": pct.get("99"),
-            "errors": int(non2xx.group(1)) if non2xx else 0}
+    return {
+        "requests_per_s": rps,
+        "p50": pct.get("50"),
+        "p99": pct.get("99"),
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+    }
 
 
 def main() -> None:
@@ -141,21 +172,37 @@ def main() -> None:
         print("building a publish root (quick training + export) ...", file=sys.stderr)
         root, key_dir = build_root(tmp)
         serve_port, nginx_port = free_port(), free_port()
-        serve = subprocess.Popen([sys.executable, "-m", "mobile_ml", "serve", str(root), "--port", str(serve_port),
-                                  "--telemetry-db", str(tmp / "telemetry.db")], stderr=subprocess.DEVNULL)
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mobile_ml",
+                "serve",
+                str(root),
+                "--port",
+                str(serve_port),
+                "--telemetry-db",
+                str(tmp / "telemetry.db"),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
         (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=root))
-        nginx = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
-                                 stderr=subprocess.DEVNULL)
+        nginx = subprocess.Popen(
+            ["nginx", "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"], stderr=subprocess.DEVNULL
+        )
         try:
             serve_url, nginx_url = f"http://127.0.0.1:{serve_port}/", f"http://127.0.0.1:{nginx_port}/"
             wait_http(serve_url + "v1/health")
             wait_http(nginx_url + "digits/channels/stable.json")
             key = keys.load_public(key_dir)
             print(f"{args.devices} devices against mobile-ml serve ...", file=sys.stderr)
-            rounds = [device_round(serve_url, key, tmp, args.devices, "first install"),
-                      device_round(serve_url, key, tmp, args.devices, "no change (304)")]
-            publisher.publish(str(root), tmp / "qs", model="digits", version="1.1.0", channel="stable", key=key_dir,
-                              variant="fp32")
+            rounds = [
+                device_round(serve_url, key, tmp, args.devices, "first install"),
+                device_round(serve_url, key, tmp, args.devices, "no change (304)"),
+            ]
+            publisher.publish(
+                str(root), tmp / "qs", model="digits", version="1.1.0", channel="stable", key=key_dir, variant="fp32"
+            )
             rounds.append(device_round(serve_url, key, tmp, args.devices, "update to 1.1.0"))
             manifest = "digits/channels/stable.json"
             checks = {}
@@ -169,10 +216,16 @@ def main() -> None:
             serve.wait(15)
             nginx.wait(15)
     failed = sum(n for r in rounds for o, n in r["outcomes"].items() if o in ("rejected", "failed"))
-    out = {"schema": "mobile_ml.bench.delivery_load", "schema_version": 1, "date": time.strftime("%Y-%m-%d"),
-           "devices": args.devices, "rounds": rounds, "failed_verifications": failed, "manifest_checks": checks,
-           "serve_over_nginx": round(checks["mobile-ml serve"]["requests_per_s"] / checks["nginx"]["requests_per_s"],
-                                     3)}
+    out = {
+        "schema": "mobile_ml.bench.delivery_load",
+        "schema_version": 1,
+        "date": time.strftime("%Y-%m-%d"),
+        "devices": args.devices,
+        "rounds": rounds,
+        "failed_verifications": failed,
+        "manifest_checks": checks,
+        "serve_over_nginx": round(checks["mobile-ml serve"]["requests_per_s"] / checks["nginx"]["requests_per_s"], 3),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

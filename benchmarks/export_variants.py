@@ -54,36 +54,67 @@ def digits() -> dict:
         rows = []
         for v in exp.variants:
             data = (Path(tmp) / "qs" / "run" / "exports" / v.file).read_bytes()
-            rows.append({"variant": v.variant, "bytes": v.bytes, "size_ratio": v.size_ratio,
-                         "weight_bytes_ratio": round(weight_bytes(data) / weight_bytes(
-                             (Path(tmp) / "qs" / "run" / "exports" / fp32.file).read_bytes()), 4),
-                         "gzip_bytes": v.gzip_bytes, "accuracy": v.parity.metrics.accuracy,
-                         "accuracy_drop_pp": v.parity.accuracy_drop_pp, "agreement": v.parity.agreement,
-                         "seconds": round(sum(v.seconds.values()), 2), "passed": v.passed})
+            rows.append(
+                {
+                    "variant": v.variant,
+                    "bytes": v.bytes,
+                    "size_ratio": v.size_ratio,
+                    "weight_bytes_ratio": round(
+                        weight_bytes(data)
+                        / weight_bytes((Path(tmp) / "qs" / "run" / "exports" / fp32.file).read_bytes()),
+                        4,
+                    ),
+                    "gzip_bytes": v.gzip_bytes,
+                    "accuracy": v.parity.metrics.accuracy,
+                    "accuracy_drop_pp": v.parity.accuracy_drop_pp,
+                    "agreement": v.parity.agreement,
+                    "seconds": round(sum(v.seconds.values()), 2),
+                    "passed": v.passed,
+                }
+            )
         # The same run exported with one scale per tensor (`mobile-ml export --per-tensor`).
         run = load_run(Path(tmp) / "qs" / "run")
-        pt = export_run(run, Path(tmp) / "per-tensor", ExportOptions(variants=("int8", "pruned-int8"),
-                                                                     per_channel=False))
+        pt = export_run(
+            run, Path(tmp) / "per-tensor", ExportOptions(variants=("int8", "pruned-int8"), per_channel=False)
+        )
         for v in pt.variants:
             data = (Path(tmp) / "per-tensor" / v.file).read_bytes()
-            rows.append({"variant": f"{v.variant} --per-tensor", "bytes": v.bytes,
-                         "size_ratio": round(v.bytes / fp32.bytes, 4),
-                         "weight_bytes_ratio": round(weight_bytes(data) / weight_bytes(
-                             (Path(tmp) / "qs" / "run" / "exports" / fp32.file).read_bytes()), 4),
-                         "gzip_bytes": v.gzip_bytes, "accuracy": v.parity.metrics.accuracy,
-                         "accuracy_drop_pp": v.parity.accuracy_drop_pp, "agreement": v.parity.agreement,
-                         "seconds": round(sum(v.seconds.values()), 2), "passed": v.passed})
-        return {"model": result.train.selected.candidate.name, "params": result.train.selected.params,
-                "keras_accuracy": exp.keras.accuracy, "recommended": exp.recommended,
-                "quickstart_wall_s": round(wall, 1), "export_wall_s": round(exp.seconds, 1), "variants": rows}
+            rows.append(
+                {
+                    "variant": f"{v.variant} --per-tensor",
+                    "bytes": v.bytes,
+                    "size_ratio": round(v.bytes / fp32.bytes, 4),
+                    "weight_bytes_ratio": round(
+                        weight_bytes(data)
+                        / weight_bytes((Path(tmp) / "qs" / "run" / "exports" / fp32.file).read_bytes()),
+                        4,
+                    ),
+                    "gzip_bytes": v.gzip_bytes,
+                    "accuracy": v.parity.metrics.accuracy,
+                    "accuracy_drop_pp": v.parity.accuracy_drop_pp,
+                    "agreement": v.parity.agreement,
+                    "seconds": round(sum(v.seconds.values()), 2),
+                    "passed": v.passed,
+                }
+            )
+        return {
+            "model": result.train.selected.candidate.name,
+            "params": result.train.selected.params,
+            "keras_accuracy": exp.keras.accuracy,
+            "recommended": exp.recommended,
+            "quickstart_wall_s": round(wall, 1),
+            "export_wall_s": round(exp.seconds, 1),
+            "variants": rows,
+        }
 
 
 def mobilenet(size: int = 96, alpha: float = 0.35, classes: int = 10) -> dict:
     keras = _tf.keras()
     keras.utils.set_random_seed(0)
     with _tf.quiet_stderr():
-        model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None,
-                                               classes=classes, classifier_activation="softmax")
+        model = keras.applications.MobileNetV2(
+            input_shape=(size, size, 3), alpha=alpha, weights=None, classes=classes, classifier_activation="softmax"
+        )
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(128, size, size, 3)).astype(np.float32)  # MobileNetV2's input range
     y = rng.integers(0, classes, size=128)
@@ -104,26 +135,35 @@ def mobilenet(size: int = 96, alpha: float = 0.35, classes: int = 10) -> dict:
         t = time.perf_counter()
         source = model
         if variant == "qat-int8":
-            source, _ = finetune.quantization_aware(model, (x, y), None, epochs=1, learning_rate=1e-4,
-                                                    batch_size=32)
+            source, _ = finetune.quantization_aware(model, (x, y), None, epochs=1, learning_rate=1e-4, batch_size=32)
         elif variant == "pruned-int8":
-            source, _ = finetune.pruned(model, (x, y), None, sparsity=0.5, epochs=1, learning_rate=1e-4,
-                                        batch_size=32)
-        data = convert(source, "int8" if variant.endswith("int8") else variant, representative=x[:64],
-                       per_channel=per_channel)
+            source, _ = finetune.pruned(model, (x, y), None, sparsity=0.5, epochs=1, learning_rate=1e-4, batch_size=32)
+        data = convert(
+            source, "int8" if variant.endswith("int8") else variant, representative=x[:64], per_channel=per_channel
+        )
         variant += "" if per_channel else " --per-tensor"
         seconds = time.perf_counter() - t
         fp32_bytes = fp32_bytes or len(data)
         interp = tflite_file.load_interpreter(data, variant)
         probs = tflite_file.predict(interp, x, batch=32)
         ops = tflite_file.ops_info(data)
-        rows.append({"variant": variant, "bytes": len(data), "size_ratio": round(len(data) / fp32_bytes, 4),
-                     "agreement": float((probs.argmax(1) == keras_probs.argmax(1)).mean()),
-                     "max_abs_diff": float(np.abs(probs - keras_probs).max()), "builtin_only": ops.builtin_only,
-                     "export_s": round(seconds, 2)})
+        rows.append(
+            {
+                "variant": variant,
+                "bytes": len(data),
+                "size_ratio": round(len(data) / fp32_bytes, 4),
+                "agreement": float((probs.argmax(1) == keras_probs.argmax(1)).mean()),
+                "max_abs_diff": float(np.abs(probs - keras_probs).max()),
+                "builtin_only": ops.builtin_only,
+                "export_s": round(seconds, 2),
+            }
+        )
         print(f"  mobilenet {variant}: {len(data) / 1024:.0f} KiB, {seconds:.1f} s", file=sys.stderr)
-    return {"model": f"MobileNetV2 {size}x{size}x3 alpha={alpha}", "params": int(model.count_params()),
-            "variants": rows}
+    return {
+        "model": f"MobileNetV2 {size}x{size}x3 alpha={alpha}",
+        "params": int(model.count_params()),
+        "variants": rows,
+    }
 
 
 def main() -> None:
@@ -134,22 +174,32 @@ def main() -> None:
     d = digits()
     print("MobileNetV2-style ...", file=sys.stderr)
     m = mobilenet()
-    out = {"schema": "mobile_ml.bench.export_variants", "schema_version": 1,
-           "date": time.strftime("%Y-%m-%d"), "environment": _tf.versions(), "digits": d, "mobilenet": m}
+    out = {
+        "schema": "mobile_ml.bench.export_variants",
+        "schema_version": 1,
+        "date": time.strftime("%Y-%m-%d"),
+        "environment": _tf.versions(),
+        "digits": d,
+        "mobilenet": m,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\n## digits CNN ({d['model']}, {d['params']:,} params), Keras accuracy {d['keras_accuracy']:.4f}")
     print("| variant | KiB | × fp32 | weights × fp32 | accuracy | drop (pt) | agreement | export s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in d["variants"]:
-        print(f"| {r['variant']} | {r['bytes'] / 1024:.1f} | {r['size_ratio']:.3f} | {r['weight_bytes_ratio']:.3f} | "
-              f"{r['accuracy']:.4f} | {r['accuracy_drop_pp']:.2f} | {r['agreement']:.4f} | {r['seconds']:.1f} |")
+        print(
+            f"| {r['variant']} | {r['bytes'] / 1024:.1f} | {r['size_ratio']:.3f} | {r['weight_bytes_ratio']:.3f} | "
+            f"{r['accuracy']:.4f} | {r['accuracy_drop_pp']:.2f} | {r['agreement']:.4f} | {r['seconds']:.1f} |"
+        )
     print(f"\n## {m['model']} ({m['params']:,} params, random weights)")
     print("| variant | KiB | × fp32 | agreement | max abs diff | builtin only | export s |")
     print("|---|---:|---:|---:|---:|---|---:|")
     for r in m["variants"]:
-        print(f"| {r['variant']} | {r['bytes'] / 1024:.0f} | {r['size_ratio']:.3f} | {r['agreement']:.3f} | "
-              f"{r['max_abs_diff']:.3g} | {r['builtin_only']} | {r['export_s']:.1f} |")
+        print(
+            f"| {r['variant']} | {r['bytes'] / 1024:.0f} | {r['size_ratio']:.3f} | {r['agreement']:.3f} | "
+            f"{r['max_abs_diff']:.3g} | {r['builtin_only']} | {r['export_s']:.1f} |"
+        )
     print(f"\nwrote {args.out}")
 
 

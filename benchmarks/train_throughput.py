@@ -102,12 +102,19 @@ def main() -> None:
         for i in range(a.trials):
             for arm in ARMS:
                 work = tempfile.mkdtemp(dir=tmp)
-                out = subprocess.run([sys.executable, __file__, "--epochs", str(a.epochs), "--worker", arm, datadir,
-                                      work], capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--epochs", str(a.epochs), "--worker", arm, datadir, work],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 trials.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 t = trials[-1]
-                print(f"trial {i + 1} {arm:10s}  fit {t['fit_s']:6.2f} s  {t['examples_per_s']:8.0f} examples/s"
-                      f"  wall {t['wall_s']:6.2f} s", flush=True)
+                print(
+                    f"trial {i + 1} {arm:10s}  fit {t['fit_s']:6.2f} s  {t['examples_per_s']:8.0f} examples/s"
+                    f"  wall {t['wall_s']:6.2f} s",
+                    flush=True,
+                )
 
     def stat(fn, arm, key):
         return fn([t[key] for t in trials if t["arm"] == arm])
@@ -115,8 +122,12 @@ def main() -> None:
     med = {arm: stat(statistics.median, arm, "examples_per_s") for arm in ARMS}
     best = {arm: stat(max, arm, "examples_per_s") for arm in ARMS}
     result = {
-        "benchmark": "train_throughput", "epochs": a.epochs, "trials": a.trials, "dataset": "builtin:digits",
-        "model": "cnn-w32-d2", "cpu_count": os.cpu_count(),
+        "benchmark": "train_throughput",
+        "epochs": a.epochs,
+        "trials": a.trials,
+        "dataset": "builtin:digits",
+        "model": "cnn-w32-d2",
+        "cpu_count": os.cpu_count(),
         "median_examples_per_s": med,
         "best_examples_per_s": best,  # least disturbed trial of each arm: steadier than the median on a noisy host
         "median_wall_s": {arm: stat(statistics.median, arm, "wall_s") for arm in ARMS},
@@ -129,13 +140,17 @@ def main() -> None:
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nmedian throughput (examples/s): mobile-ml {med['mobile-ml']:.0f}, plain Keras fit {med['keras']:.0f},"
-          f" Keras fit with op determinism {med['keras-det']:.0f}, mobile-ml with deterministic = false "
-          f"{med['mobile-ml-nodet']:.0f}")
-    print(f"mobile-ml / Keras: median {result['ratio_examples_per_s']:.3f}, best trial "
-          f"{result['ratio_best_examples_per_s']:.3f} (target ≥ 0.95); determinism alone: "
-          f"{result['determinism_ratio']:.3f}; like for like: determinism on both {result['ratio_same_determinism']:.3f},"
-          f" off on both {result['ratio_nondeterministic']:.3f}")
+    print(
+        f"\nmedian throughput (examples/s): mobile-ml {med['mobile-ml']:.0f}, plain Keras fit {med['keras']:.0f},"
+        f" Keras fit with op determinism {med['keras-det']:.0f}, mobile-ml with deterministic = false "
+        f"{med['mobile-ml-nodet']:.0f}"
+    )
+    print(
+        f"mobile-ml / Keras: median {result['ratio_examples_per_s']:.3f}, best trial "
+        f"{result['ratio_best_examples_per_s']:.3f} (target ≥ 0.95); determinism alone: "
+        f"{result['determinism_ratio']:.3f}; like for like: determinism on both {result['ratio_same_determinism']:.3f},"
+        f" off on both {result['ratio_nondeterministic']:.3f}"
+    )
     print(f"wrote {a.out}")
 
 

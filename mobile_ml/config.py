@@ -27,8 +27,10 @@ T = TypeVar("T")
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise InputFileError(f"config file {path} does not exist" if not path.exists() else f"{path} is not a file",
-                             hint="check the path to the TOML file")
+        raise InputFileError(
+            f"config file {path} does not exist" if not path.exists() else f"{path} is not a file",
+            hint="check the path to the TOML file",
+        )
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -52,8 +54,9 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, where: str, origin_file: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it converted (lists → tuples, ints → floats)."""
-    bad = ConfigError(f"{origin_file}: {where} must be {_type_name(tp)}, got {value!r}",
-                      hint="see the config format in README.md")
+    bad = ConfigError(
+        f"{origin_file}: {where} must be {_type_name(tp)}, got {value!r}", hint="see the config format in README.md"
+    )
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -115,8 +118,11 @@ def build(cls: type[T], mapping: dict[str, Any], where: str = "", origin_file: s
         section = f"[{where}] " if where else ""
         raise ConfigError(f"{origin_file}: {section}{e.message}", hint=e.hint) from e
     except TypeError as e:  # a required key is missing
-        missing = [n for n, f in fields.items() if n not in kwargs
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [
+            n
+            for n, f in fields.items()
+            if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if missing:
             key = f"{where}.{missing[0]}" if where else missing[0]
             raise ConfigError(f"{origin_file}: required key '{key}' is missing", hint="see README.md") from e

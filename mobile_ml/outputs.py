@@ -151,6 +151,8 @@ def read_json(path: str | os.PathLike[str], schema: str, version: int, *, what: 
     if not isinstance(raw, dict) or raw.get("schema") != schema:
         raise InputFileError(f"{path} is not {what}", hint=f"re-run `{redo}`")
     if raw.get("schema_version") != version:
-        raise InputFileError(f"{path} has schema_version {raw.get('schema_version')}; this mobile-ml reads version "
-                             f"{version}", hint=f"re-run `{redo}` with this version of mobile-ml")
+        raise InputFileError(
+            f"{path} has schema_version {raw.get('schema_version')}; this mobile-ml reads version {version}",
+            hint=f"re-run `{redo}` with this version of mobile-ml",
+        )
     return raw

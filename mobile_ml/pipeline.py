@@ -50,8 +50,10 @@ class PipelineConfig:
     out: str | None = None  # output directory; relative to the TOML file; --out overrides it
 
 
-QUICKSTART = PipelineConfig(data=DataConfig(source=f"{BUILTIN_PREFIX}digits"),
-                            train=TrainConfig(grid=replace(TrainConfig().grid, width=(16, 32))))
+QUICKSTART = PipelineConfig(
+    data=DataConfig(source=f"{BUILTIN_PREFIX}digits"),
+    train=TrainConfig(grid=replace(TrainConfig().grid, width=(16, 32))),
+)
 
 
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
@@ -88,10 +90,21 @@ class PipelineResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": PIPELINE_SCHEMA, "schema_version": 1, "out": str(self.out),
-                "data": {"dir": str(self.out / "data"), "kind": self.data.kind, "counts": self.data.counts,
-                         "labels": self.data.labels, "dropped_columns": self.data.dropped_columns},
-                "train": self.train.to_dict(), "export": self.export.to_dict(), "seconds": round(self.seconds, 3)}
+        return {
+            "schema": PIPELINE_SCHEMA,
+            "schema_version": 1,
+            "out": str(self.out),
+            "data": {
+                "dir": str(self.out / "data"),
+                "kind": self.data.kind,
+                "counts": self.data.counts,
+                "labels": self.data.labels,
+                "dropped_columns": self.data.dropped_columns,
+            },
+            "train": self.train.to_dict(),
+            "export": self.export.to_dict(),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def run_pipeline(config: PipelineConfig, out: str | Path, *, force: bool = False, reporter=None) -> PipelineResult:
@@ -110,8 +123,9 @@ def run_pipeline(config: PipelineConfig, out: str | Path, *, force: bool = False
         report = profile(d.source, target=d.target, image=d.image, loaded=loaded)
         write_json(tmp / "profile.json", report)
         stage("prepare")
-        spec = prepare(d.source, tmp / "data", target=d.target, clean=d.clean, image=d.image, split=d.split,
-                       loaded=loaded)
+        spec = prepare(
+            d.source, tmp / "data", target=d.target, clean=d.clean, image=d.image, split=d.split, loaded=loaded
+        )
         stage("train")
         result = train(tmp / "data", tmp / "run", config.train, reporter=reporter)
         stage("export")

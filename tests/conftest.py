@@ -9,8 +9,9 @@ import pytest  # noqa: E402
 from mobile_ml.train.config import GridConfig, TrainConfig  # noqa: E402
 
 # One tiny candidate, few epochs: enough to exercise the whole training path in seconds.
-TINY = TrainConfig(epochs=3, patience=2, batch_size=64, grid=GridConfig(width=(8,), depth=(1,),
-                                                                        learning_rate=(0.01,), dropout=(0.0,)))
+TINY = TrainConfig(
+    epochs=3, patience=2, batch_size=64, grid=GridConfig(width=(8,), depth=(1,), learning_rate=(0.01,), dropout=(0.0,))
+)
 
 
 @pytest.fixture(scope="session")
@@ -52,5 +53,8 @@ def exported(tiny_run, digits_dir, tmp_path_factory):
 
 def leftovers(parent):
     """Hidden temp entries our atomic writers would leave behind if they failed to clean up."""
-    return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") and
-                  (p.name.endswith(".partial") or p.name.endswith(".tmp") or ".old-" in p.name))
+    return sorted(
+        p.name
+        for p in parent.iterdir()
+        if p.name.startswith(".") and (p.name.endswith(".partial") or p.name.endswith(".tmp") or ".old-" in p.name)
+    )

@@ -23,9 +23,15 @@ if args[:1] == ["-s"]:
         print(f"error: device '{args[1]}' not found", file=sys.stderr)
         sys.exit(1)
     args = args[2:]
-props = {"ro.product.manufacturer": "Google", "ro.product.model": "Pixel 7", "ro.soc.model": "Tensor G2",
-         "ro.board.platform": "gs201", "ro.product.cpu.abi": "arm64-v8a", "ro.build.version.release": "14",
-         "ro.build.version.sdk": "34"}
+props = {
+    "ro.product.manufacturer": "Google",
+    "ro.product.model": "Pixel 7",
+    "ro.soc.model": "Tensor G2",
+    "ro.board.platform": "gs201",
+    "ro.product.cpu.abi": "arm64-v8a",
+    "ro.build.version.release": "14",
+    "ro.build.version.sdk": "34",
+}
 if args[:1] == ["push"]:
     sys.exit(0 if os.path.exists(args[1]) else 1)
 if args[:2] == ["shell", "getprop"]:

@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 from mobile_ml.export.metadata import health_check
@@ -27,8 +26,9 @@ def test_bundled_model_is_the_one_described_and_passes_its_health_check_on_liter
 
 
 def run_bundler(*args):
-    return subprocess.run([sys.executable, str(DEMO / "bundle_model.py"), *map(str, args)], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(DEMO / "bundle_model.py"), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_bundler_copies_a_checked_variant_and_refuses_a_run_without_exports(exported, tmp_path):
@@ -48,6 +48,7 @@ def test_bundler_copies_a_checked_variant_and_refuses_a_run_without_exports(expo
 
 # The Android build cannot run here (no SDK, no Gradle, no Maven). These checks catch what a typo would break
 # in Android Studio: catalog aliases, module includes, manifest classes, resource references, updater API names.
+
 
 def _catalog():
     try:
@@ -70,8 +71,12 @@ def test_every_catalog_alias_the_build_uses_exists_and_every_version_ref_resolve
             ref = spec.get("version", {}).get("ref") if isinstance(spec.get("version"), dict) else None
             assert ref is None or ref in catalog["versions"], f"{alias}: version.ref '{ref}' is not in [versions]"
     scripts = sorted(DEMO.rglob("*.gradle.kts"))
-    assert {p.relative_to(DEMO).as_posix() for p in scripts} >= {"settings.gradle.kts", "build.gradle.kts",
-                                                                 "app/build.gradle.kts", "updater/build.gradle.kts"}
+    assert {p.relative_to(DEMO).as_posix() for p in scripts} >= {
+        "settings.gradle.kts",
+        "build.gradle.kts",
+        "app/build.gradle.kts",
+        "updater/build.gradle.kts",
+    }
     used = 0
     for script in scripts:
         text = script.read_text()
@@ -123,8 +128,10 @@ def test_manifest_classes_and_resource_references_resolve():
     for xml in (DEMO / "app" / "src").rglob("res/*/*.xml"):
         kind = xml.parent.name.split("-")[0]
         resources.add(f"{kind}/{xml.stem}")
-        resources |= {f"{'string' if t == 'string' else t}/{n}" for t, n in
-                      re.findall(r'<(string|style|color|dimen|bool|integer) name="([\w.]+)"', xml.read_text())}
+        resources |= {
+            f"{'string' if t == 'string' else t}/{n}"
+            for t, n in re.findall(r'<(string|style|color|dimen|bool|integer) name="([\w.]+)"', xml.read_text())
+        }
     for png in (DEMO / "app" / "src").rglob("res/*/*.png"):
         resources.add(f"{png.parent.name.split('-')[0]}/{png.stem}")
     refs = set(re.findall(r"@(string|xml|style|drawable|mipmap|color)/([\w.]+)", manifest))

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobile_ml.benchmark import android, compare as cmp
-from mobile_ml.benchmark import report
+from mobile_ml.benchmark import android, report
+from mobile_ml.benchmark import compare as cmp
 from mobile_ml.benchmark.macs import count_macs
 from mobile_ml.benchmark.runner import BenchmarkError, BenchmarkOptions, run
 from mobile_ml.benchmark.stats import LatencyStats, percentile
@@ -53,7 +53,8 @@ def local_result(exported):
 def test_local_run_measures_every_variant_and_thread_count(local_result, exported):
     run_dir, export = exported
     assert {(m.variant, m.threads) for m in local_result.measurements} == {
-        (v.variant, t) for v in export.variants for t in (1, 2)}
+        (v.variant, t) for v in export.variants for t in (1, 2)
+    }
     for m in local_result.measurements:
         s = m.latency_ms
         assert s.count == len(m.samples_ms) >= 20
@@ -82,8 +83,14 @@ def _doc(p50s_by_key):
     ms = []
     for (variant, threads), p50s in p50s_by_key.items():
         for r, p in enumerate(p50s):
-            ms.append({"variant": variant, "threads": threads, "repeat": r,
-                       "latency_ms": {"p50": p, "p90": p * 1.05, "mean": p, "std": p * 0.02}})
+            ms.append(
+                {
+                    "variant": variant,
+                    "threads": threads,
+                    "repeat": r,
+                    "latency_ms": {"p50": p, "p90": p * 1.05, "mean": p, "std": p * 0.02},
+                }
+            )
     return {"schema": "mobile_ml.benchmark", "schema_version": 1, "measurements": ms}
 
 
@@ -142,7 +149,7 @@ def fake_adb(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     adb = bin_dir / "adb"
-    adb.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / 'fake_adb.py'} \"$@\"\n")
+    adb.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).parent / "fake_adb.py"} "$@"\n')
     adb.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("ADB", raising=False)
@@ -157,8 +164,9 @@ def fake_adb(tmp_path, monkeypatch):
 def test_adb_flow(fake_adb, exported):
     log, binary = fake_adb
     run_dir, _ = exported
-    result = android.run_adb(run_dir / "exports" / "int8" / "model.tflite", BenchmarkOptions(threads=(1, 4)),
-                             device="adb", binary=binary)
+    result = android.run_adb(
+        run_dir / "exports" / "int8" / "model.tflite", BenchmarkOptions(threads=(1, 4)), device="adb", binary=binary
+    )
     assert result.device["device"] == "Google Pixel 7" and result.device["cpu"] == "Tensor G2"
     assert [m.threads for m in result.measurements] == [1, 4]
     assert result.measurements[0].latency_ms.p50 == 0.099 and result.measurements[0].gops > 0
@@ -168,17 +176,21 @@ def test_adb_flow(fake_adb, exported):
     assert any("--warmup_min_secs=0.5" in c for c in runs) and any("--graph=" in a for a in runs[0])
 
 
-@pytest.mark.parametrize("devices, device, match", [
-    ("", "adb", "no Android device connected"),
-    ("A,B", "adb", "2 devices connected"),
-    ("A", "adb:B", "device B is not connected"),
-])
+@pytest.mark.parametrize(
+    "devices, device, match",
+    [
+        ("", "adb", "no Android device connected"),
+        ("A,B", "adb", "2 devices connected"),
+        ("A", "adb:B", "device B is not connected"),
+    ],
+)
 def test_adb_device_errors(fake_adb, exported, monkeypatch, devices, device, match):
     _, binary = fake_adb
     monkeypatch.setenv("FAKE_ADB_DEVICES", devices)
     with pytest.raises(BenchmarkError, match=match):
-        android.run_adb(exported[0] / "exports" / "int8" / "model.tflite", BenchmarkOptions(), device=device,
-                        binary=binary)
+        android.run_adb(
+            exported[0] / "exports" / "int8" / "model.tflite", BenchmarkOptions(), device=device, binary=binary
+        )
 
 
 def test_adb_missing_binary_and_tool(fake_adb, exported, monkeypatch, tmp_path):
@@ -229,8 +241,19 @@ def test_cli_benchmark_file_json_and_errors(exported, tmp_path):
 
     model = tmp_path / "m.tflite"
     shutil.copy(exported[0] / "exports" / "int8" / "model.tflite", model)
-    r = cli("benchmark", model, "--threads", "1", "--runs", "10", "--min-seconds", "0.02", "--warmup-seconds", "0.01",
-            "--json")
+    r = cli(
+        "benchmark",
+        model,
+        "--threads",
+        "1",
+        "--runs",
+        "10",
+        "--min-seconds",
+        "0.02",
+        "--warmup-seconds",
+        "0.01",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["measurements"][0]["variant"] == "m" and (tmp_path / "m-benchmark" / "benchmark.json").is_file()

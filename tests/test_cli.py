@@ -30,10 +30,31 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("cmd", [[], ["data"], ["data", "profile"], ["data", "prepare"], ["train"], ["quickstart"],
-                                 ["pipeline"], ["export"], ["evaluate"], ["publish"], ["keys", "generate"],
-                                 ["release"], ["release", "verify"], ["release", "rollback"], ["benchmark"],
-                                 ["benchmark", "compare"], ["serve"], ["telemetry", "summary"], ["device", "sync"], ["device", "run"]])
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        [],
+        ["data"],
+        ["data", "profile"],
+        ["data", "prepare"],
+        ["train"],
+        ["quickstart"],
+        ["pipeline"],
+        ["export"],
+        ["evaluate"],
+        ["publish"],
+        ["keys", "generate"],
+        ["release"],
+        ["release", "verify"],
+        ["release", "rollback"],
+        ["benchmark"],
+        ["benchmark", "compare"],
+        ["serve"],
+        ["telemetry", "summary"],
+        ["device", "sync"],
+        ["device", "run"],
+    ],
+)
 def test_help_for_every_command(cmd):
     r = run(*cmd, "--help")
     assert r.exit_code == 0, r.output
@@ -84,17 +105,38 @@ BAD_INPUTS = {
     "missing file": (lambda t: ["data", "prepare", t / "nope.csv", "--target", "label"], "does not exist"),
     "empty csv": (lambda t: ["data", "prepare", csv_file(t, ""), "--target", "label"], "has no data rows"),
     "unknown target": (lambda t: ["data", "prepare", csv_file(t, many_rows()), "--target", "nope"], "'nope'"),
-    "one class": (lambda t: ["data", "prepare", csv_file(t, many_rows(classes=("a",))), "--target", "label"],
-                  "one class"),
-    "unencodable column": (lambda t: ["data", "prepare", csv_file(t, "id,text,label\n" + "".join(
-        f"{i},this is a long free text comment number {i} about nothing,{'ab'[i % 2]}\n" for i in range(30))),
-        "--target", "label", "--keep", "text"], "cannot be encoded"),
-    "too few rows": (lambda t: ["data", "prepare", csv_file(t, "x,label\n1.5,a\n0.5,b\n3.5,a\n2.5,b\n"),
-                                "--target", "label"], "has only 2 row(s)"),
+    "one class": (
+        lambda t: ["data", "prepare", csv_file(t, many_rows(classes=("a",))), "--target", "label"],
+        "one class",
+    ),
+    "unencodable column": (
+        lambda t: [
+            "data",
+            "prepare",
+            csv_file(
+                t,
+                "id,text,label\n"
+                + "".join(
+                    f"{i},this is a long free text comment number {i} about nothing,{'ab'[i % 2]}\n" for i in range(30)
+                ),
+            ),
+            "--target",
+            "label",
+            "--keep",
+            "text",
+        ],
+        "cannot be encoded",
+    ),
+    "too few rows": (
+        lambda t: ["data", "prepare", csv_file(t, "x,label\n1.5,a\n0.5,b\n3.5,a\n2.5,b\n"), "--target", "label"],
+        "has only 2 row(s)",
+    ),
     "unreadable image": (lambda t: ["data", "prepare", _broken_images(t)], "broken.png"),
     "malformed toml": (lambda t: ["pipeline", csv_file(t, "[data]\nsource = \n", "p.toml")], "line 2"),
-    "unknown toml key": (lambda t: ["pipeline", csv_file(t, '[data]\nsource = "builtin:digits"\n[train]\nepoch = 3\n',
-                                                         "p.toml")], "'train.epoch'"),
+    "unknown toml key": (
+        lambda t: ["pipeline", csv_file(t, '[data]\nsource = "builtin:digits"\n[train]\nepoch = 3\n', "p.toml")],
+        "'train.epoch'",
+    ),
     "bad option value": (lambda t: ["data", "prepare", "builtin:digits", "--split", "0.9,0.2,0.1"], "add up"),
     "unknown builtin": (lambda t: ["data", "prepare", "builtin:mnist"], "unknown built-in dataset"),
     "not a data dir": (lambda t: ["train", t], "not a prepared data directory"),
@@ -143,8 +185,14 @@ def test_force_replaces_only_after_success(tmp_path):
 
 def _subprocess(*args, cwd):
     env = {**os.environ, "COLUMNS": "120"}
-    return subprocess.run([sys.executable, "-m", "mobile_ml", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mobile_ml", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_subprocess_error_is_one_clean_message(tmp_path):
@@ -159,10 +207,12 @@ def test_subprocess_error_is_one_clean_message(tmp_path):
 
 
 def test_light_commands_do_not_import_tensorflow():
-    code = ("import sys; from mobile_ml.cli import app; from typer.testing import CliRunner; "
-            "r = CliRunner().invoke(app, ['data', 'profile', 'builtin:digits', '--json', '-']); "
-            "assert r.exit_code == 0, r.output; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    code = (
+        "import sys; from mobile_ml.cli import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['data', 'profile', 'builtin:digits', '--json', '-']); "
+        "assert r.exit_code == 0, r.output; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
@@ -177,8 +227,14 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
     assert {p.name for p in (tmp_path / "qs").iterdir()} == {"profile.json", "data", "run"}
     assert "Test split: accuracy" in r.stdout and "★" in r.stdout
     exported = json.loads((tmp_path / "qs" / "run" / "exports" / "export.json").read_text())
-    assert [v["variant"] for v in exported["variants"]] == ["fp32", "fp16", "dynamic", "int8", "qat-int8",
-                                                            "pruned-int8"]
+    assert [v["variant"] for v in exported["variants"]] == [
+        "fp32",
+        "fp16",
+        "dynamic",
+        "int8",
+        "qat-int8",
+        "pruned-int8",
+    ]
     assert exported["recommended"] and all(v["parity"]["agreement"] > 0.95 for v in exported["variants"])
     assert "Exported variants" in r.stdout and "recommended:" in r.stdout
     # ... benchmarked (every variant, 1 thread) ...
@@ -187,8 +243,9 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
     # ... and published, signed with a development key created on the spot
     assert (tmp_path / "keys" / "dev" / "private.pem").stat().st_mode & 0o777 == 0o600
     assert "mobile-ml serve exports" in r.stdout and "mobile-ml device sync --server" in r.stdout
-    v = _subprocess("release", "verify", "--root", "exports", "--public-key", "keys/dev/public.pem", "--json",
-                    cwd=tmp_path)
+    v = _subprocess(
+        "release", "verify", "--root", "exports", "--public-key", "keys/dev/public.pem", "--json", cwd=tmp_path
+    )
     assert v.returncode == 0 and json.loads(v.stdout)["manifests"] == 1, v.stderr
     # TensorFlow's own log noise must not reach the user's terminal
     for noise in ("absl", "cuInit", "cuda", "oneDNN", "I0000", "E0000", "WARNING"):

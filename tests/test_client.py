@@ -39,8 +39,15 @@ def world(exported, tmp_path):
     thread.start()
     while not srv.started:
         time.sleep(0.02)
-    yield {"run": run, "root": root, "key": key_dir, "url": f"http://127.0.0.1:{port}/", "tmp": tmp_path,
-           "db": tmp_path / "telemetry.db", "faults": faults}
+    yield {
+        "run": run,
+        "root": root,
+        "key": key_dir,
+        "url": f"http://127.0.0.1:{port}/",
+        "tmp": tmp_path,
+        "db": tmp_path / "telemetry.db",
+        "faults": faults,
+    }
     srv.should_exit = True
     thread.join(10)
 
@@ -79,9 +86,16 @@ class Faults:
 
 
 def device(world, install_id="device-1", **kw):
-    cfg = dict(server=world["url"], model="digits", channel="beta", public_key=keys.load_public(world["key"]),
-               state_dir=world["tmp"] / f"state-{install_id}", install_id=install_id, app_version="1.0.0",
-               timeout=5.0)
+    cfg = dict(
+        server=world["url"],
+        model="digits",
+        channel="beta",
+        public_key=keys.load_public(world["key"]),
+        state_dir=world["tmp"] / f"state-{install_id}",
+        install_id=install_id,
+        app_version="1.0.0",
+        timeout=5.0,
+    )
     cfg.update(kw)
     return client.DeviceConfig(**cfg)
 
@@ -101,8 +115,15 @@ def test_first_install_then_304_then_update(world):
     assert r.outcome == "installed" and r.current == "1.0.0" and r.manifest_version == 1, r
     runs_verified_model(cfg, "1.0.0")
     assert client.sync(cfg).outcome == "not_modified"
-    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                      key=world["key"], variant="fp32")
+    publisher.publish(
+        str(world["root"]),
+        world["run"],
+        model="digits",
+        version="1.1.0",
+        channel="beta",
+        key=world["key"],
+        variant="fp32",
+    )
     r = client.sync(cfg)
     assert (r.outcome, r.current, r.previous) == ("installed", "1.1.0", "1.0.0")
     runs_verified_model(cfg, "1.1.0")
@@ -126,8 +147,15 @@ def _channel(world):
 
 def test_replayed_old_manifest_is_refused(world):
     cfg = _installed(world)
-    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                      key=world["key"], variant="fp32")
+    publisher.publish(
+        str(world["root"]),
+        world["run"],
+        model="digits",
+        version="1.1.0",
+        channel="beta",
+        key=world["key"],
+        variant="fp32",
+    )
     assert client.sync(cfg).current == "1.1.0"
     hist = world["root"] / "digits" / "history" / "beta"
     shutil.copy(hist / "00000001.json", _channel(world))  # an attacker serves the old, validly signed manifest
@@ -140,8 +168,15 @@ def test_replayed_old_manifest_is_refused(world):
 @pytest.mark.parametrize("attack", ["flipped_bit", "unsigned", "wrong_key"])
 def test_forged_manifests_are_refused(world, attack):
     cfg = _installed(world)
-    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                      key=world["key"], variant="fp32")
+    publisher.publish(
+        str(world["root"]),
+        world["run"],
+        model="digits",
+        version="1.1.0",
+        channel="beta",
+        key=world["key"],
+        variant="fp32",
+    )
     if attack == "flipped_bit":
         raw = bytearray(_channel(world).read_bytes())
         raw[raw.index(b'"percent"') + 12] ^= 0x01
@@ -152,7 +187,8 @@ def test_forged_manifests_are_refused(world, attack):
         other = world["tmp"] / "other"
         keys.generate(other)
         (world["root"] / "digits/channels/beta.json.sig").write_bytes(
-            keys.sign(keys.load_private(other), _channel(world).read_bytes()))
+            keys.sign(keys.load_private(other), _channel(world).read_bytes())
+        )
     r = client.sync(cfg)
     assert (r.outcome, r.reason) == ("rejected", "bad_signature")
     runs_verified_model(cfg, "1.0.0")
@@ -161,8 +197,15 @@ def test_forged_manifests_are_refused(world, attack):
 def test_expired_manifest_is_refused(world):
     cfg = _installed(world)
     later = device(world, now=lambda: datetime.now(timezone.utc) + timedelta(days=31))
-    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                      key=world["key"], variant="fp32")
+    publisher.publish(
+        str(world["root"]),
+        world["run"],
+        model="digits",
+        version="1.1.0",
+        channel="beta",
+        key=world["key"],
+        variant="fp32",
+    )
     r = client.sync(later)
     assert (r.outcome, r.reason) == ("rejected", "expired")
     runs_verified_model(cfg, "1.0.0")
@@ -170,8 +213,15 @@ def test_expired_manifest_is_refused(world):
 
 def test_swapped_blob_is_refused(world):
     cfg = _installed(world)
-    m = publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                          key=world["key"], variant="fp32").manifest
+    m = publisher.publish(
+        str(world["root"]),
+        world["run"],
+        model="digits",
+        version="1.1.0",
+        channel="beta",
+        key=world["key"],
+        variant="fp32",
+    ).manifest
     model_entry = next(f for f in m["release"]["files"] if f["name"] == "model.tflite")
     other = (world["run"] / "exports" / "int8" / "model.tflite").read_bytes()  # a valid model, the wrong one
     (world["root"] / model_entry["url"]).write_bytes(other)
@@ -181,8 +231,15 @@ def test_swapped_blob_is_refused(world):
 
 
 def _next_release(world):
-    m = publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                          key=world["key"], variant="fp32").manifest
+    m = publisher.publish(
+        str(world["root"]),
+        world["run"],
+        model="digits",
+        version="1.1.0",
+        channel="beta",
+        key=world["key"],
+        variant="fp32",
+    ).manifest
     return next(f for f in m["release"]["files"] if f["name"] == "model.tflite")
 
 
@@ -238,8 +295,9 @@ def test_signed_but_broken_model_fails_its_health_check(world, tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["model"].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     meta_path.write_text(json.dumps(meta))
-    publisher.publish(str(world["root"]), broken, model="digits", version="1.1.0", channel="beta", key=world["key"],
-                      variant="fp32")
+    publisher.publish(
+        str(world["root"]), broken, model="digits", version="1.1.0", channel="beta", key=world["key"], variant="fp32"
+    )
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("failed", "health_check", "1.0.0")
     runs_verified_model(cfg, "1.0.0")
@@ -247,8 +305,16 @@ def test_signed_but_broken_model_fails_its_health_check(world, tmp_path):
 
 def test_too_old_app_and_dead_server(world):
     cfg = _installed(world)
-    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                      key=world["key"], variant="fp32", min_app_version="9.0.0")
+    publisher.publish(
+        str(world["root"]),
+        world["run"],
+        model="digits",
+        version="1.1.0",
+        channel="beta",
+        key=world["key"],
+        variant="fp32",
+        min_app_version="9.0.0",
+    )
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("skipped", "app_too_old", "1.0.0")
     dead = device(world, server="http://127.0.0.1:9/", timeout=1.0)
@@ -262,8 +328,16 @@ def test_staged_rollout_promotion_and_rollback_end_to_end(world):
     from mobile_ml.publish import manifest as mf
 
     devices = {i: _installed(world, install_id=f"phone-{i}") for i in range(12)}
-    m = publisher.publish(str(world["root"]), world["run"], model="digits", version="2.0.0", channel="beta",
-                          key=world["key"], variant="fp32", rollout=10).manifest
+    m = publisher.publish(
+        str(world["root"]),
+        world["run"],
+        model="digits",
+        version="2.0.0",
+        channel="beta",
+        key=world["key"],
+        variant="fp32",
+        rollout=10,
+    ).manifest
     salt = m["rollout"]["salt"]
     for i, cfg in devices.items():
         inside = mf.in_rollout(10, salt, cfg.install_id)
@@ -285,8 +359,24 @@ def test_device_cli_sync_and_run(world):
     from tests.test_cli import run as cli
 
     state = world["tmp"] / "cli-state"
-    args = ["device", "sync", "--server", world["url"], "--model", "digits", "--channel", "beta", "--public-key",
-            world["key"] / "public.pem", "--state", state, "--install-id", "cli-device", "--app-version", "1.0.0"]
+    args = [
+        "device",
+        "sync",
+        "--server",
+        world["url"],
+        "--model",
+        "digits",
+        "--channel",
+        "beta",
+        "--public-key",
+        world["key"] / "public.pem",
+        "--state",
+        state,
+        "--install-id",
+        "cli-device",
+        "--app-version",
+        "1.0.0",
+    ]
     r = cli(*args, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["outcome"] == "installed", r.output
     r = cli("device", "run", "--state", state, "--json")
@@ -387,20 +477,36 @@ def test_key_rotation_then_the_old_key_is_refused(world):
     new_key = world["tmp"] / "new-key"
     keys.generate(new_key)
     with pytest.raises(publisher.RefusedError, match="is signed by key") as e:
-        publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                          key=new_key, variant="fp32")
+        publisher.publish(
+            str(world["root"]),
+            world["run"],
+            model="digits",
+            version="1.1.0",
+            channel="beta",
+            key=new_key,
+            variant="fp32",
+        )
     assert "mobile-ml keys rotate" in e.value.hint
     rotate(str(world["root"]), "digits", old_key=world["key"], new_key=new_key)
-    publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                      key=new_key, variant="fp32")
+    publisher.publish(
+        str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta", key=new_key, variant="fp32"
+    )
     assert verify_root(str(world["root"]), str(world["key"] / "public.pem")).ok  # the app's pinned key
     r = client.sync(cfg)
     assert (r.outcome, r.current) == ("installed", "1.1.0")
     # someone with the old key signs a "newer" manifest: refused, because the device moved on
     old_private = keys.load_private(world["key"])
-    forged = mf.build(model="digits", channel="beta", manifest_version=99, key_id=keys.key_id(old_private.public_key()),
-                      release=json.loads(_channel(world).read_bytes())["release"], rollout_percent=100,
-                      salt="x", fallback=None, action="publish")
+    forged = mf.build(
+        model="digits",
+        channel="beta",
+        manifest_version=99,
+        key_id=keys.key_id(old_private.public_key()),
+        release=json.loads(_channel(world).read_bytes())["release"],
+        rollout_percent=100,
+        salt="x",
+        fallback=None,
+        action="publish",
+    )
     raw = mf.dumps(forged)
     _channel(world).write_bytes(raw)
     (world["root"] / "digits/channels/beta.json.sig").write_bytes(keys.sign(old_private, raw))
@@ -420,8 +526,15 @@ def test_rotation_signed_by_a_stranger_is_not_followed(world):
     keys.generate(new_key)
     rotation.rotate(str(world["root"]), "digits", old_key=stranger, new_key=new_key)  # not from the channel's key
     with pytest.raises(publisher.RefusedError):
-        publisher.publish(str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta",
-                          key=new_key, variant="fp32")
+        publisher.publish(
+            str(world["root"]),
+            world["run"],
+            model="digits",
+            version="1.1.0",
+            channel="beta",
+            key=new_key,
+            variant="fp32",
+        )
     runs_verified_model(cfg, "1.0.0")
 
 

@@ -59,7 +59,7 @@ def test_required_key_missing(tmp_path):
 
 
 def test_bool_is_not_an_int(tmp_path):
-    p = write(tmp_path, '[train]\nepochs = true\n')
+    p = write(tmp_path, "[train]\nepochs = true\n")
     with pytest.raises(ConfigError, match=r"train\.epochs must be a whole number"):
         load_train_config(p)
 

@@ -118,16 +118,25 @@ def _broken_calibration(x, n, seed):
 def test_gate_fails_on_a_broken_variant(tiny_run, digits_dir, tmp_path):
     run = _copy_run(tiny_run, tmp_path / "run")
     x_train = np.load(digits_dir / "train.npz")["x"].astype(np.float32)
-    result = export(run, ExportOptions(variants=("fp32", "int8"), require="int8", **FAST), data_dir=digits_dir,
-                    representative=_broken_calibration(x_train, 64, 0))
+    result = export(
+        run,
+        ExportOptions(variants=("fp32", "int8"), require="int8", **FAST),
+        data_dir=digits_dir,
+        representative=_broken_calibration(x_train, 64, 0),
+    )
     int8 = result.variant("int8")
     assert not int8.passed and int8.parity.accuracy_drop_pp > 20
     assert result.recommended == "fp32"
     with pytest.raises(GateError, match="required variant int8 misses the 1-point budget") as e:
         check_gate(result)
     assert e.value.exit_code == 3
-    only_int8 = export(run, ExportOptions(variants=("int8",), **FAST), data_dir=digits_dir, force=True,
-                       representative=_broken_calibration(x_train, 64, 0))
+    only_int8 = export(
+        run,
+        ExportOptions(variants=("int8",), **FAST),
+        data_dir=digits_dir,
+        force=True,
+        representative=_broken_calibration(x_train, 64, 0),
+    )
     with pytest.raises(GateError, match=r"best is int8 with a drop of \d+\.\d\d points"):
         check_gate(only_int8)
 
@@ -267,8 +276,10 @@ def test_float_io_integer_variant(exported, digits_dir, tmp_path):
     result = export(copy, ExportOptions(variants=("int8",), int8_io="float", **FAST), data_dir=digits_dir)
     v = result.variant("int8")
     assert v.inputs[0].dtype == "float32" and "QUANTIZE" in v.ops.ops and v.parity.agreement > 0.9
-    assert metadata.health_check((copy / "exports" / "int8" / "model.tflite").read_bytes(),
-                                 metadata.read(copy / "exports" / "int8" / "metadata.json")).ok
+    assert metadata.health_check(
+        (copy / "exports" / "int8" / "model.tflite").read_bytes(),
+        metadata.read(copy / "exports" / "int8" / "metadata.json"),
+    ).ok
 
 
 def test_tabular_pipeline_exports_with_feature_metadata(tmp_path):
@@ -281,19 +292,22 @@ def test_tabular_pipeline_exports_with_feature_metadata(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_pipeline_config(root / "examples" / "penguins.toml")
-    cfg = replace(cfg, train=replace(TINY, family="mlp"),
-                  export=ExportOptions(variants=("fp32", "int8"), max_accuracy_drop=100, **FAST))
+    cfg = replace(
+        cfg,
+        train=replace(TINY, family="mlp"),
+        export=ExportOptions(variants=("fp32", "int8"), max_accuracy_drop=100, **FAST),
+    )
     result = run_pipeline(cfg, tmp_path / "p")
     meta = metadata.read(tmp_path / "p" / "run" / "exports" / "int8" / "metadata.json")
     assert meta["input"]["kind"] == "tabular"
     assert meta["input"]["features"] == result.data.features and meta["input"]["tensor"]["shape"][1] == len(
-        result.data.features)
+        result.data.features
+    )
     island = next(c for c in meta["input"]["columns"] if c["name"] == "Island")
     assert island["kind"] == "categorical" and "Biscoe" in island["vocabulary"]
     assert any("one-hot" in s for s in meta["preprocessing"]["app_must"])
     assert meta["labels"] == result.data.labels and result.export.recommended in ("fp32", "int8")
-    assert metadata.health_check((tmp_path / "p" / "run" / "exports" / "int8" / "model.tflite").read_bytes(),
-                                 meta).ok
+    assert metadata.health_check((tmp_path / "p" / "run" / "exports" / "int8" / "model.tflite").read_bytes(), meta).ok
 
 
 def test_damaged_metadata_is_named(tmp_path):

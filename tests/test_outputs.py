@@ -20,18 +20,16 @@ def test_failure_leaves_nothing_and_keeps_old_result(tmp_path):
     dest = tmp_path / "out"
     dest.mkdir()
     (dest / "good.txt").write_text("earlier good result")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(dest, force=True) as tmp:
-            (tmp / "half.txt").write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_dir(dest, force=True) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("boom")
     assert sorted(os.listdir(dest)) == ["good.txt"]
     assert leftovers(tmp_path) == []
 
 
 def test_keyboard_interrupt_cleans_up(tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_dir(tmp_path / "out"):
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_dir(tmp_path / "out"):
+        raise KeyboardInterrupt
     assert os.listdir(tmp_path) == []
 
 
@@ -39,9 +37,8 @@ def test_existing_nonempty_needs_force(tmp_path):
     dest = tmp_path / "out"
     dest.mkdir()
     (dest / "x").write_text("keep me")
-    with pytest.raises(OutputError, match="already exists"):
-        with atomic_dir(dest):
-            pass
+    with pytest.raises(OutputError, match="already exists"), atomic_dir(dest):
+        pass
     assert (dest / "x").read_text() == "keep me"
     with atomic_dir(dest, force=True) as tmp:
         (tmp / "y").write_text("new")
@@ -51,9 +48,8 @@ def test_existing_nonempty_needs_force(tmp_path):
 
 def test_parent_is_a_file(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(OutputError, match="is a file"):
-        with atomic_dir(tmp_path / "file" / "sub"):
-            pass
+    with pytest.raises(OutputError, match="is a file"), atomic_dir(tmp_path / "file" / "sub"):
+        pass
 
 
 def test_output_permissions_follow_umask(tmp_path):

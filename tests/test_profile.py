@@ -91,7 +91,7 @@ def test_month_names_and_plain_numbers_are_not_dates():
 
 
 def test_free_text_column():
-    words = "the quick brown fox jumps over a lazy dog while it rains".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "it", "rains"]
     rng = np.random.default_rng(1)
     values = [" ".join(rng.choice(words, 8)) for _ in range(40)]
     k = kind(values, name="comment")
@@ -125,12 +125,14 @@ def test_classification_is_deterministic_and_fast_on_large_columns():
 
 
 def frame():
-    return pd.DataFrame({
-        "x": [1, 2, 3, 4, 5, 6, 7, 8, 9, 100, None, 5],
-        "mostly_missing": [None] * 8 + [1.0, 2.0, 3.0, 1.0],
-        "color": ["r", "g", "r", "b", "r", "g", "r", "b", "r", "g", "r", "g"],
-        "y": ["a", "a", "a", "a", "a", "a", "a", "b", "b", None, "a", "a"],
-    })
+    return pd.DataFrame(
+        {
+            "x": [1, 2, 3, 4, 5, 6, 7, 8, 9, 100, None, 5],
+            "mostly_missing": [None] * 8 + [1.0, 2.0, 3.0, 1.0],
+            "color": ["r", "g", "r", "b", "r", "g", "r", "b", "r", "g", "r", "g"],
+            "y": ["a", "a", "a", "a", "a", "a", "a", "b", "b", None, "a", "a"],
+        }
+    )
 
 
 def test_column_numbers():
@@ -244,17 +246,20 @@ def test_read_csv_returns_frame_and_hash(tmp_path):
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "does not exist"),
-    ("dir", "is a directory"),
-    (b"", "has no data rows"),
-    (b"a,b\n", "has no data rows"),
-    (b"\n\n", "has no data rows"),
-    (b"a,b\n1,caf\xe9\n", "not UTF-8"),
-    (b"a,b\n1,2\n3,4,5,6\n", "not a valid CSV"),
-    (b"a,b\n1,2,3\n4,5,6\n", "not a valid CSV"),  # pandas would silently make column 1 the index
-    (b'a,b\n"1,2\n', "not a valid CSV"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "does not exist"),
+        ("dir", "is a directory"),
+        (b"", "has no data rows"),
+        (b"a,b\n", "has no data rows"),
+        (b"\n\n", "has no data rows"),
+        (b"a,b\n1,caf\xe9\n", "not UTF-8"),
+        (b"a,b\n1,2\n3,4,5,6\n", "not a valid CSV"),
+        (b"a,b\n1,2,3\n4,5,6\n", "not a valid CSV"),  # pandas would silently make column 1 the index
+        (b'a,b\n"1,2\n', "not a valid CSV"),
+    ],
+)
 def test_read_csv_errors_name_the_path(tmp_path, content, words):
     path = tmp_path / "input.csv"
     if content == "dir":

@@ -13,7 +13,8 @@ import pytest
 
 from mobile_ml.errors import InputFileError, OutputError
 from mobile_ml.publish import channel as channel_mod
-from mobile_ml.publish import keys, manifest as mf, publisher, trust
+from mobile_ml.publish import keys, publisher, trust
+from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.channel import RefusedError, manifest_path
 from mobile_ml.publish.storage import ConcurrentUpdate, open_root
 from mobile_ml.publish.verify import VerifyError, check, verify_root
@@ -75,13 +76,28 @@ def test_signature_verifies_with_openssl(exported, key_dir, tmp_path):
     root = tmp_path / "root"
     publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     mpath = root / manifest_path("digits", "beta")
-    ok = subprocess.run([openssl, "dgst", "-sha256", "-verify", str(key_dir / "public.pem"), "-signature",
-                         f"{mpath}.sig", str(mpath)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [openssl, "dgst", "-sha256", "-verify", str(key_dir / "public.pem"), "-signature", f"{mpath}.sig", str(mpath)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "Verified OK" in ok.stdout
     tampered = tmp_path / "tampered.json"
     tampered.write_bytes(mpath.read_bytes().replace(b'"1.0.0"', b'"9.0.0"'))
-    bad = subprocess.run([openssl, "dgst", "-sha256", "-verify", str(key_dir / "public.pem"), "-signature",
-                          f"{mpath}.sig", str(tampered)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            openssl,
+            "dgst",
+            "-sha256",
+            "-verify",
+            str(key_dir / "public.pem"),
+            "-signature",
+            f"{mpath}.sig",
+            str(tampered),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0
 
 
@@ -90,8 +106,9 @@ def test_channel_lifecycle(exported, key_dir, tmp_path):
     run, _ = exported
     root = str(tmp_path / "root")
     publisher.publish(root, run, model="digits", version="1.0.0", channel="beta", key=key_dir)
-    staged = publisher.publish(root, run, model="digits", version="1.1.0", channel="beta", key=key_dir,
-                               variant="fp32", rollout=10).manifest
+    staged = publisher.publish(
+        root, run, model="digits", version="1.1.0", channel="beta", key=key_dir, variant="fp32", rollout=10
+    ).manifest
     assert staged["fallback"]["version"] == "1.0.0" and staged["rollout"]["percent"] == 10
     wider = publisher.set_rollout(root, "digits", "beta", percent=20, key=key_dir).manifest
     assert wider["rollout"]["salt"] == staged["rollout"]["salt"] and wider["manifest_version"] == 3
@@ -116,9 +133,15 @@ def test_channel_lifecycle(exported, key_dir, tmp_path):
     # the rolled-back-from manifest (v4, 1.1.0) still verifies but a device that saw v5 refuses it
     old = (tmp_path / "root" / "digits/history/beta/00000004.json").read_bytes()
     with pytest.raises(trust.Rejected, match="rollback"):
-        trust.check_manifest(old, (tmp_path / "root" / "digits/history/beta/00000004.json.sig").read_bytes(),
-                             keys.load_public(key_dir), now=datetime.now(timezone.utc), model="digits",
-                             channel="beta", last_version=5)
+        trust.check_manifest(
+            old,
+            (tmp_path / "root" / "digits/history/beta/00000004.json.sig").read_bytes(),
+            keys.load_public(key_dir),
+            now=datetime.now(timezone.utc),
+            model="digits",
+            channel="beta",
+            last_version=5,
+        )
     assert verify_root(root, str(key_dir / "public.pem")).ok
 
 
@@ -132,8 +155,7 @@ def _refused(root, fn, match, exc=RefusedError):
 def test_refusals_write_nothing(exported, key_dir, tmp_path):
     run, _ = exported
     root = tmp_path / "root"
-    pub = lambda **kw: publisher.publish(str(root), run, **{"model": "digits", "channel": "beta", "key": key_dir,
-                                                             **kw})  # noqa: E731
+    pub = lambda **kw: publisher.publish(str(root), run, **{"model": "digits", "channel": "beta", "key": key_dir, **kw})  # noqa: E731
     pub(version="1.1.0")
     _refused(root, lambda: pub(version="1.1.0"), "not greater than digits/beta's current 1.1.0")
     _refused(root, lambda: pub(version="1.0.9"), "not greater")
@@ -144,8 +166,7 @@ def test_refusals_write_nothing(exported, key_dir, tmp_path):
     _refused(root, lambda: pub(version="2.0.0", variant="int16"), "was not exported", exc=InputFileError)
     _refused(root, lambda: pub(version="2.0.0", rollout=150), "between 0 and 100", exc=Exception)
     _refused(root, lambda: publisher.rollback(str(root), "digits", "beta", key=key_dir), "no earlier release")
-    _refused(root, lambda: publisher.set_rollout(str(root), "digits", "nope", percent=5, key=key_dir),
-             "does not exist")
+    _refused(root, lambda: publisher.set_rollout(str(root), "digits", "nope", percent=5, key=key_dir), "does not exist")
 
 
 def test_failed_gate_and_damaged_exports_are_refused(exported, key_dir, tmp_path):
@@ -162,11 +183,19 @@ def test_failed_gate_and_damaged_exports_are_refused(exported, key_dir, tmp_path
     publisher.publish(str(root), copy, version="1.0.0", force=True, **args)
     model = copy / "exports/int8/model.tflite"
     model.write_bytes(model.read_bytes()[:-10])
-    _refused(root, lambda: publisher.publish(str(root), copy, version="1.0.1", force=True, **args),
-             "does not match its metadata", exc=InputFileError)
+    _refused(
+        root,
+        lambda: publisher.publish(str(root), copy, version="1.0.1", force=True, **args),
+        "does not match its metadata",
+        exc=InputFileError,
+    )
     (tmp_path / "empty").mkdir()
-    _refused(root, lambda: publisher.publish(str(root), tmp_path / "empty", version="1.0.1", **args),
-             "has no exports", exc=InputFileError)
+    _refused(
+        root,
+        lambda: publisher.publish(str(root), tmp_path / "empty", version="1.0.1", **args),
+        "has no exports",
+        exc=InputFileError,
+    )
 
 
 def test_two_publishers_racing_exactly_one_wins(exported, key_dir, tmp_path, monkeypatch):
@@ -231,8 +260,10 @@ def test_verify_names_a_flipped_byte(exported, key_dir, tmp_path):
     raw[raw.index(b'"percent"') + 12] ^= 0x01
     mpath.write_bytes(bytes(raw))
     problems = verify_root(str(root2), str(key_dir / "public.pem")).problems
-    assert problems == [f"{manifest_path('digits', 'beta')}: signature does not verify with key "
-                        f"{keys.key_id(keys.load_public(key_dir))[:16]}…"]
+    assert problems == [
+        f"{manifest_path('digits', 'beta')}: signature does not verify with key "
+        f"{keys.key_id(keys.load_public(key_dir))[:16]}…"
+    ]
 
 
 def test_crash_between_manifest_and_signature_is_repaired(exported, key_dir, tmp_path):
@@ -247,8 +278,7 @@ def test_crash_between_manifest_and_signature_is_repaired(exported, key_dir, tmp
     assert verify_root(str(root), str(key_dir / "public.pem")).ok
 
 
-def test_publisher_dying_before_the_manifest_write_leaves_the_channel_usable(exported, key_dir, tmp_path,
-                                                                            monkeypatch):
+def test_publisher_dying_before_the_manifest_write_leaves_the_channel_usable(exported, key_dir, tmp_path, monkeypatch):
     """Threat 12: abort between the history entry and the channel swap; the old manifest stays fully valid."""
     from mobile_ml.publish.storage import LocalStorage
 
@@ -285,8 +315,16 @@ def test_vectors_are_honoured_by_the_reference_checks():
     for case in doc["cases"]:
         raw, sig = base64.b64decode(case["manifest_b64"]), base64.b64decode(case["signature_b64"])
         try:
-            trust.check_manifest(raw, sig, public, now=now, model=case["model"], channel=case["channel"],
-                                 last_version=case["last_version"], last_sha256=case["last_sha256"])
+            trust.check_manifest(
+                raw,
+                sig,
+                public,
+                now=now,
+                model=case["model"],
+                channel=case["channel"],
+                last_version=case["last_version"],
+                last_sha256=case["last_sha256"],
+            )
             outcome = "accept"
         except trust.Rejected as e:
             outcome = e.reason
@@ -301,8 +339,13 @@ def test_vectors_are_honoured_by_the_reference_checks():
     from mobile_ml.publish.rotation import check_statement
 
     for rot in doc["rotations"]:
-        new = check_statement(base64.b64decode(rot["statement_b64"]), base64.b64decode(rot["signature_b64"]), public,
-                              model=rot["model"], new_key_id=rot["new_key_id"])
+        new = check_statement(
+            base64.b64decode(rot["statement_b64"]),
+            base64.b64decode(rot["signature_b64"]),
+            public,
+            model=rot["model"],
+            new_key_id=rot["new_key_id"],
+        )
         assert ("accept" if new is not None else "reject") == rot["expect"], rot["name"]
     buckets = json.loads((here / "bucketing.json").read_text())["cases"]
     assert len(buckets) >= 50 and any(c["in_rollout"] for c in buckets) and not all(c["in_rollout"] for c in buckets)
@@ -315,8 +358,14 @@ def test_oversized_manifest_is_rejected_before_parsing(key_dir):
     private = keys.load_private(key_dir)
     big = b" " * (mf.MAX_MANIFEST_BYTES + 1)
     with pytest.raises(trust.Rejected, match="too_large"):
-        trust.check_manifest(big, keys.sign(private, big), private.public_key(), now=datetime.now(timezone.utc),
-                             model="digits", channel="beta")
+        trust.check_manifest(
+            big,
+            keys.sign(private, big),
+            private.public_key(),
+            now=datetime.now(timezone.utc),
+            model="digits",
+            channel="beta",
+        )
 
 
 def test_cli_publish_and_verify_exit_codes(exported, key_dir, tmp_path):
@@ -324,12 +373,26 @@ def test_cli_publish_and_verify_exit_codes(exported, key_dir, tmp_path):
 
     run, _ = exported
     root = tmp_path / "root"
-    r = cli("publish", run, "--model", "digits", "--version", "1.0.0", "--channel", "beta", "--key", key_dir,
-            "--root", root, "--json")
+    r = cli(
+        "publish",
+        run,
+        "--model",
+        "digits",
+        "--version",
+        "1.0.0",
+        "--channel",
+        "beta",
+        "--key",
+        key_dir,
+        "--root",
+        root,
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["manifest_version"] == 1
-    r = cli("publish", run, "--model", "digits", "--version", "1.0.0", "--channel", "beta", "--key", key_dir,
-            "--root", root)
+    r = cli(
+        "publish", run, "--model", "digits", "--version", "1.0.0", "--channel", "beta", "--key", key_dir, "--root", root
+    )
     assert r.exit_code == 2 and "not greater" in r.stderr
     r = cli("release", "verify", "--root", root, "--public-key", key_dir / "public.pem")
     assert r.exit_code == 0 and "check out" in r.stdout
@@ -342,6 +405,7 @@ def test_cli_publish_and_verify_exit_codes(exported, key_dir, tmp_path):
 
 
 # --- S3: a real S3-protocol server (moto) on loopback, talked to over HTTP by s3fs/botocore ----------------------
+
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
@@ -358,8 +422,12 @@ def s3_endpoint():
 
 @pytest.fixture()
 def s3_env(s3_endpoint, monkeypatch):
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                 "AWS_ENDPOINT_URL": s3_endpoint}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+    }.items():
         monkeypatch.setenv(k, v)
     import s3fs
 

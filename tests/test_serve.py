@@ -104,9 +104,20 @@ def test_head(server, root):
     assert status == 200 and data == b"" and h["content-length"] == str(len(blob)) and h["etag"] == f'"{digest}"'
 
 
-@pytest.mark.parametrize("path", ["/", "/blobs", "/blobs/", "/../outside/secret.txt", "/%2e%2e/secret.txt",
-                                  "/escape", "/digits/channels/.beta.json.lock", "/nope.json",
-                                  "/digits/channels//beta.json"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/blobs",
+        "/blobs/",
+        "/../outside/secret.txt",
+        "/%2e%2e/secret.txt",
+        "/escape",
+        "/digits/channels/.beta.json.lock",
+        "/nope.json",
+        "/digits/channels//beta.json",
+    ],
+)
 def test_nothing_outside_files_in_the_root(server, path):
     status, _, data = req(server[0], "GET", path)
     assert status == 404 and b"secret" not in data
@@ -119,8 +130,15 @@ def test_only_get_and_head_on_content(server, method):
 
 
 def _event(**kw):
-    e = {"install_id_hash": "ab" * 32, "model": "digits", "version": "1.0.0", "app_version": "2.1.0",
-         "device_model": "Pixel 7", "event": "inference", "latency_ms": 0.8}
+    e = {
+        "install_id_hash": "ab" * 32,
+        "model": "digits",
+        "version": "1.0.0",
+        "app_version": "2.1.0",
+        "device_model": "Pixel 7",
+        "event": "inference",
+        "latency_ms": 0.8,
+    }
     e.update(kw)
     return e
 
@@ -139,26 +157,36 @@ def test_telemetry_accepts_valid_batches_and_stores_strings_verbatim(server):
     port, db = server
     before = _count(db)
     tricky = "Pixel'); DROP TABLE events;--"
-    status, _, data = _post(port, {"events": [_event(), _event(device_model=tricky, event="update_failed",
-                                                               latency_ms=None, error_code="hash_mismatch")]})
+    status, _, data = _post(
+        port,
+        {
+            "events": [
+                _event(),
+                _event(device_model=tricky, event="update_failed", latency_ms=None, error_code="hash_mismatch"),
+            ]
+        },
+    )
     assert status == 202 and json.loads(data) == {"accepted": 2}
     assert _count(db) == before + 2
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT COUNT(*) FROM events WHERE device_model = ?", (tricky,)).fetchone()[0] == 1
 
 
-@pytest.mark.parametrize("body, status, ctype", [
-    (b"{not json", 400, "application/json"),
-    ({"events": [_event(latency_ms="fast")]}, 400, "application/json"),
-    ({"events": [_event(event="hack")]}, 400, "application/json"),
-    ({"events": [_event(extra=1)]}, 400, "application/json"),
-    ({"events": [_event(install_id_hash="raw-install-id-123")]}, 400, "application/json"),
-    ({"events": [_event(), {"model": "x"}]}, 400, "application/json"),  # one bad event: nothing stored
-    ({"events": [_event()] * 101}, 413, "application/json"),
-    ({"events": [_event(device_model="x" * 70_000)]}, 413, "application/json"),
-    ({"events": [_event()]}, 415, "text/plain"),
-    ({"events": []}, 400, "application/json"),
-])
+@pytest.mark.parametrize(
+    "body, status, ctype",
+    [
+        (b"{not json", 400, "application/json"),
+        ({"events": [_event(latency_ms="fast")]}, 400, "application/json"),
+        ({"events": [_event(event="hack")]}, 400, "application/json"),
+        ({"events": [_event(extra=1)]}, 400, "application/json"),
+        ({"events": [_event(install_id_hash="raw-install-id-123")]}, 400, "application/json"),
+        ({"events": [_event(), {"model": "x"}]}, 400, "application/json"),  # one bad event: nothing stored
+        ({"events": [_event()] * 101}, 413, "application/json"),
+        ({"events": [_event(device_model="x" * 70_000)]}, 413, "application/json"),
+        ({"events": [_event()]}, 415, "text/plain"),
+        ({"events": []}, 400, "application/json"),
+    ],
+)
 def test_telemetry_rejections_store_nothing(server, body, status, ctype):
     port, db = server
     before = _count(db)
@@ -170,11 +198,27 @@ def test_telemetry_rejections_store_nothing(server, body, status, ctype):
 def test_telemetry_summary(tmp_path):
     store = telemetry.Store(tmp_path / "t.db")
     rows = []
-    for i, (version, event, lat) in enumerate([("1.0.0", "update_applied", None), ("1.0.0", "inference", 1.0),
-                                               ("1.0.0", "inference", 3.0), ("1.1.0", "update_failed", None),
-                                               ("1.1.0", "update_applied", None), ("1.1.0", "inference", 2.0)]):
-        rows.append(telemetry.validate(json.dumps({"events": [_event(
-            install_id_hash=f"{i % 2:02x}" * 32, version=version, event=event, latency_ms=lat)]}).encode())[0])
+    for i, (version, event, lat) in enumerate(
+        [
+            ("1.0.0", "update_applied", None),
+            ("1.0.0", "inference", 1.0),
+            ("1.0.0", "inference", 3.0),
+            ("1.1.0", "update_failed", None),
+            ("1.1.0", "update_applied", None),
+            ("1.1.0", "inference", 2.0),
+        ]
+    ):
+        rows.append(
+            telemetry.validate(
+                json.dumps(
+                    {
+                        "events": [
+                            _event(install_id_hash=f"{i % 2:02x}" * 32, version=version, event=event, latency_ms=lat)
+                        ]
+                    }
+                ).encode()
+            )[0]
+        )
     store.add(rows)
     store.close()
     s = {r.version: r for r in telemetry.summary(tmp_path / "t.db")}
@@ -188,9 +232,22 @@ def test_serve_command_stops_gracefully_on_sigterm(root, tmp_path):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    proc = subprocess.Popen([sys.executable, "-m", "mobile_ml", "serve", str(root[0]), "--port", str(port),
-                             "--telemetry-db", str(tmp_path / "t.db")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mobile_ml",
+            "serve",
+            str(root[0]),
+            "--port",
+            str(port),
+            "--telemetry-db",
+            str(tmp_path / "t.db"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(200):
             try:

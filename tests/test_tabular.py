@@ -35,23 +35,27 @@ def feature(spec, x, name):
 
 def base(n=60, seed=0):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "rid": np.arange(n),
-        "x": rng.normal(50, 10, n).round(3),
-        "c": rng.choice(["p", "q", "s"], n),
-        "y": np.array(["a", "b", "c"])[np.arange(n) % 3],
-    })
+    return pd.DataFrame(
+        {
+            "rid": np.arange(n),
+            "x": rng.normal(50, 10, n).round(3),
+            "c": rng.choice(["p", "q", "s"], n),
+            "y": np.array(["a", "b", "c"])[np.arange(n) % 3],
+        }
+    )
 
 
 # Rows per split under the default 0.7/0.15/0.15 ratios: a class of 10 puts 6 rows in train, a class of 9 puts 7 (the
 # validation/test share rounds to 2 and 1). The tests below use that to make train-only statistics differ, for
 # certain, from statistics over all rows.
 def leaky():
-    return pd.DataFrame({
-        "x": [0.0] * 10 + [100.0] * 9 + [None] * 5 + [5.0, 5.0],
-        "c": ["a"] * 10 + ["b"] * 9 + [None] * 5 + ["z", "z"],
-        "y": ["A"] * 10 + ["B"] * 9 + ["C"] * 5 + [None, None],
-    })
+    return pd.DataFrame(
+        {
+            "x": [0.0] * 10 + [100.0] * 9 + [None] * 5 + [5.0, 5.0],
+            "c": ["a"] * 10 + ["b"] * 9 + [None] * 5 + ["z", "z"],
+            "y": ["A"] * 10 + ["B"] * 9 + ["C"] * 5 + [None, None],
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------- train-only fitting
@@ -193,7 +197,7 @@ def test_outlier_removal_only_touches_train(tmp_path):
 
 def test_id_text_constant_and_empty_columns_are_dropped_with_reasons(tmp_path):
     df = base()
-    words = "the quick brown fox jumps over a lazy dog while it rains".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "it", "rains"]
     rng = np.random.default_rng(5)
     df["note"] = [" ".join(rng.choice(words, 7)) for _ in range(60)]
     df["customer_id"] = rng.permutation(np.arange(1000, 1060)) * 3
@@ -348,7 +352,7 @@ def test_unknown_drop_and_keep_columns(tmp_path):
 
 def test_keep_columns_that_cannot_be_encoded(tmp_path):
     df = base()
-    words = "the quick brown fox jumps over a lazy dog".split()
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
     rng = np.random.default_rng(5)
     df["note"] = [" ".join(rng.choice(words, 7)) for _ in range(60)]
     df["code"] = [f"K{i * 7919 % 10007}" for i in range(60)]
@@ -366,12 +370,28 @@ def test_no_features_left(tmp_path):
     assert "keep_columns" in e.value.hint
 
 
-@pytest.mark.parametrize("field, value", [
-    ("missing", "fill"), ("numeric_impute", "mode"), ("categorical_impute", "none"), ("dates", "keep"),
-    ("outliers", "clip"), ("outliers", None), ("outlier_factor", 0), ("outlier_factor", -1.0), ("outlier_factor", "2"),
-    ("outlier_factor", True), ("outlier_factor", float("inf")), ("max_categories", 0), ("max_categories", 2.5),
-    ("max_categories", True), ("drop_duplicates", "yes"), ("drop_columns", "abc"), ("keep_columns", [1]),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("missing", "fill"),
+        ("numeric_impute", "mode"),
+        ("categorical_impute", "none"),
+        ("dates", "keep"),
+        ("outliers", "clip"),
+        ("outliers", None),
+        ("outlier_factor", 0),
+        ("outlier_factor", -1.0),
+        ("outlier_factor", "2"),
+        ("outlier_factor", True),
+        ("outlier_factor", float("inf")),
+        ("max_categories", 0),
+        ("max_categories", 2.5),
+        ("max_categories", True),
+        ("drop_duplicates", "yes"),
+        ("drop_columns", "abc"),
+        ("keep_columns", [1]),
+    ],
+)
 def test_invalid_options_name_the_field(field, value):
     with pytest.raises(ConfigError) as e:
         TabularOptions(**{field: value})
@@ -387,7 +407,9 @@ def test_options_accept_lists_and_reject_overlap():
 
 
 def test_no_tensorflow_import():
-    code = ("import mobile_ml.data.profile, mobile_ml.data.tabular, sys; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    code = (
+        "import mobile_ml.data.profile, mobile_ml.data.tabular, sys; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -15,8 +15,15 @@ from tests.conftest import TINY, leftovers
 def test_run_directory_contents(tiny_run):
     run, result = tiny_run
     names = {p.name for p in run.iterdir()}
-    assert {"run.json", "metrics.json", "data.json", "history.csv", "history.png", "model.keras",
-            "saved_model"} <= names
+    assert {
+        "run.json",
+        "metrics.json",
+        "data.json",
+        "history.csv",
+        "history.png",
+        "model.keras",
+        "saved_model",
+    } <= names
     meta = json.loads((run / "run.json").read_text())
     assert meta["schema"] == "mobile_ml.run" and meta["schema_version"] == 1
     assert meta["seed"] == TINY.seed and meta["config"]["epochs"] == TINY.epochs

@@ -61,8 +61,17 @@ def compare(base: dict[str, Any], new: dict[str, Any], max_regression: float) ->
         variant, threads = key
         if key not in n or key not in b:
             p = median([_center(m) for m in (b.get(key) or n.get(key))])
-            deltas.append(Delta(variant, threads, p if key in b else None, p if key in n else None, None, None,
-                                "only in base" if key in b else "only in new"))
+            deltas.append(
+                Delta(
+                    variant,
+                    threads,
+                    p if key in b else None,
+                    p if key in n else None,
+                    None,
+                    None,
+                    "only in base" if key in b else "only in new",
+                )
+            )
             continue
         bp = [_center(m) for m in b[key]]
         np_ = [_center(m) for m in n[key]]
@@ -93,10 +102,17 @@ def check(deltas: list[Delta], max_regression: float) -> None:
         raise RegressionError(
             f"p50 regressed beyond {max_regression:g}% for {len(bad)} configuration(s); worst: {worst.variant} "
             f"at {worst.threads} thread(s), {worst.base_p50:.4g} → {worst.new_p50:.4g} ms (+{worst.change_pct:.1f}%)",
-            hint="compare the device fingerprints in both files, then profile the variant")
+            hint="compare the device fingerprints in both files, then profile the variant",
+        )
 
 
 def to_dict(deltas: list[Delta], base: str, new: str, max_regression: float) -> dict[str, Any]:
-    return {"schema": "mobile_ml.benchmark_compare", "schema_version": 1, "base": base, "new": new,
-            "max_regression_pct": max_regression, "deltas": [d.__dict__ for d in deltas],
-            "regressed": any(d.verdict == "regressed" for d in deltas)}
+    return {
+        "schema": "mobile_ml.benchmark_compare",
+        "schema_version": 1,
+        "base": base,
+        "new": new,
+        "max_regression_pct": max_regression,
+        "deltas": [d.__dict__ for d in deltas],
+        "regressed": any(d.verdict == "regressed" for d in deltas),
+    }

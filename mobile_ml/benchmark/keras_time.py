@@ -19,16 +19,20 @@ def time_keras(run_dir: Path | None, options) -> dict[str, Any]:
     from mobile_ml.train.rundir import load_run
 
     if run_dir is None:
-        raise InputFileError("--compare-keras needs a run directory as TARGET (it times the run's Keras model)",
-                             hint="pass RUNDIR instead of a .tflite file or an export directory")
+        raise InputFileError(
+            "--compare-keras needs a run directory as TARGET (it times the run's Keras model)",
+            hint="pass RUNDIR instead of a .tflite file or an export directory",
+        )
     run = load_run(run_dir)
     model = run.load_model()
     x = run.split("test")[0][:1]
     tf = _tf.tensorflow()
     tensor = tf.constant(x)
     out: dict[str, Any] = {"model": str(run.model_path), "threads": "TensorFlow default"}
-    for name, call in (("predict", lambda: model.predict(x, verbose=0)),
-                       ("call", lambda: model(tensor, training=False))):
+    for name, call in (
+        ("predict", lambda: model.predict(x, verbose=0)),
+        ("call", lambda: model(tensor, training=False)),
+    ):
         for phase_runs, phase_s in ((options.warmup_runs, options.warmup_seconds), (options.runs, options.min_seconds)):
             samples = []
             start = time.perf_counter()

@@ -6,11 +6,31 @@ import csv
 from pathlib import Path
 
 from mobile_ml.benchmark.runner import BenchmarkResult
-from mobile_ml.plotting import label_points, plain_log_ticks, pyplot
 from mobile_ml.outputs import atomic_dir, write_json
+from mobile_ml.plotting import label_points, plain_log_ticks, pyplot
 
-CSV_COLUMNS = ("variant", "threads", "xnnpack", "repeat", "bytes", "init_ms", "first_ms", "count", "min_ms", "mean_ms",
-               "std_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "macs", "gops", "init_mib", "run_mib")
+CSV_COLUMNS = (
+    "variant",
+    "threads",
+    "xnnpack",
+    "repeat",
+    "bytes",
+    "init_ms",
+    "first_ms",
+    "count",
+    "min_ms",
+    "mean_ms",
+    "std_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "macs",
+    "gops",
+    "init_mib",
+    "run_mib",
+)
 
 
 def write(result: BenchmarkResult, out: str | Path, *, force: bool = False) -> Path:
@@ -21,10 +41,23 @@ def write(result: BenchmarkResult, out: str | Path, *, force: bool = False) -> P
             w.writerow(CSV_COLUMNS)
             for m in result.measurements:
                 s = m.latency_ms
-                w.writerow([m.variant, m.threads, m.xnnpack, m.repeat, m.bytes, f"{m.init_ms:.4f}",
-                            f"{m.first_ms:.4f}", s.count, *(f"{v:.6f}" for v in (s.min, s.mean, s.std, s.p50, s.p90,
-                                                                                  s.p95, s.p99, s.max)),
-                            m.macs, f"{m.gops:.4f}", m.memory_mib.get("init_growth"), m.memory_mib.get("run_growth")])
+                w.writerow(
+                    [
+                        m.variant,
+                        m.threads,
+                        m.xnnpack,
+                        m.repeat,
+                        m.bytes,
+                        f"{m.init_ms:.4f}",
+                        f"{m.first_ms:.4f}",
+                        s.count,
+                        *(f"{v:.6f}" for v in (s.min, s.mean, s.std, s.p50, s.p90, s.p95, s.p99, s.max)),
+                        m.macs,
+                        f"{m.gops:.4f}",
+                        m.memory_mib.get("init_growth"),
+                        m.memory_mib.get("run_growth"),
+                    ]
+                )
         plot_latency(result, tmp / "latency.png")
         if result.export:
             plot_tradeoff(result, tmp / "tradeoff.png")
@@ -47,8 +80,11 @@ def plot_latency(result: BenchmarkResult, path: Path) -> None:
     ax.set_ylabel(f"latency per inference ({unit})")
     ax.set_yscale("log")
     plain_log_ticks(ax.yaxis)
-    ax.set_title(f"LiteRT latency, {result.device['cpu']} ({'XNNPACK' if result.options.xnnpack else 'no XNNPACK'}); "
-                 "box: p25–p75, whiskers: p1–p99", fontsize=9)
+    ax.set_title(
+        f"LiteRT latency, {result.device['cpu']} ({'XNNPACK' if result.options.xnnpack else 'no XNNPACK'}); "
+        "box: p25–p75, whiskers: p1–p99",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3, axis="y", which="both")
     fig.tight_layout()
     fig.savefig(path)
@@ -70,11 +106,18 @@ def plot_tradeoff(result: BenchmarkResult, path: Path) -> None:
     pts = {v: [x * scale for x in p] for v, p in pts.items()}
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     accs = [(rows[v].get("parity") or {}).get("accuracy") for v in pts]
-    sc = ax.scatter([rows[v]["bytes"] / 1024 for v in pts], [sorted(p)[len(p) // 2] for p in pts.values()],
-                    c=[a if a is not None else 0 for a in accs], cmap="viridis", s=80, zorder=3)
+    sc = ax.scatter(
+        [rows[v]["bytes"] / 1024 for v in pts],
+        [sorted(p)[len(p) // 2] for p in pts.values()],
+        c=[a if a is not None else 0 for a in accs],
+        cmap="viridis",
+        s=80,
+        zorder=3,
+    )
     ys = [sorted(p)[len(p) // 2] for p in pts.values()]
-    label_points(ax, [(rows[v]["bytes"] / 1024, y, v) for v, y in zip(pts, ys)],
-                 y_close=(max(ys) - min(ys)) * 0.05 + 1e-12)
+    label_points(
+        ax, [(rows[v]["bytes"] / 1024, y, v) for v, y in zip(pts, ys)], y_close=(max(ys) - min(ys)) * 0.05 + 1e-12
+    )
     fig.colorbar(sc, ax=ax, label="test accuracy (LiteRT)")
     ax.set_xscale("log")
     ax.margins(x=0.15)

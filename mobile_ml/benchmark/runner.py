@@ -46,8 +46,9 @@ class BenchmarkOptions:
 
     def __post_init__(self) -> None:
         if not self.threads or any(t <= 0 for t in self.threads):
-            raise ConfigError(f"thread counts must be positive, not {','.join(map(str, self.threads))}",
-                              hint="e.g. --threads 1,2,4")
+            raise ConfigError(
+                f"thread counts must be positive, not {','.join(map(str, self.threads))}", hint="e.g. --threads 1,2,4"
+            )
         for name in ("warmup_runs", "runs", "max_runs", "repeats"):
             if getattr(self, name) < (0 if name == "warmup_runs" else 1):
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1", hint="see --help")
@@ -98,9 +99,15 @@ class BenchmarkResult:
     keras: dict[str, Any] | None = None  # --compare-keras: the Keras model timed on one example
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "device": self.device,
-                "options": asdict(self.options), "input_source": self.input_source,
-                "measurements": [m.to_dict() for m in self.measurements], "keras": self.keras}
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "device": self.device,
+            "options": asdict(self.options),
+            "input_source": self.input_source,
+            "measurements": [m.to_dict() for m in self.measurements],
+            "keras": self.keras,
+        }
 
 
 class Reporter(Protocol):
@@ -122,8 +129,15 @@ def fingerprint() -> dict[str, Any]:
         runtime = f"ai-edge-litert {version('ai-edge-litert')}"
     except PackageNotFoundError:
         runtime = "unknown"
-    return {"kind": "local", "cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(),
-            "machine": platform.machine(), "python": platform.python_version(), "runtime": runtime}
+    return {
+        "kind": "local",
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "runtime": runtime,
+    }
 
 
 def resolve(target: str | Path) -> tuple[list[Target], dict[str, Any] | None, Path | None]:
@@ -144,16 +158,17 @@ def resolve(target: str | Path) -> tuple[list[Target], dict[str, Any] | None, Pa
     else:
         models = sorted(path.glob("*.tflite"))
         if not models:
-            raise InputFileError(f"{path} holds no .tflite files and no export.json",
-                                 hint="export first (`mobile-ml export RUNDIR`) or pass a .tflite file")
+            raise InputFileError(
+                f"{path} holds no .tflite files and no export.json",
+                hint="export first (`mobile-ml export RUNDIR`) or pass a .tflite file",
+            )
         return [Target(m.stem, m, m.stat().st_size) for m in models], None, None
     try:
         report = json.loads((path / "export.json").read_text(encoding="utf-8"))
         rows = report["variants"]
     except (OSError, ValueError, KeyError) as e:
         raise InputFileError(f"{path / 'export.json'} is damaged: {e}", hint="export the run again") from e
-    targets = [Target(r["variant"], path / r["file"], int(r["bytes"]), r) for r in rows
-               if (path / r["file"]).is_file()]
+    targets = [Target(r["variant"], path / r["file"], int(r["bytes"]), r) for r in rows if (path / r["file"]).is_file()]
     if not targets:
         raise InputFileError(f"{path} lists variants but none of their files exist", hint="export the run again")
     return targets, report, run_dir
@@ -181,8 +196,11 @@ def _check(target: Target) -> int:
             raise
     ops = tflite_file.ops_info(data)
     if ops.select_tf_ops:
-        raise BenchmarkError(f"{target.path} needs Select-TF ops ({', '.join(ops.select_tf_ops)}), which the LiteRT "
-                             "runtime here does not have", hint="benchmark a builtin-only export")
+        raise BenchmarkError(
+            f"{target.path} needs Select-TF ops ({', '.join(ops.select_tf_ops)}), which the LiteRT "
+            "runtime here does not have",
+            hint="benchmark a builtin-only export",
+        )
     return count_macs(data).macs
 
 
@@ -198,8 +216,9 @@ def _test_input(run_dir: Path | None) -> tuple[np.ndarray | None, str]:
     return x[:1], "the first row of the test split"
 
 
-def run(target: str | Path, options: BenchmarkOptions | None = None, *, reporter: Reporter | None = None
-        ) -> BenchmarkResult:
+def run(
+    target: str | Path, options: BenchmarkOptions | None = None, *, reporter: Reporter | None = None
+) -> BenchmarkResult:
     options = options or BenchmarkOptions()
     targets, export_report, run_dir = resolve(target)
     macs = {t.name: _check(t) for t in targets}
@@ -222,28 +241,56 @@ def run(target: str | Path, options: BenchmarkOptions | None = None, *, reporter
                     raw = _spawn(t, threads, options, input_path, Path(tmp))
                     stats = LatencyStats.of(raw["samples_ms"])
                     warm = raw["warmup_ms"]
-                    measurements.append(Measurement(
-                        t.name, str(t.path), t.size_bytes, threads, options.xnnpack, repeat, raw["init_ms"],
-                        raw["first_ms"], len(warm), float(np.mean(warm)) if warm else 0.0, stats, raw["memory_mib"],
-                        macs[t.name], 2 * macs[t.name] / (stats.p50 / 1e3) / 1e9 if stats.p50 > 0 else 0.0,
-                        raw["samples_ms"]))
+                    measurements.append(
+                        Measurement(
+                            t.name,
+                            str(t.path),
+                            t.size_bytes,
+                            threads,
+                            options.xnnpack,
+                            repeat,
+                            raw["init_ms"],
+                            raw["first_ms"],
+                            len(warm),
+                            float(np.mean(warm)) if warm else 0.0,
+                            stats,
+                            raw["memory_mib"],
+                            macs[t.name],
+                            2 * macs[t.name] / (stats.p50 / 1e3) / 1e9 if stats.p50 > 0 else 0.0,
+                            raw["samples_ms"],
+                        )
+                    )
     return BenchmarkResult(fingerprint(), options, source, measurements, export_report)
 
 
 def _spawn(t: Target, threads: int, options: BenchmarkOptions, input_path: str | None, tmp: Path) -> dict:
-    spec = {"model": str(t.path), "threads": threads, "xnnpack": options.xnnpack, "input": input_path,
-            **{k: getattr(options, k) for k in ("warmup_runs", "warmup_seconds", "runs", "min_seconds", "max_runs",
-                                                "max_seconds")}}
+    spec = {
+        "model": str(t.path),
+        "threads": threads,
+        "xnnpack": options.xnnpack,
+        "input": input_path,
+        **{
+            k: getattr(options, k)
+            for k in ("warmup_runs", "warmup_seconds", "runs", "min_seconds", "max_runs", "max_seconds")
+        },
+    }
     spec_path = tmp / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, "-m", "mobile_ml.benchmark.worker", str(spec_path)], capture_output=True,
-                          text=True, timeout=options.max_seconds * 2 + 120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mobile_ml.benchmark.worker", str(spec_path)],
+        capture_output=True,
+        text=True,
+        timeout=options.max_seconds * 2 + 120,
+    )
     try:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise BenchmarkError(f"the benchmark worker for {t.path} crashed (exit {proc.returncode})",
-                             hint="rerun with --debug; the model may be damaged") from None
+        raise BenchmarkError(
+            f"the benchmark worker for {t.path} crashed (exit {proc.returncode})",
+            hint="rerun with --debug; the model may be damaged",
+        ) from None
     if "error" in out:
-        raise BenchmarkError(f"benchmarking {t.path} failed: {out['error']}", hint="check the model with "
-                                                                                 "`mobile-ml evaluate`")
+        raise BenchmarkError(
+            f"benchmarking {t.path} failed: {out['error']}", hint="check the model with `mobile-ml evaluate`"
+        )
     return out

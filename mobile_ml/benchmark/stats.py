@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,17 @@ class LatencyStats:
         n = len(xs)
         mean = math.fsum(xs) / n
         var = math.fsum((x - mean) ** 2 for x in xs) / n
-        return cls(n, xs[0], mean, math.sqrt(var), percentile(xs, 50), percentile(xs, 90), percentile(xs, 95),
-                   percentile(xs, 99), xs[-1])
+        return cls(
+            n,
+            xs[0],
+            mean,
+            math.sqrt(var),
+            percentile(xs, 50),
+            percentile(xs, 90),
+            percentile(xs, 95),
+            percentile(xs, 99),
+            xs[-1],
+        )
 
 
 def percentile(sorted_xs: Sequence[float], q: float) -> float:

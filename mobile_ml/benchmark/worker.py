@@ -70,8 +70,9 @@ def measure(spec: dict) -> dict:
     rss0 = _status_kib("VmRSS")
     can_reset = _reset_peak()
     t0 = time.perf_counter_ns()
-    interpreter = Interpreter(model_content=data, num_threads=int(spec["threads"]),
-                              experimental_op_resolver_type=resolver)
+    interpreter = Interpreter(
+        model_content=data, num_threads=int(spec["threads"]), experimental_op_resolver_type=resolver
+    )
     interpreter.allocate_tensors()
     init_ns = time.perf_counter_ns() - t0
     init_peak = _status_kib("VmHWM")
@@ -104,8 +105,9 @@ def measure(spec: dict) -> dict:
     # is the model's, not the harness's.
     warm_buf = array.array("q", bytes(8 * int(spec["max_runs"])))
     timed_buf = array.array("q", bytes(8 * int(spec["max_runs"])))
-    n_warm = timed_loop(invoke, warm_buf, int(spec["warmup_runs"]), float(spec["warmup_seconds"]),
-                        float(spec["max_seconds"]))
+    n_warm = timed_loop(
+        invoke, warm_buf, int(spec["warmup_runs"]), float(spec["warmup_seconds"]), float(spec["max_seconds"])
+    )
     if can_reset:
         _reset_peak()
     rss_before_runs = _status_kib("VmRSS")
@@ -113,11 +115,18 @@ def measure(spec: dict) -> dict:
     run_peak = _status_kib("VmHWM")
     warm, timed = warm_buf[:n_warm].tolist(), timed_buf[:n_timed].tolist()
     kib = lambda a, b: None if a is None or b is None else round((a - b) / 1024, 3)  # noqa: E731  (MiB)
-    return {"init_ms": init_ns / 1e6, "first_ms": first_ns / 1e6, "warmup_ms": [w / 1e6 for w in warm],
-            "samples_ms": [t / 1e6 for t in timed],
-            "memory_mib": {"init_growth": kib(init_peak, rss0), "run_growth": kib(run_peak, rss_before_runs),
-                           "peak_rss": None if run_peak is None else round(run_peak / 1024, 3),
-                           "method": "VmHWM with clear_refs reset" if can_reset else "VmHWM (not resettable)"}}
+    return {
+        "init_ms": init_ns / 1e6,
+        "first_ms": first_ns / 1e6,
+        "warmup_ms": [w / 1e6 for w in warm],
+        "samples_ms": [t / 1e6 for t in timed],
+        "memory_mib": {
+            "init_growth": kib(init_peak, rss0),
+            "run_growth": kib(run_peak, rss_before_runs),
+            "peak_rss": None if run_peak is None else round(run_peak / 1024, 3),
+            "method": "VmHWM with clear_refs reset" if can_reset else "VmHWM (not resettable)",
+        },
+    }
 
 
 def main() -> None:

@@ -55,8 +55,9 @@ class _ErrorBoundary(TyperGroup):
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as e:  # a bug, not the user's fault
             console.traceback_if_debug()
-            console.error(f"internal error: {type(e).__name__}: {e}",
-                          "rerun with --debug for the traceback, and please report it")
+            console.error(
+                f"internal error: {type(e).__name__}: {e}", "rerun with --debug for the traceback, and please report it"
+            )
             raise typer.Exit(EXIT_INTERNAL) from None
 
 
@@ -80,16 +81,25 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and TensorFlow's own logs."),
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the version and exit."),
+    version: bool | None = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     console.state.debug = debug
     _tf.configure_environment(debug=debug)
 
 
 def _register() -> None:
-    from mobile_ml.cli import (benchmark_cmd, data_cmd, device_cmd, export_cmd, pipeline_cmd, publish_cmd, serve_cmd,
-                               train_cmd)
+    from mobile_ml.cli import (
+        benchmark_cmd,
+        data_cmd,
+        device_cmd,
+        export_cmd,
+        pipeline_cmd,
+        publish_cmd,
+        serve_cmd,
+        train_cmd,
+    )
 
     app.add_typer(data_cmd.app, name="data")
     app.command("train")(train_cmd.train)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typer.core import TyperGroup
@@ -20,9 +19,12 @@ class _DefaultRun(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-app = typer.Typer(cls=_DefaultRun, no_args_is_help=True,
-                  help="Measure inference latency like LiteRT's benchmark tools: here, or on a phone over adb.\n\n"
-                       "mobile-ml benchmark TARGET [OPTIONS] is short for mobile-ml benchmark run TARGET [OPTIONS].")
+app = typer.Typer(
+    cls=_DefaultRun,
+    no_args_is_help=True,
+    help="Measure inference latency like LiteRT's benchmark tools: here, or on a phone over adb.\n\n"
+    "mobile-ml benchmark TARGET [OPTIONS] is short for mobile-ml benchmark run TARGET [OPTIONS].",
+)
 
 
 def _threads(text: str) -> tuple[int, ...]:
@@ -31,7 +33,9 @@ def _threads(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise ConfigError(f"--threads takes comma-separated integers, not '{text}'", hint="e.g. --threads 1,2,4") from None
+        raise ConfigError(
+            f"--threads takes comma-separated integers, not '{text}'", hint="e.g. --threads 1,2,4"
+        ) from None
     if not values or any(v <= 0 for v in values):
         raise ConfigError(f"thread counts must be positive, not '{text}'", hint="e.g. --threads 1,2,4")
     return values
@@ -50,10 +54,11 @@ def run(
     max_seconds: float = typer.Option(150.0, help="Maximum duration of each phase."),
     repeats: int = typer.Option(1, help="Fresh-process repeats per (model, threads), for noise-aware comparisons."),
     device: str = typer.Option("local", "--device", help="local, or adb[:SERIAL] for an Android phone."),
-    benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary",
-                                                    help="LiteRT's benchmark_model built for the phone (adb only)."),
+    benchmark_binary: Path | None = typer.Option(
+        None, "--benchmark-binary", help="LiteRT's benchmark_model built for the phone (adb only)."
+    ),
     compare_keras: bool = typer.Option(False, "--compare-keras", help="Also time the run's Keras model."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results directory (default: beside TARGET)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Results directory (default: beside TARGET)."),
     force: bool = typer.Option(False, "--force", help="Replace the results directory (once the new one is done)."),
     json: bool = typer.Option(False, "--json", help="Print benchmark.json to stdout instead of a table."),
 ) -> None:
@@ -62,9 +67,17 @@ def run(
     from mobile_ml.benchmark.runner import BenchmarkOptions, default_out, resolve
     from mobile_ml.outputs import check_destination, dumps
 
-    options = BenchmarkOptions(threads=_threads(threads), xnnpack=not no_xnnpack, warmup_runs=warmup_runs,
-                               warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds, max_runs=max_runs,
-                               max_seconds=max_seconds, repeats=repeats)
+    options = BenchmarkOptions(
+        threads=_threads(threads),
+        xnnpack=not no_xnnpack,
+        warmup_runs=warmup_runs,
+        warmup_seconds=warmup_seconds,
+        runs=runs,
+        min_seconds=min_seconds,
+        max_runs=max_runs,
+        max_seconds=max_seconds,
+        repeats=repeats,
+    )
     destination = out or default_out(target)
     check_destination(destination.absolute(), force)  # before minutes of measuring, not after
     with render.BenchmarkProgress() as progress:
@@ -87,8 +100,10 @@ def run(
         typer.echo(dumps(result.to_dict()), nl=False)
         return
     console.out.print(render.benchmark_table(result))
-    console.out.print(f"wrote {render.escape(str(written))}/: benchmark.json, benchmark.csv, latency.png"
-                      + (", tradeoff.png" if result.export else ""))
+    console.out.print(
+        f"wrote {render.escape(str(written))}/: benchmark.json, benchmark.csv, latency.png"
+        + (", tradeoff.png" if result.export else "")
+    )
 
 
 @app.command("compare")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from mobile_ml.cli import console, render
 
-app = typer.Typer(help="Profile, clean, encode and split a dataset (CSV, image folder, or builtin:digits).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Profile, clean, encode and split a dataset (CSV, image folder, or builtin:digits).", no_args_is_help=True
+)
 
 SOURCE_HELP = "A CSV file, a folder with one sub-folder of PNG/JPEG images per class, or builtin:digits."
 
@@ -18,9 +18,10 @@ SOURCE_HELP = "A CSV file, a folder with one sub-folder of PNG/JPEG images per c
 @app.command("profile")
 def profile(
     source: str = typer.Argument(..., help=SOURCE_HELP),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target column, for the class balance (CSV)."),
-    json_path: Optional[str] = typer.Option(None, "--json", metavar="PATH",
-                                            help="Also write the report as JSON to PATH ('-' for stdout only)."),
+    target: str | None = typer.Option(None, "--target", "-t", help="Target column, for the class balance (CSV)."),
+    json_path: str | None = typer.Option(
+        None, "--json", metavar="PATH", help="Also write the report as JSON to PATH ('-' for stdout only)."
+    ),
     image_size: str = typer.Option("32x32", help="Image folders: resize every image to HEIGHTxWIDTH."),
     color: str = typer.Option("grayscale", help="Image folders: grayscale or rgb."),
 ) -> None:
@@ -58,15 +59,17 @@ def _writable_file(path: str) -> Path:
 def prepare(
     source: str = typer.Argument(..., help=SOURCE_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Data directory to create (data.json + splits)."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target column (required for CSV)."),
+    target: str | None = typer.Option(None, "--target", "-t", help="Target column (required for CSV)."),
     missing: str = typer.Option("impute", help="Missing values: impute, or drop the rows."),
     numeric_impute: str = typer.Option("median", help="Numeric imputation: median or mean (train split only)."),
     categorical_impute: str = typer.Option("most_frequent", help="Categorical imputation: most_frequent or unknown."),
     dates: str = typer.Option("parse", help="Date columns: parse into year/month/day/dayofweek, or drop."),
     outliers: str = typer.Option("keep", help="Outliers (IQR rule, train split only): keep or remove."),
     outlier_factor: float = typer.Option(1.5, help="IQR multiplier for the outlier fences."),
-    drop: List[str] = typer.Option([], "--drop", help="Column to drop (repeatable)."),
-    keep: List[str] = typer.Option([], "--keep", help="Column to keep even if it looks like an ID or constant (repeatable)."),
+    drop: list[str] = typer.Option([], "--drop", help="Column to drop (repeatable)."),
+    keep: list[str] = typer.Option(
+        [], "--keep", help="Column to keep even if it looks like an ID or constant (repeatable)."
+    ),
     max_categories: int = typer.Option(20, help="One-hot at most this many categories per column; the rest → unknown."),
     drop_duplicates: bool = typer.Option(True, help="Drop exact duplicate rows before splitting."),
     split: str = typer.Option("0.7,0.15,0.15", help="Train,validation,test ratios."),
@@ -86,10 +89,22 @@ def prepare(
 
     train, val, test = parse_ratios(split)
     spec = run_prepare(
-        source, out, target=target, force=force,
-        clean=TabularOptions(missing=missing, numeric_impute=numeric_impute, categorical_impute=categorical_impute,
-                             dates=dates, outliers=outliers, outlier_factor=outlier_factor, drop_columns=tuple(drop),
-                             keep_columns=tuple(keep), max_categories=max_categories, drop_duplicates=drop_duplicates),
+        source,
+        out,
+        target=target,
+        force=force,
+        clean=TabularOptions(
+            missing=missing,
+            numeric_impute=numeric_impute,
+            categorical_impute=categorical_impute,
+            dates=dates,
+            outliers=outliers,
+            outlier_factor=outlier_factor,
+            drop_columns=tuple(drop),
+            keep_columns=tuple(keep),
+            max_categories=max_categories,
+            drop_duplicates=drop_duplicates,
+        ),
         image=ImageOptions(parse_size(image_size), color),
         split=SplitOptions(train, val, test, seed=seed, stratify=stratify),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -34,15 +33,27 @@ def sync(
     from mobile_ml.outputs import dumps
     from mobile_ml.publish.keys import load_public
 
-    result = run(DeviceConfig(server=server, model=model, channel=channel, public_key=load_public(public_key),
-                              state_dir=state, install_id=install_id, app_version=app_version, timeout=timeout,
-                              send_telemetry=not no_telemetry))
+    result = run(
+        DeviceConfig(
+            server=server,
+            model=model,
+            channel=channel,
+            public_key=load_public(public_key),
+            state_dir=state,
+            install_id=install_id,
+            app_version=app_version,
+            timeout=timeout,
+            send_telemetry=not no_telemetry,
+        )
+    )
     if json:
         typer.echo(dumps(result.to_dict()), nl=False)
     else:
         why = f" ({result.reason}: {render.escape(result.detail)})" if result.reason else ""
-        console.out.print(f"{result.outcome}{why}: running {result.current or 'no model'}"
-                          + (f", previous {result.previous}" if result.previous else ""))
+        console.out.print(
+            f"{result.outcome}{why}: running {result.current or 'no model'}"
+            + (f", previous {result.previous}" if result.previous else "")
+        )
     if result.outcome in ("rejected", "failed"):
         raise GateError(f"update {result.outcome}: {result.reason}", hint="the current model stays; see state.json")
 
@@ -50,8 +61,11 @@ def sync(
 @app.command("run")
 def run_model(
     state: Path = typer.Option(..., "--state", help="The device's state directory."),
-    input: Optional[Path] = typer.Option(None, "--input", help="JSON file: one input as nested lists of numbers "
-                                                              "(default: the model's own health-check input)."),
+    input: Path | None = typer.Option(
+        None,
+        "--input",
+        help="JSON file: one input as nested lists of numbers (default: the model's own health-check input).",
+    ),
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run the device's current model on one input with LiteRT and show the top predictions."""
@@ -75,16 +89,23 @@ def run_model(
         raise InputFileError(f"cannot read input {input}: {e}", hint="a JSON array shaped like the model input") from e
     shape = meta["input"]["tensor"]["shape"][1:]
     if x.size != int(np.prod(shape)):
-        raise InputFileError(f"input has {x.size} values; the model takes {int(np.prod(shape))} ({shape})",
-                             hint="see input in the model's metadata.json")
+        raise InputFileError(
+            f"input has {x.size} values; the model takes {int(np.prod(shape))} ({shape})",
+            hint="see input in the model's metadata.json",
+        )
     interpreter = tflite_file.load_interpreter((vdir / "model.tflite").read_bytes(), str(vdir / "model.tflite"))
     t0 = time.perf_counter()
     probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
     ms = (time.perf_counter() - t0) * 1e3
     top = [(meta["labels"][i], float(probs[i])) for i in np.argsort(-probs)[:3]]
     if json:
-        typer.echo(dumps({"version": vdir.name, "top": [{"label": lab, "probability": p} for lab, p in top],
-                          "latency_ms": ms}), nl=False)
+        typer.echo(
+            dumps(
+                {"version": vdir.name, "top": [{"label": lab, "probability": p} for lab, p in top], "latency_ms": ms}
+            ),
+            nl=False,
+        )
         return
-    console.out.print(f"model {vdir.name}: " + ", ".join(f"{render.escape(lab)} {p:.3f}" for lab, p in top)
-                      + f"  ({ms:.2f} ms)")
+    console.out.print(
+        f"model {vdir.name}: " + ", ".join(f"{render.escape(lab)} {p:.3f}" for lab, p in top) + f"  ({ms:.2f} ms)"
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,20 +11,24 @@ from mobile_ml.cli import console, render
 
 def export(
     rundir: Path = typer.Argument(..., help="A run directory (or a quickstart/pipeline output directory)."),
-    variants: str = typer.Option("all", "--variants", "-v",
-                                 help="Comma-separated: fp32,fp16,dynamic,int8,qat-int8,pruned-int8, or all."),
-    max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", metavar="PP",
-                                            help="Accuracy budget: percentage points below the Keras model."),
-    require: Optional[str] = typer.Option(None, "--require", metavar="VARIANT",
-                                          help="Exit 3 unless this variant meets the budget."),
+    variants: str = typer.Option(
+        "all", "--variants", "-v", help="Comma-separated: fp32,fp16,dynamic,int8,qat-int8,pruned-int8, or all."
+    ),
+    max_accuracy_drop: float = typer.Option(
+        1.0, "--max-accuracy-drop", metavar="PP", help="Accuracy budget: percentage points below the Keras model."
+    ),
+    require: str | None = typer.Option(
+        None, "--require", metavar="VARIANT", help="Exit 3 unless this variant meets the budget."
+    ),
     allow_flex: bool = typer.Option(False, "--allow-flex", help="Allow Select-TF ops (the app then needs Flex)."),
     int8_io: str = typer.Option("int8", "--int8-io", help="Input/output type of integer variants: int8 or float."),
-    per_tensor: bool = typer.Option(False, "--per-tensor",
-                                    help="One quantization scale per tensor, not per channel: smaller, coarser."),
+    per_tensor: bool = typer.Option(
+        False, "--per-tensor", help="One quantization scale per tensor, not per channel: smaller, coarser."
+    ),
     calibration_samples: int = typer.Option(200, help="Train rows used to calibrate integer variants."),
     finetune_epochs: int = typer.Option(3, help="Epochs of QAT / pruning fine-tuning."),
     prune_sparsity: float = typer.Option(0.5, help="Target fraction of zero weights for pruned-int8."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Prepared data directory, if not where run.json says."),
+    data: Path | None = typer.Option(None, "--data", help="Prepared data directory, if not where run.json says."),
     force: bool = typer.Option(False, "--force", help="Replace RUNDIR/exports (only once the new one is complete)."),
     json: bool = typer.Option(False, "--json", help="Print export.json to stdout instead of tables."),
 ) -> None:
@@ -35,9 +38,17 @@ def export(
     from mobile_ml.export.options import ExportOptions, parse_variants
     from mobile_ml.outputs import dumps
 
-    options = ExportOptions(variants=parse_variants(variants), max_accuracy_drop=max_accuracy_drop, require=require,
-                            allow_flex=allow_flex, int8_io=int8_io, per_channel=not per_tensor, calibration_samples=calibration_samples,
-                            finetune_epochs=finetune_epochs, prune_sparsity=prune_sparsity)
+    options = ExportOptions(
+        variants=parse_variants(variants),
+        max_accuracy_drop=max_accuracy_drop,
+        require=require,
+        allow_flex=allow_flex,
+        int8_io=int8_io,
+        per_channel=not per_tensor,
+        calibration_samples=calibration_samples,
+        finetune_epochs=finetune_epochs,
+        prune_sparsity=prune_sparsity,
+    )
     with render.ExportProgress() as progress:
         result = run_export(rundir, options, data_dir=data, force=force, reporter=progress)
     if json:
@@ -51,7 +62,7 @@ def export(
 def evaluate(
     model: Path = typer.Argument(..., help="A .tflite file."),
     run: Path = typer.Option(..., "--run", "-r", help="The run directory whose Keras model and test split to use."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Prepared data directory, if not where run.json says."),
+    data: Path | None = typer.Option(None, "--data", help="Prepared data directory, if not where run.json says."),
     split: str = typer.Option("test", help="Split to evaluate on: train, validation or test."),
     json: bool = typer.Option(False, "--json", help="Print the figures as JSON to stdout."),
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,8 +15,9 @@ def _benchmark(result):
     from mobile_ml.benchmark.runner import BenchmarkOptions, run
 
     with render.BenchmarkProgress() as progress:
-        bench = run(result.out / "run", BenchmarkOptions(threads=(1,), warmup_seconds=0.1, min_seconds=0.3),
-                    reporter=progress)
+        bench = run(
+            result.out / "run", BenchmarkOptions(threads=(1,), warmup_seconds=0.1, min_seconds=0.3), reporter=progress
+        )
     report.write(bench, result.out / "run" / "benchmark")
     return bench
 
@@ -48,12 +48,14 @@ def _run(config, out: Path, force: bool, json: bool, publish: dict | None = None
     console.out.print(render.export_table(result.export))
     if bench is not None:
         console.out.print(render.benchmark_table(bench))
-    console.out.print(f"wrote {render.escape(str(result.out))}/ in {result.seconds:.1f} s:\n"
-                      f"  profile.json   data profile\n"
-                      f"  data/          data.json + train/validation/test splits\n"
-                      f"  run/           model.keras, saved_model/, metrics.json, history.png, run.json\n"
-                      f"  run/exports/   <variant>/model.tflite + metadata.json, export.json/csv/png"
-                      + ("\n  run/benchmark/  benchmark.json/csv, latency.png, tradeoff.png" if bench else ""))
+    console.out.print(
+        f"wrote {render.escape(str(result.out))}/ in {result.seconds:.1f} s:\n"
+        f"  profile.json   data profile\n"
+        f"  data/          data.json + train/validation/test splits\n"
+        f"  run/           model.keras, saved_model/, metrics.json, history.png, run.json\n"
+        f"  run/exports/   <variant>/model.tflite + metadata.json, export.json/csv/png"
+        + ("\n  run/benchmark/  benchmark.json/csv, latency.png, tradeoff.png" if bench else "")
+    )
     check_gate(result.export)
     if publish:
         released = _publish(result, publish)
@@ -67,7 +69,8 @@ def _run(config, out: Path, force: bool, json: bool, publish: dict | None = None
             f"--public-key {key}/public.pem --state device-state --install-id demo-device --app-version 1.0.0\n"
             f"  mobile-ml device run --state device-state\n"
             f"  check the root: mobile-ml release verify --root {root} --public-key {key}/public.pem\n"
-            f"  app key: {key}/public.b64 (a development key: make your own with `mobile-ml keys generate`)")
+            f"  app key: {key}/public.b64 (a development key: make your own with `mobile-ml keys generate`)"
+        )
 
 
 def _publish(result, publish: dict):
@@ -81,21 +84,28 @@ def quickstart(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new one is complete)."),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout instead of tables."),
     publish_root: str = typer.Option("exports", "--publish-root", help="Where to publish the recommended variant."),
-    key_dir: Path = typer.Option(Path("keys/dev"), "--key-dir", help="Signing key; a development key is created "
-                                                                       "here if there is none."),
+    key_dir: Path = typer.Option(
+        Path("keys/dev"), "--key-dir", help="Signing key; a development key is created here if there is none."
+    ),
     no_publish: bool = typer.Option(False, "--no-publish", help="Do not publish."),
     no_benchmark: bool = typer.Option(False, "--no-benchmark", help="Do not benchmark the variants."),
 ) -> None:
     """Profile, prepare, train, export, benchmark and publish the built-in 8×8 digits, with no data of your own."""
     from mobile_ml.pipeline import QUICKSTART
 
-    _run(QUICKSTART, out, force, json, None if no_publish else {"root": publish_root, "key_dir": key_dir},
-         benchmark=not no_benchmark)
+    _run(
+        QUICKSTART,
+        out,
+        force,
+        json,
+        None if no_publish else {"root": publish_root, "key_dir": key_dir},
+        benchmark=not no_benchmark,
+    )
 
 
 def pipeline(
     config: Path = typer.Argument(..., help="Pipeline TOML file (see README: 'Pipeline config')."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (overrides `out` in the file)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output directory (overrides `out` in the file)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new one is complete)."),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout instead of tables."),
 ) -> None:
@@ -106,5 +116,5 @@ def pipeline(
     cfg = load_pipeline_config(config)
     target = out or (Path(cfg.out) if cfg.out else None)
     if target is None:
-        raise ConfigError(f"{config}: no output directory", hint="set `out = \"runs/NAME\"` in the file or pass --out")
+        raise ConfigError(f"{config}: no output directory", hint='set `out = "runs/NAME"` in the file or pass --out')
     _run(cfg, target, force, json)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mobile_ml.cli import console, render
 
 keys_app = typer.Typer(help="Signing keys (ECDSA P-256).", no_args_is_help=True)
-release_app = typer.Typer(help="Move a channel: promote, staged rollout, halt, rollback, history, refresh, verify.",
-                          no_args_is_help=True)
+release_app = typer.Typer(
+    help="Move a channel: promote, staged rollout, halt, rollback, history, refresh, verify.", no_args_is_help=True
+)
 
 ROOT = typer.Option("exports", "--root", help="Publish root: a directory or s3://BUCKET/PREFIX.")
 KEY = typer.Option(..., "--key", "-k", help="Private key (private.pem, or the directory holding it).")
@@ -28,26 +28,41 @@ def _show(result, json: bool) -> None:
 
 
 @keys_app.command("generate")
-def keys_generate(out: Path = typer.Option(..., "--out", "-o", help="Directory for the new key pair."),
-                  json: bool = JSON) -> None:
+def keys_generate(
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the new key pair."), json: bool = JSON
+) -> None:
     """Create a signing key pair: private.pem (0600, never overwritten), public.pem, public.b64, key.json."""
     from mobile_ml.outputs import dumps
     from mobile_ml.publish.keys import generate
 
     info = generate(out)
     if json:
-        typer.echo(dumps({"key_id": info.key_id, "private": str(info.private_path), "public": str(info.public_path),
-                          "public_b64": info.public_b64}), nl=False)
+        typer.echo(
+            dumps(
+                {
+                    "key_id": info.key_id,
+                    "private": str(info.private_path),
+                    "public": str(info.public_path),
+                    "public_b64": info.public_b64,
+                }
+            ),
+            nl=False,
+        )
         return
-    console.out.print(f"key id {info.key_id}\n  private  {render.escape(str(info.private_path))} (keep it secret)\n"
-                      f"  public   {render.escape(str(info.public_path))}, and public.b64 for the app to embed")
+    console.out.print(
+        f"key id {info.key_id}\n  private  {render.escape(str(info.private_path))} (keep it secret)\n"
+        f"  public   {render.escape(str(info.public_path))}, and public.b64 for the app to embed"
+    )
 
 
 @keys_app.command("rotate")
-def keys_rotate(model: str = typer.Option(..., "--model", "-m"),
-                old: Path = typer.Option(..., "--old", help="The key devices trust now (private.pem or its dir)."),
-                new: Path = typer.Option(..., "--new", help="The key that signs from now on."),
-                root: str = ROOT, json: bool = JSON) -> None:
+def keys_rotate(
+    model: str = typer.Option(..., "--model", "-m"),
+    old: Path = typer.Option(..., "--old", help="The key devices trust now (private.pem or its dir)."),
+    new: Path = typer.Option(..., "--new", help="The key that signs from now on."),
+    root: str = ROOT,
+    json: bool = JSON,
+) -> None:
     """Hand a model's channels over to a new key: the old key signs a statement naming the new one."""
     from mobile_ml.outputs import dumps
     from mobile_ml.publish.rotation import rotate
@@ -56,8 +71,10 @@ def keys_rotate(model: str = typer.Option(..., "--model", "-m"),
     if json:
         typer.echo(dumps(doc), nl=False)
         return
-    console.out.print(f"{render.escape(model)}: key {doc['old_key_id'][:16]}… → {doc['new_key_id'][:16]}…; "
-                      "devices switch on their next check, and refuse the old key after that")
+    console.out.print(
+        f"{render.escape(model)}: key {doc['old_key_id'][:16]}… → {doc['new_key_id'][:16]}…; "
+        "devices switch on their next check, and refuse the old key after that"
+    )
 
 
 def publish(
@@ -66,7 +83,7 @@ def publish(
     version: str = typer.Option(..., "--version", help="Semantic version of this release, e.g. 1.2.0."),
     channel: str = typer.Option(..., "--channel", "-c", help="Channel, e.g. beta or stable."),
     key: Path = KEY,
-    variant: Optional[str] = typer.Option(None, "--variant", help="Exported variant (default: the recommended one)."),
+    variant: str | None = typer.Option(None, "--variant", help="Exported variant (default: the recommended one)."),
     rollout: float = typer.Option(100.0, "--rollout", help="Percent of devices that get it (staged rollout)."),
     min_app_version: str = typer.Option("0.0.0", "--min-app-version", help="Oldest app version that may load it."),
     root: str = ROOT,
@@ -76,14 +93,33 @@ def publish(
     """Publish an exported variant: immutable blobs, a release document, a signed channel manifest."""
     from mobile_ml.publish.publisher import publish as run_publish
 
-    _show(run_publish(root, rundir, model=model, version=version, channel=channel, key=key, variant=variant,
-                      rollout=rollout, min_app_version=min_app_version, force=force), json)
+    _show(
+        run_publish(
+            root,
+            rundir,
+            model=model,
+            version=version,
+            channel=channel,
+            key=key,
+            variant=variant,
+            rollout=rollout,
+            min_app_version=min_app_version,
+            force=force,
+        ),
+        json,
+    )
 
 
 @release_app.command("promote")
-def promote(model: str = typer.Argument(...), source: str = typer.Option(..., "--from"),
-            target: str = typer.Option(..., "--to"), rollout: float = typer.Option(100.0, "--rollout"),
-            key: Path = KEY, root: str = ROOT, json: bool = JSON) -> None:
+def promote(
+    model: str = typer.Argument(...),
+    source: str = typer.Option(..., "--from"),
+    target: str = typer.Option(..., "--to"),
+    rollout: float = typer.Option(100.0, "--rollout"),
+    key: Path = KEY,
+    root: str = ROOT,
+    json: bool = JSON,
+) -> None:
     """Put the release of one channel on another (e.g. --from beta --to stable)."""
     from mobile_ml.publish.publisher import promote as run
 
@@ -91,9 +127,14 @@ def promote(model: str = typer.Argument(...), source: str = typer.Option(..., "-
 
 
 @release_app.command("rollout")
-def rollout(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"),
-            percent: float = typer.Option(..., "--percent"), key: Path = KEY, root: str = ROOT,
-            json: bool = JSON) -> None:
+def rollout(
+    model: str = typer.Argument(...),
+    channel: str = typer.Option(..., "--channel", "-c"),
+    percent: float = typer.Option(..., "--percent"),
+    key: Path = KEY,
+    root: str = ROOT,
+    json: bool = JSON,
+) -> None:
     """Change the share of devices that get the channel's release (same salt: devices already in stay in)."""
     from mobile_ml.publish.publisher import set_rollout
 
@@ -101,8 +142,13 @@ def rollout(model: str = typer.Argument(...), channel: str = typer.Option(..., "
 
 
 @release_app.command("halt")
-def halt(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"), key: Path = KEY,
-         root: str = ROOT, json: bool = JSON) -> None:
+def halt(
+    model: str = typer.Argument(...),
+    channel: str = typer.Option(..., "--channel", "-c"),
+    key: Path = KEY,
+    root: str = ROOT,
+    json: bool = JSON,
+) -> None:
     """Stop a staged rollout: no more devices adopt the release; devices that have it keep it."""
     from mobile_ml.publish.publisher import halt as run
 
@@ -110,8 +156,13 @@ def halt(model: str = typer.Argument(...), channel: str = typer.Option(..., "--c
 
 
 @release_app.command("rollback")
-def rollback(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"),
-             key: Path = KEY, root: str = ROOT, json: bool = JSON) -> None:
+def rollback(
+    model: str = typer.Argument(...),
+    channel: str = typer.Option(..., "--channel", "-c"),
+    key: Path = KEY,
+    root: str = ROOT,
+    json: bool = JSON,
+) -> None:
     """Issue a new, higher manifest that points every device at the previous release."""
     from mobile_ml.publish.publisher import rollback as run
 
@@ -119,9 +170,14 @@ def rollback(model: str = typer.Argument(...), channel: str = typer.Option(..., 
 
 
 @release_app.command("refresh")
-def refresh(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"),
-            expires_days: float = typer.Option(30.0, "--expires-days"), key: Path = KEY, root: str = ROOT,
-            json: bool = JSON) -> None:
+def refresh(
+    model: str = typer.Argument(...),
+    channel: str = typer.Option(..., "--channel", "-c"),
+    expires_days: float = typer.Option(30.0, "--expires-days"),
+    key: Path = KEY,
+    root: str = ROOT,
+    json: bool = JSON,
+) -> None:
     """Re-sign the current manifest with a new expiry (devices refuse expired manifests)."""
     from mobile_ml.publish.publisher import refresh as run
 
@@ -129,9 +185,13 @@ def refresh(model: str = typer.Argument(...), channel: str = typer.Option(..., "
 
 
 @release_app.command("history")
-def history(model: str = typer.Argument(...), channel: str = typer.Option(..., "--channel", "-c"),
-            public_key: Path = typer.Option(..., "--public-key", help="public.pem (or the key directory)."),
-            root: str = ROOT, json: bool = JSON) -> None:
+def history(
+    model: str = typer.Argument(...),
+    channel: str = typer.Option(..., "--channel", "-c"),
+    public_key: Path = typer.Option(..., "--public-key", help="public.pem (or the key directory)."),
+    root: str = ROOT,
+    json: bool = JSON,
+) -> None:
     """Every manifest the channel has issued, oldest first, with each signature checked."""
     from mobile_ml.outputs import dumps
     from mobile_ml.publish.channel import history as run
@@ -140,16 +200,28 @@ def history(model: str = typer.Argument(...), channel: str = typer.Option(..., "
 
     entries = run(open_root(root), model, channel, load_public(public_key))
     if json:
-        typer.echo(dumps({"schema": "mobile_ml.release_history", "schema_version": 1, "model": model,
-                          "channel": channel, "entries": entries}), nl=False)
+        typer.echo(
+            dumps(
+                {
+                    "schema": "mobile_ml.release_history",
+                    "schema_version": 1,
+                    "model": model,
+                    "channel": channel,
+                    "entries": entries,
+                }
+            ),
+            nl=False,
+        )
         return
     console.out.print(render.history_table(model, channel, entries))
 
 
 @release_app.command("verify")
-def verify(root: str = ROOT,
-           public_key: Path = typer.Option(..., "--public-key", help="public.pem (or the key directory)."),
-           json: bool = JSON) -> None:
+def verify(
+    root: str = ROOT,
+    public_key: Path = typer.Option(..., "--public-key", help="public.pem (or the key directory)."),
+    json: bool = JSON,
+) -> None:
     """Check every manifest signature, every blob's hash and length and every reference; exit 3 on any problem."""
     from mobile_ml.outputs import dumps
     from mobile_ml.publish.verify import check, verify_root

@@ -25,9 +25,16 @@ class _LiveProgress:
     """
 
     def __init__(self) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
-                                 console=console.err(), transient=True, auto_refresh=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console.err(),
+            transient=True,
+            auto_refresh=False,
+        )
 
     def __enter__(self):
         self.progress.start()
@@ -57,7 +64,9 @@ class TrainProgress(_LiveProgress):
         self.progress.refresh()
 
     def epoch_finished(self, candidate, epoch, logs) -> None:
-        status = f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}"
+        status = (
+            f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}"
+        )
         self.progress.update(self.epochs, completed=epoch, status=status, refresh=True)
 
     def candidate_finished(self, result) -> None:
@@ -65,33 +74,52 @@ class TrainProgress(_LiveProgress):
         self.progress.console.print(
             f"  trained {escape(result.candidate.name)}: val_accuracy {result.val_accuracy:.4f}, "
             f"val_loss {result.val_loss:.4f}, best epoch {result.best_epoch}/{result.epochs_run}, "
-            f"{result.seconds:.1f} s")
+            f"{result.seconds:.1f} s"
+        )
 
 
 def profile_tables(report: dict) -> list:
     tables = []
     if report.get("kind") == "image":
         t = Table(title="Image dataset", show_header=False)
-        for k, v in (("source", report["source"].get("path")), ("images", report["images"]),
-                     ("shape", "×".join(map(str, report["shape"]))),
-                     ("pixel range", f"{report['pixels']['min']:g} – {report['pixels']['max']:g}"),
-                     ("duplicate images", report["duplicate_images"])):
+        for k, v in (
+            ("source", report["source"].get("path")),
+            ("images", report["images"]),
+            ("shape", "×".join(map(str, report["shape"]))),
+            ("pixel range", f"{report['pixels']['min']:g} – {report['pixels']['max']:g}"),
+            ("duplicate images", report["duplicate_images"]),
+        ):
             t.add_row(k, escape(str(v)))
         tables.append(t)
     else:
-        t = Table(title=f"{report['rows']} rows × {report['columns']} columns  ·  {report['duplicate_rows']} duplicate rows")
+        t = Table(
+            title=f"{report['rows']} rows × {report['columns']} columns  ·  {report['duplicate_rows']} duplicate rows"
+        )
         for col in ("column", "dtype", "kind", "missing", "unique", "min", "median", "max", "outliers", "note"):
-            t.add_column(col, justify="right" if col in ("missing", "unique", "min", "median", "max", "outliers") else "left")
+            t.add_column(
+                col, justify="right" if col in ("missing", "unique", "min", "median", "max", "outliers") else "left"
+            )
         for c in report["column_profiles"]:
             num = c.get("numeric") or {}
             missing = f"{c['missing']} ({c['missing_fraction']:.0%})" if c["missing"] else "0"
-            t.add_row(escape(c["name"]), c["dtype"], c["kind"], missing, str(c["unique"]), _fmt(num.get("min")),
-                      _fmt(num.get("median")), _fmt(num.get("max")), _fmt(num.get("outliers")),
-                      escape(c.get("reason", "")))
+            t.add_row(
+                escape(c["name"]),
+                c["dtype"],
+                c["kind"],
+                missing,
+                str(c["unique"]),
+                _fmt(num.get("min")),
+                _fmt(num.get("median")),
+                _fmt(num.get("max")),
+                _fmt(num.get("outliers")),
+                escape(c.get("reason", "")),
+            )
         tables.append(t)
     target = report.get("target")
     if target:
-        t = Table(title=f"Target classes ({target['num_classes']}, minority/majority {target['minority_majority_ratio']:.2f})")
+        t = Table(
+            title=f"Target classes ({target['num_classes']}, minority/majority {target['minority_majority_ratio']:.2f})"
+        )
         t.add_column("class")
         t.add_column("rows", justify="right")
         total = sum(target["classes"].values()) or 1
@@ -127,8 +155,15 @@ def train_tables(result) -> list:
         t.add_column(col, justify="right" if col not in ("", "candidate") else "left")
     for r in result.candidates:
         mark = "★" if r is result.selected else ""
-        t.add_row(mark, escape(r.candidate.name), f"{r.params:,}", f"{r.val_accuracy:.4f}", f"{r.val_loss:.4f}",
-                  f"{r.best_epoch}/{r.epochs_run}", f"{r.seconds:.1f}")
+        t.add_row(
+            mark,
+            escape(r.candidate.name),
+            f"{r.params:,}",
+            f"{r.val_accuracy:.4f}",
+            f"{r.val_loss:.4f}",
+            f"{r.best_epoch}/{r.epochs_run}",
+            f"{r.seconds:.1f}",
+        )
     m = result.test
     c = Table(title=f"Test split: accuracy {m.accuracy:.4f} · macro F1 {m.macro_f1:.4f} · {m.examples} examples")
     for col in ("class", "precision", "recall", "f1", "support"):
@@ -146,8 +181,7 @@ def train_tables(result) -> list:
 
 
 def run_files(run_dir) -> str:
-    return (f"wrote {escape(str(run_dir))}/: model.keras, saved_model/, metrics.json, history.csv, history.png, "
-            "run.json")
+    return f"wrote {escape(str(run_dir))}/: model.keras, saved_model/, metrics.json, history.csv, history.png, run.json"
 
 
 class _ExportEvents:
@@ -162,16 +196,24 @@ class _ExportEvents:
         self.progress.update(self.export_task, completed=index, status=f"building {variant}", refresh=True)
 
     def finetune_epoch(self, variant, epoch, epochs, logs) -> None:
-        self.progress.update(self.export_task, status=f"{variant}: fine-tuning epoch {epoch}/{epochs}, "
-                                               f"val_acc {logs.get('val_accuracy', float('nan')):.4f}", refresh=True)
+        self.progress.update(
+            self.export_task,
+            status=f"{variant}: fine-tuning epoch {epoch}/{epochs}, "
+            f"val_acc {logs.get('val_accuracy', float('nan')):.4f}",
+            refresh=True,
+        )
 
     def variant_finished(self, result) -> None:
         self.progress.update(self.export_task, advance=1, status="", refresh=True)
         p = result.parity
-        figures = (f"accuracy {p.metrics.accuracy:.4f} (drop {p.accuracy_drop_pp:.2f} pt), agreement {p.agreement:.4f}"
-                   if p else result.note)
-        self.progress.console.print(f"  exported {result.variant}: {_kib(result.bytes)}, {figures}, "
-                                    f"{sum(result.seconds.values()):.1f} s")
+        figures = (
+            f"accuracy {p.metrics.accuracy:.4f} (drop {p.accuracy_drop_pp:.2f} pt), agreement {p.agreement:.4f}"
+            if p
+            else result.note
+        )
+        self.progress.console.print(
+            f"  exported {result.variant}: {_kib(result.bytes)}, {figures}, {sum(result.seconds.values()):.1f} s"
+        )
 
 
 class ExportProgress(_LiveProgress, _ExportEvents):
@@ -190,9 +232,13 @@ def export_table(result) -> Table:
     from rich import box
 
     budget = result.options.max_accuracy_drop
-    t = Table(title=f"Exported variants: LiteRT on {result.keras.examples} test rows, Keras accuracy "
-                    f"{result.keras.accuracy:.4f}, budget {budget:g} pt", box=box.SIMPLE_HEAD,
-              collapse_padding=True, pad_edge=False)
+    t = Table(
+        title=f"Exported variants: LiteRT on {result.keras.examples} test rows, Keras accuracy "
+        f"{result.keras.accuracy:.4f}, budget {budget:g} pt",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     for col in ("", "variant", "KiB", "ratio", "gzip KiB", "accuracy", "drop pt", "agreement", "gate"):
         t.add_column(col, justify="left" if col in ("", "variant", "gate") else "right", no_wrap=True)
     for v in result.variants:
@@ -202,8 +248,9 @@ def export_table(result) -> Table:
         if not v.ops.builtin_only:
             gate += " [yellow](Select-TF)[/]"
         cells = [f"{p.metrics.accuracy:.4f}", f"{p.accuracy_drop_pp:.2f}", f"{p.agreement:.4f}"] if p else ["—"] * 3
-        t.add_row(mark, v.variant, f"{v.bytes / 1024:.1f}", f"{v.size_ratio:.2f}", f"{v.gzip_bytes / 1024:.1f}",
-                  *cells, gate)
+        t.add_row(
+            mark, v.variant, f"{v.bytes / 1024:.1f}", f"{v.size_ratio:.2f}", f"{v.gzip_bytes / 1024:.1f}", *cells, gate
+        )
     if result.recommended:
         t.caption = f"★ recommended: {result.recommended}, the smallest variant within budget"
     else:
@@ -212,18 +259,27 @@ def export_table(result) -> Table:
 
 
 def export_files(result) -> str:
-    return (f"wrote {escape(str(result.exports_dir))}/: <variant>/model.tflite + metadata.json, export.json, "
-            f"export.csv, export.png ({result.seconds:.1f} s)")
+    return (
+        f"wrote {escape(str(result.exports_dir))}/: <variant>/model.tflite + metadata.json, export.json, "
+        f"export.csv, export.png ({result.seconds:.1f} s)"
+    )
 
 
 def evaluation_table(r: dict) -> Table:
-    t = Table(title=f"{escape(r['model'])} on the {r['split']} split ({r['metrics']['examples']} rows)",
-              show_header=False)
-    for k, v in (("size", _kib(r["bytes"])), ("accuracy (LiteRT)", f"{r['accuracy']:.4f}"),
-                 ("accuracy (Keras)", f"{r['keras_accuracy']:.4f}"), ("drop", f"{r['accuracy_drop_pp']:+.2f} pt"),
-                 ("top-1 agreement", f"{r['agreement']:.4f}"), ("max |Δp|", f"{r['max_abs_diff']:.3g}"),
-                 ("macro F1", f"{r['macro_f1']:.4f}"), ("ops", ", ".join(r["ops"])),
-                 ("input", ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in r["inputs"]))):
+    t = Table(
+        title=f"{escape(r['model'])} on the {r['split']} split ({r['metrics']['examples']} rows)", show_header=False
+    )
+    for k, v in (
+        ("size", _kib(r["bytes"])),
+        ("accuracy (LiteRT)", f"{r['accuracy']:.4f}"),
+        ("accuracy (Keras)", f"{r['keras_accuracy']:.4f}"),
+        ("drop", f"{r['accuracy_drop_pp']:+.2f} pt"),
+        ("top-1 agreement", f"{r['agreement']:.4f}"),
+        ("max |Δp|", f"{r['max_abs_diff']:.3g}"),
+        ("macro F1", f"{r['macro_f1']:.4f}"),
+        ("ops", ", ".join(r["ops"])),
+        ("input", ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in r["inputs"])),
+    ):
         t.add_row(k, escape(str(v)))
     return t
 
@@ -231,11 +287,16 @@ def evaluation_table(r: dict) -> Table:
 def release_summary(r: dict) -> str:
     roll = r["rollout"]
     state = "halted" if roll.get("halted") else f"{roll['percent']:g}% of devices"
-    fallback = f", others keep {r['fallback']}" if r.get("fallback") and (roll["percent"] < 100 or roll.get("halted")) \
+    fallback = (
+        f", others keep {r['fallback']}"
+        if r.get("fallback") and (roll["percent"] < 100 or roll.get("halted"))
         else (f" (fallback {r['fallback']})" if r.get("fallback") else "")
-    return (f"{r['action']}: {escape(r['model'])}/{escape(r['channel'])} → {r['version']} for {state}{fallback}\n"
-            f"  manifest_version {r['manifest_version']}, expires {r['expires']}\n"
-            f"  {escape(r['root'])}/{escape(r['manifest'])} (+ .sig)")
+    )
+    return (
+        f"{r['action']}: {escape(r['model'])}/{escape(r['channel'])} → {r['version']} for {state}{fallback}\n"
+        f"  manifest_version {r['manifest_version']}, expires {r['expires']}\n"
+        f"  {escape(r['root'])}/{escape(r['manifest'])} (+ .sig)"
+    )
 
 
 def history_table(model: str, channel: str, entries: list) -> Table:
@@ -247,14 +308,23 @@ def history_table(model: str, channel: str, entries: list) -> Table:
             t.add_row("?", "", "[red]damaged[/]", "", "", "", escape(e["path"]))
             continue
         rollout = "halted" if e["halted"] else f"{e['percent']:g}%"
-        t.add_row(str(e["manifest_version"]), e["issued_at"], escape(str(e["action"])), e["version"], rollout,
-                  e["fallback"] or "—", "[green]ok[/]" if e["signature_ok"] else "[red]BAD[/]")
+        t.add_row(
+            str(e["manifest_version"]),
+            e["issued_at"],
+            escape(str(e["action"])),
+            e["version"],
+            rollout,
+            e["fallback"] or "—",
+            "[green]ok[/]" if e["signature_ok"] else "[red]BAD[/]",
+        )
     return t
 
 
 def verify_summary(report) -> str:
-    lines = [f"{escape(report.root)}: {report.manifests} channel manifest(s), {report.history_entries} history "
-             f"entries, {report.releases} release(s), {report.blobs} blob(s); key {report.key_id[:16]}…"]
+    lines = [
+        f"{escape(report.root)}: {report.manifests} channel manifest(s), {report.history_entries} history "
+        f"entries, {report.releases} release(s), {report.blobs} blob(s); key {report.key_id[:16]}…"
+    ]
     lines += [f"  [red]problem[/]: {escape(p)}" for p in report.problems]
     lines += [f"  [yellow]warning[/]: {escape(w)}" for w in report.warnings]
     if report.ok:
@@ -270,8 +340,9 @@ class BenchmarkProgress(_LiveProgress):
     def measuring(self, target, threads, repeat, index, total) -> None:
         if self.task is None:
             self.task = self.progress.add_task("benchmark", total=total, status="")
-        self.progress.update(self.task, completed=index, refresh=True,
-                             status=f"{target.name}, {threads} thread(s), repeat {repeat + 1}")
+        self.progress.update(
+            self.task, completed=index, refresh=True, status=f"{target.name}, {threads} thread(s), repeat {repeat + 1}"
+        )
 
 
 def _ms(v) -> str:
@@ -291,21 +362,37 @@ def benchmark_table(result) -> Table:
     def f(v) -> str:
         return "—" if v is None else f"{v * k:.1f}" if v * k < 100 else f"{v * k:.0f}"
 
-    t = Table(title=f"Latency per inference ({unit}): {escape(str(where))}, {d.get('cores') or '?'} cores, "
-                    f"{d['runtime']}, {'XNNPACK' if result.options.xnnpack else 'no XNNPACK'}", box=box.SIMPLE_HEAD,
-              collapse_padding=True, pad_edge=False)
+    t = Table(
+        title=f"Latency per inference ({unit}): {escape(str(where))}, {d.get('cores') or '?'} cores, "
+        f"{d['runtime']}, {'XNNPACK' if result.options.xnnpack else 'no XNNPACK'}",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     for col in ("variant", "thr", "init ms", "first", "p50", "p90", "p99", "std", "runs", "GOP/s", "MiB"):
         t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for m in result.measurements:
         s = m.latency_ms
         mem = m.memory_mib.get("init_growth")
-        t.add_row(m.variant + (f" #{m.repeat + 1}" if result.options.repeats > 1 else ""), str(m.threads),
-                  f"{m.init_ms:.2f}", f(m.first_ms), f(s.p50), f(s.p90), f(s.p99), f(s.std), str(s.count),
-                  f"{m.gops:.1f}", "—" if mem is None else f"{mem:.1f}")
+        t.add_row(
+            m.variant + (f" #{m.repeat + 1}" if result.options.repeats > 1 else ""),
+            str(m.threads),
+            f"{m.init_ms:.2f}",
+            f(m.first_ms),
+            f(s.p50),
+            f(s.p90),
+            f(s.p99),
+            f(s.std),
+            str(s.count),
+            f"{m.gops:.1f}",
+            "—" if mem is None else f"{mem:.1f}",
+        )
     if result.keras:
         kr = result.keras
-        t.caption = (f"Keras on the same example: predict() p50 {_ms(kr['predict']['p50'])}, direct call p50 "
-                     f"{_ms(kr['call']['p50'])}")
+        t.caption = (
+            f"Keras on the same example: predict() p50 {_ms(kr['predict']['p50'])}, direct call p50 "
+            f"{_ms(kr['call']['p50'])}"
+        )
     return t
 
 
@@ -325,13 +412,38 @@ def compare_table(deltas, limit: float) -> Table:
 def telemetry_table(rows) -> Table:
     from rich import box
 
-    t = Table(title="Telemetry: per model version and device model", box=box.SIMPLE_HEAD, collapse_padding=True,
-              pad_edge=False)
-    for col in ("model", "version", "device", "devices", "adopt", "p50 ms", "p90 ms", "runs", "applied",
-                "failed", "fail %"):
+    t = Table(
+        title="Telemetry: per model version and device model",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    for col in (
+        "model",
+        "version",
+        "device",
+        "devices",
+        "adopt",
+        "p50 ms",
+        "p90 ms",
+        "runs",
+        "applied",
+        "failed",
+        "fail %",
+    ):
         t.add_column(col, justify="left" if col in ("model", "version", "device") else "right")
     for r in rows:
-        t.add_row(escape(r.model), escape(r.version), escape(r.device_model), str(r.devices), f"{r.adoption:.0%}",
-                  _fmt(r.latency_p50_ms), _fmt(r.latency_p90_ms), str(r.inferences), str(r.updates_applied),
-                  str(r.updates_failed), "—" if r.failure_rate is None else f"{r.failure_rate:.1%}")
+        t.add_row(
+            escape(r.model),
+            escape(r.version),
+            escape(r.device_model),
+            str(r.devices),
+            f"{r.adoption:.0%}",
+            _fmt(r.latency_p50_ms),
+            _fmt(r.latency_p90_ms),
+            str(r.inferences),
+            str(r.updates_applied),
+            str(r.updates_failed),
+            "—" if r.failure_rate is None else f"{r.failure_rate:.1%}",
+        )
     return t

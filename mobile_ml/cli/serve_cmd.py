@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,20 +15,25 @@ def serve(
     root: Path = typer.Argument(Path("exports"), help="Publish root to serve (read-only)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface; 0.0.0.0 exposes it to the network."),
     port: int = typer.Option(8000, "--port"),
-    telemetry_db: Optional[Path] = typer.Option(Path("telemetry.db"), "--telemetry-db",
-                                                help="SQLite file for POST /v1/telemetry."),
+    telemetry_db: Path | None = typer.Option(
+        Path("telemetry.db"), "--telemetry-db", help="SQLite file for POST /v1/telemetry."
+    ),
 ) -> None:
     """Serve a publish root over HTTP with ETags, ranges and cache headers, and accept device telemetry."""
     from mobile_ml.deliver.server import serve as run
 
-    console.err().print(f"serving {render.escape(str(root))} on http://{host}:{port}/ "
-                        f"(telemetry → {render.escape(str(telemetry_db))}); Ctrl-C or SIGTERM stops it")
+    console.err().print(
+        f"serving {render.escape(str(root))} on http://{host}:{port}/ "
+        f"(telemetry → {render.escape(str(telemetry_db))}); Ctrl-C or SIGTERM stops it"
+    )
     run(root, host=host, port=port, telemetry_db=telemetry_db)
 
 
 @telemetry_app.command("summary")
-def summary(db: Path = typer.Option(Path("telemetry.db"), "--db", help="The --telemetry-db of `mobile-ml serve`."),
-            json: bool = typer.Option(False, "--json", help="Print JSON to stdout.")) -> None:
+def summary(
+    db: Path = typer.Option(Path("telemetry.db"), "--db", help="The --telemetry-db of `mobile-ml serve`."),
+    json: bool = typer.Option(False, "--json", help="Print JSON to stdout."),
+) -> None:
     """Per model version and device model: devices, adoption, on-device latency p50/p90, failure rate."""
     from dataclasses import asdict
 
@@ -38,7 +42,9 @@ def summary(db: Path = typer.Option(Path("telemetry.db"), "--db", help="The --te
 
     rows = run(db)
     if json:
-        typer.echo(dumps({"schema": "mobile_ml.telemetry_summary", "schema_version": 1,
-                          "rows": [asdict(r) for r in rows]}), nl=False)
+        typer.echo(
+            dumps({"schema": "mobile_ml.telemetry_summary", "schema_version": 1, "rows": [asdict(r) for r in rows]}),
+            nl=False,
+        )
         return
     console.out.print(render.telemetry_table(rows))

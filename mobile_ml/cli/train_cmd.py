@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,9 +13,9 @@ from mobile_ml.cli import console, render
 def train(
     datadir: Path = typer.Argument(..., help="A data directory made by `mobile-ml data prepare`."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with a [train] table."),
-    epochs: Optional[int] = typer.Option(None, help="Override the maximum epochs per candidate."),
-    seed: Optional[int] = typer.Option(None, help="Override the random seed."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file with a [train] table."),
+    epochs: int | None = typer.Option(None, help="Override the maximum epochs per candidate."),
+    seed: int | None = typer.Option(None, help="Override the random seed."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new run is complete)."),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout instead of tables."),
 ) -> None:

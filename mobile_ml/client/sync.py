@@ -20,12 +20,14 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish import keys
+from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.trust import Rejected, check_file, check_manifest, claimed_key_id, select_release
 
 CHUNK = 64 * 1024
@@ -186,7 +188,7 @@ def _trusted_key(cfg: DeviceConfig, state: dict[str, Any]):
     return cfg.public_key
 
 
-def _signing_key(http: "_Http", cfg: DeviceConfig, state: dict[str, Any], raw: bytes):
+def _signing_key(http: _Http, cfg: DeviceConfig, state: dict[str, Any], raw: bytes):
     """The trusted key, or the key a rotation statement signed by it names (followed one step per check)."""
     from mobile_ml.publish.rotation import MAX_STATEMENT_BYTES, check_statement, statement_path
 
@@ -245,8 +247,12 @@ def sync(cfg: DeviceConfig) -> SyncResult:
         fresh = seen.get("manifest_etag") and state.get("current") and seen.get("current") == state.get("current")
         resp = http.open(path, {"If-None-Match": seen["manifest_etag"]} if fresh else {})
         if (getattr(resp, "status", None) or resp.getcode()) == 304:
-            result = SyncResult("not_modified", state.get("current"), state.get("previous"),
-                                manifest_version=seen.get("manifest_version"))
+            result = SyncResult(
+                "not_modified",
+                state.get("current"),
+                state.get("previous"),
+                manifest_version=seen.get("manifest_version"),
+            )
             return result
         for attempt in (1, 2):  # manifest and signature are two files: a reader can fall between the writes
             raw = http.read_capped(resp, mf.MAX_MANIFEST_BYTES, "manifest")
@@ -254,22 +260,34 @@ def sync(cfg: DeviceConfig) -> SyncResult:
             sig = http.read_capped(http.open(path + ".sig"), MAX_SIGNATURE_BYTES, "signature")
             key = _signing_key(http, cfg, state, raw)
             try:
-                m = check_manifest(raw, sig, key, now=now, model=cfg.model, channel=cfg.channel,
-                                   last_version=seen.get("manifest_version"), last_sha256=seen.get("manifest_sha256"))
+                m = check_manifest(
+                    raw,
+                    sig,
+                    key,
+                    now=now,
+                    model=cfg.model,
+                    channel=cfg.channel,
+                    last_version=seen.get("manifest_version"),
+                    last_sha256=seen.get("manifest_sha256"),
+                )
                 break
             except Rejected as e:
                 if e.reason != "bad_signature" or attempt == 2:
                     raise
                 resp = http.open(path)
-        accepted = {"manifest_version": int(m["manifest_version"]), "manifest_sha256": hashlib.sha256(raw).hexdigest(),
-                    "manifest_etag": etag}
+        accepted = {
+            "manifest_version": int(m["manifest_version"]),
+            "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+            "manifest_etag": etag,
+        }
         trusted_b64 = base64.b64encode(keys.public_der(key)).decode()
         release = select_release(m, cfg.install_id, state.get("current"))
         if release is None or release["version"] == state.get("current"):
             state["channels"][f"{cfg.model}/{cfg.channel}"] = {**accepted, "current": state.get("current")}
             state["trusted_key_b64"] = trusted_b64
-            result = SyncResult("up_to_date", state.get("current"), state.get("previous"),
-                                manifest_version=accepted["manifest_version"])
+            result = SyncResult(
+                "up_to_date", state.get("current"), state.get("previous"), manifest_version=accepted["manifest_version"]
+            )
             return result
         if mf.parse_version(release.get("min_app_version", "0.0.0")) > mf.parse_version(cfg.app_version):
             raise Failed("app_too_old", f"{release['version']} needs app ≥ {release['min_app_version']}")
@@ -291,15 +309,21 @@ def sync(cfg: DeviceConfig) -> SyncResult:
                     (cfg.state_dir / "staging" / f"{f['sha256']}{suffix}").unlink(missing_ok=True)
         state.update(previous=state.get("current"), current=release["version"], trusted_key_b64=trusted_b64)
         state["channels"][f"{cfg.model}/{cfg.channel}"] = {**accepted, "current": release["version"]}
-        result = SyncResult("installed", release["version"], state.get("previous"),
-                            manifest_version=accepted["manifest_version"])
+        result = SyncResult(
+            "installed", release["version"], state.get("previous"), manifest_version=accepted["manifest_version"]
+        )
         return result
     except Rejected as e:
         result = SyncResult("rejected", state.get("current"), state.get("previous"), e.reason, e.detail)
         return result
     except Failed as e:
-        result = SyncResult("skipped" if e.reason in ("app_too_old", "runtime", "no_space") else "failed",
-                            state.get("current"), state.get("previous"), e.reason, e.detail)
+        result = SyncResult(
+            "skipped" if e.reason in ("app_too_old", "runtime", "no_space") else "failed",
+            state.get("current"),
+            state.get("previous"),
+            e.reason,
+            e.detail,
+        )
         return result
     except Exception as e:  # a damaged model LiteRT cannot load is a failed update, not a crashed app
         from mobile_ml.errors import InputFileError
@@ -309,8 +333,11 @@ def sync(cfg: DeviceConfig) -> SyncResult:
         result = SyncResult("failed", state.get("current"), state.get("previous"), "health_check", e.message)
         return result
     finally:
-        state["last_check"] = {"time": mf.utc(now), "outcome": result.outcome if result else "error",
-                               "reason": result.reason if result else None}
+        state["last_check"] = {
+            "time": mf.utc(now),
+            "outcome": result.outcome if result else "error",
+            "reason": result.reason if result else None,
+        }
         _write_atomic(cfg.state_dir / "state.json", json.dumps(state, indent=2).encode())
         if cfg.send_telemetry and result is not None:
             _telemetry(cfg, http, result)
@@ -318,12 +345,27 @@ def sync(cfg: DeviceConfig) -> SyncResult:
 
 def _telemetry(cfg: DeviceConfig, http: _Http, result: SyncResult) -> None:
     kind = {"installed": "update_applied", "rejected": "update_failed", "failed": "update_failed"}.get(
-        result.outcome, "update_check")
-    body = {"events": [{"install_id_hash": hashlib.sha256(cfg.install_id.encode()).hexdigest(), "model": cfg.model,
-                        "version": result.current or "none", "app_version": cfg.app_version,
-                        "device_model": cfg.device_model, "event": kind, "error_code": result.reason}]}
-    req = urllib.request.Request(http.base + "v1/telemetry", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+        result.outcome, "update_check"
+    )
+    body = {
+        "events": [
+            {
+                "install_id_hash": hashlib.sha256(cfg.install_id.encode()).hexdigest(),
+                "model": cfg.model,
+                "version": result.current or "none",
+                "app_version": cfg.app_version,
+                "device_model": cfg.device_model,
+                "event": kind,
+                "error_code": result.reason,
+            }
+        ]
+    }
+    req = urllib.request.Request(
+        http.base + "v1/telemetry",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     try:
         urllib.request.urlopen(req, timeout=cfg.timeout).read()
     except (urllib.error.URLError, OSError):

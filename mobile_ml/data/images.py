@@ -29,8 +29,9 @@ class ImageOptions:
     def __post_init__(self) -> None:
         size = tuple(self.size)
         if len(size) != 2 or not all(isinstance(s, int) and 1 <= s <= 4096 for s in size):
-            raise ConfigError(f"image size {self.size!r} must be two whole numbers between 1 and 4096",
-                              hint="e.g. --image-size 32x32")
+            raise ConfigError(
+                f"image size {self.size!r} must be two whole numbers between 1 and 4096", hint="e.g. --image-size 32x32"
+            )
         object.__setattr__(self, "size", size)
         if self.color not in ("grayscale", "rgb"):
             raise ConfigError(f"image color {self.color!r} must be 'grayscale' or 'rgb'", hint="e.g. --color rgb")
@@ -78,8 +79,10 @@ def load_folder(root: Path, options: ImageOptions) -> tuple[np.ndarray, np.ndarr
     files = {c: sorted(p for p in (root / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
     classes = [c for c in classes if files[c]]
     if len(classes) < 2:
-        raise DataError(f"{root} has {len(classes)} class folder(s) with images; classification needs at least 2",
-                        hint="lay the data out as ROOT/<class name>/<image>.png, one folder per class")
+        raise DataError(
+            f"{root} has {len(classes)} class folder(s) with images; classification needs at least 2",
+            hint="lay the data out as ROOT/<class name>/<image>.png, one folder per class",
+        )
     mode = "L" if options.color == "grayscale" else "RGB"
     height, width = options.size
     xs, ys = [], []
@@ -90,10 +93,16 @@ def load_folder(root: Path, options: ImageOptions) -> tuple[np.ndarray, np.ndarr
                     im = im.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
                     xs.append(np.asarray(im, dtype=np.uint8).reshape(height, width, options.channels))
             except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise InputFileError(f"cannot read image {p}: {e}",
-                                     hint="remove or replace the file, then run again") from e
+                raise InputFileError(
+                    f"cannot read image {p}: {e}", hint="remove or replace the file, then run again"
+                ) from e
             ys.append(label)
-    source = {"type": "image_folder", "path": str(root.resolve()), "images": len(xs), "sha256": _tree_digest(files, root)}
+    source = {
+        "type": "image_folder",
+        "path": str(root.resolve()),
+        "images": len(xs),
+        "sha256": _tree_digest(files, root),
+    }
     return np.stack(xs), np.asarray(ys, dtype=np.int64), classes, source
 
 
@@ -108,8 +117,15 @@ def _tree_digest(files: dict[str, list[Path]], root: Path) -> str:
     return h.hexdigest()
 
 
-def prepare_images(images: np.ndarray, labels: np.ndarray, label_names: list[str], source: dict,
-                   value_range: tuple[float, float], split: SplitOptions, out: Path) -> DataSpec:
+def prepare_images(
+    images: np.ndarray,
+    labels: np.ndarray,
+    label_names: list[str],
+    source: dict,
+    value_range: tuple[float, float],
+    split: SplitOptions,
+    out: Path,
+) -> DataSpec:
     """Split, compute per-channel normalization on train, write the ``.npz`` splits into ``out``."""
     idx = dict(zip(("train", "validation", "test"), stratified_split(labels, split, label_names)))
     train = images[idx["train"]].astype(np.float64)
@@ -131,8 +147,9 @@ def prepare_images(images: np.ndarray, labels: np.ndarray, label_names: list[str
         counts={k: int(len(v)) for k, v in idx.items()},
         class_counts={k: np.bincount(labels[v], minlength=n_classes).tolist() for k, v in idx.items()},
         split=split.to_dict(),
-        image=ImageSpec(height=images.shape[1], width=images.shape[2], channels=images.shape[3],
-                        value_range=value_range),
+        image=ImageSpec(
+            height=images.shape[1], width=images.shape[2], channels=images.shape[3], value_range=value_range
+        ),
         files=files,
     )
 
@@ -149,12 +166,24 @@ def profile_images(images: np.ndarray, labels: np.ndarray, label_names: list[str
     if duplicates:
         warnings.append(f"{duplicates} image(s) are exact duplicates of another")
     return {
-        "schema": "mobile_ml.profile", "schema_version": 1, "kind": "image", "source": source,
-        "images": int(len(images)), "shape": list(images.shape[1:]), "dtype": str(images.dtype),
-        "pixels": {"min": float(images.min()), "max": float(images.max()), "mean": float(images.mean()),
-                   "std": float(images.std())},
+        "schema": "mobile_ml.profile",
+        "schema_version": 1,
+        "kind": "image",
+        "source": source,
+        "images": int(len(images)),
+        "shape": list(images.shape[1:]),
+        "dtype": str(images.dtype),
+        "pixels": {
+            "min": float(images.min()),
+            "max": float(images.max()),
+            "mean": float(images.mean()),
+            "std": float(images.std()),
+        },
         "duplicate_images": int(duplicates),
-        "target": {"classes": {name: int(c) for name, c in zip(label_names, counts)},
-                   "num_classes": len(label_names), "minority_majority_ratio": ratio},
+        "target": {
+            "classes": {name: int(c) for name, c in zip(label_names, counts)},
+            "num_classes": len(label_names),
+            "minority_majority_ratio": ratio,
+        },
         "warnings": warnings,
     }

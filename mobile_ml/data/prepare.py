@@ -22,19 +22,20 @@ def source_type(source: str | Path) -> str:
     if path.is_dir():
         return "image_folder"
     if not path.exists():
-        raise InputFileError(f"{path} does not exist", hint="check the path (a CSV file, an image folder, or builtin:digits)")
+        raise InputFileError(
+            f"{path} does not exist", hint="check the path (a CSV file, an image folder, or builtin:digits)"
+        )
     return "csv"
 
 
 def load_images(source: str | Path, image: ImageOptions | None = None):
     """``(images, labels, label_names, source_record, value_range)`` for a built-in name or an image folder."""
     if source_type(source) == "builtin":
-        return (*load_builtin(str(source)[len(BUILTIN_PREFIX):]), (0.0, 16.0))
+        return (*load_builtin(str(source)[len(BUILTIN_PREFIX) :]), (0.0, 16.0))
     return (*load_folder(Path(source), image or ImageOptions()), (0.0, 255.0))
 
 
-def profile(source: str | Path, *, target: str | None = None, image: ImageOptions | None = None,
-            loaded=None) -> dict:
+def profile(source: str | Path, *, target: str | None = None, image: ImageOptions | None = None, loaded=None) -> dict:
     """The profile report of any source, as a JSON-able dict (schema ``mobile_ml.profile``).
 
     ``loaded`` is what ``load_images`` returned for this source, so a caller that also prepares it decodes once.
@@ -47,9 +48,17 @@ def profile(source: str | Path, *, target: str | None = None, image: ImageOption
     return profile_images(x, y, names, src)
 
 
-def prepare(source: str | Path, out: str | Path, *, target: str | None = None, clean=None,
-            image: ImageOptions | None = None, split: SplitOptions | None = None, force: bool = False,
-            loaded=None) -> DataSpec:
+def prepare(
+    source: str | Path,
+    out: str | Path,
+    *,
+    target: str | None = None,
+    clean=None,
+    image: ImageOptions | None = None,
+    split: SplitOptions | None = None,
+    force: bool = False,
+    loaded=None,
+) -> DataSpec:
     """Prepare ``source`` into the data directory ``out`` (written atomically) and return its ``DataSpec``.
 
     ``clean`` is a ``TabularOptions`` for CSV sources; ``image`` an ``ImageOptions`` for image folders; ``loaded``

@@ -56,8 +56,9 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
         raise InputFileError(f"{path} does not exist", hint="check the path to the CSV file")
     if path.is_dir():
         raise InputFileError(f"{path} is a directory, not a CSV file", hint="give the path of a .csv file")
-    no_rows = InputFileError(f"{path} has no data rows",
-                             hint="the file needs a header line and at least one row of values")
+    no_rows = InputFileError(
+        f"{path} has no data rows", hint="the file needs a header line and at least one row of values"
+    )
     try:
         if path.stat().st_size == 0:
             raise no_rows
@@ -69,12 +70,15 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
         raise no_rows from e
     except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
         detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise InputFileError(f"{path} is not a valid CSV file: {detail}",
-                             hint="every row needs the same number of comma-separated fields as the header; "
-                                  "quote values that contain commas") from e
+        raise InputFileError(
+            f"{path} is not a valid CSV file: {detail}",
+            hint="every row needs the same number of comma-separated fields as the header; "
+            "quote values that contain commas",
+        ) from e
     except UnicodeDecodeError as e:
-        raise InputFileError(f"{path} is not UTF-8 text (invalid byte at position {e.start})",
-                             hint="re-save the file as UTF-8 CSV") from e
+        raise InputFileError(
+            f"{path} is not UTF-8 text (invalid byte at position {e.start})", hint="re-save the file as UTF-8 CSV"
+        ) from e
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
     if len(df) == 0:
@@ -90,8 +94,10 @@ def unknown_column_error(name: str, columns: list[str], what: str = "column") ->
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=1)
     close = [by_lower[c] for c in close]
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return DataError(f"{what} {name!r} is not in the data; columns are: {', '.join(shown)}{more}",
-                     hint=hint + "column names are case-sensitive and must match the CSV header exactly")
+    return DataError(
+        f"{what} {name!r} is not in the data; columns are: {', '.join(shown)}{more}",
+        hint=hint + "column names are case-sensitive and must match the CSV header exactly",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- columns
@@ -124,8 +130,11 @@ def _numeric_kind(values: pd.Series, name: str, note: str) -> ColumnKind:
             return ColumnKind("id", f"all {len(values)} values distinct integers, name looks like an identifier")
         ordered = np.sort(finite.to_numpy(dtype=float))
         if bool((np.diff(ordered) == 1).all()):
-            return ColumnKind("id", f"all {len(values)} values are consecutive integers ({ordered[0]:.0f}"
-                                    f"–{ordered[-1]:.0f}), like a row number")
+            return ColumnKind(
+                "id",
+                f"all {len(values)} values are consecutive integers ({ordered[0]:.0f}"
+                f"–{ordered[-1]:.0f}), like a row number",
+            )
     return ColumnKind("numeric", f"{note}{distinct} distinct values")
 
 
@@ -180,11 +189,13 @@ def classify_column(series: pd.Series) -> ColumnKind:
     mean_chars = float(text.str.len().mean())
     mean_words = float(text.str.split().str.len().mean())
     if (mean_chars > TEXT_MIN_CHARS or mean_words >= TEXT_MIN_WORDS) and distinct / n > TEXT_MIN_DISTINCT:
-        return ColumnKind("text", f"free text: mean {mean_chars:.0f} characters, {mean_words:.1f} words, "
-                                  f"{distinct} distinct of {n}")
+        return ColumnKind(
+            "text", f"free text: mean {mean_chars:.0f} characters, {mean_words:.1f} words, {distinct} distinct of {n}"
+        )
     if distinct == n and n >= ID_MIN_ROWS:
-        return ColumnKind("id", f"all {n} values distinct" +
-                          (", name looks like an identifier" if _looks_like_id_name(name) else ""))
+        return ColumnKind(
+            "id", f"all {n} values distinct" + (", name looks like an identifier" if _looks_like_id_name(name) else "")
+        )
     return ColumnKind("categorical", f"{distinct} distinct values")
 
 
@@ -280,9 +291,15 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
     kind = classify_column(series)
     missing = int(series.isna().sum())
     out: dict[str, Any] = {
-        "name": str(series.name), "dtype": str(series.dtype), "kind": kind.kind, "reason": kind.reason,
-        "missing": missing, "missing_fraction": missing / len(series) if len(series) else 0.0,
-        "unique": int(series.nunique()), "numeric": None, "top_values": None,
+        "name": str(series.name),
+        "dtype": str(series.dtype),
+        "kind": kind.kind,
+        "reason": kind.reason,
+        "missing": missing,
+        "missing_fraction": missing / len(series) if len(series) else 0.0,
+        "unique": int(series.nunique()),
+        "numeric": None,
+        "top_values": None,
     }
     if kind.kind == "numeric":
         values = to_numbers(series).dropna()
@@ -290,9 +307,13 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
             low, high = iqr_fences(values)
             q1, median, q3 = values.quantile([0.25, 0.5, 0.75]).tolist()
             out["numeric"] = {
-                "min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "mean": float(values.mean()),
                 "std": float(values.std()) if len(values) > 1 else 0.0,  # sample std (ddof=1)
-                "q1": q1, "median": median, "q3": q3,
+                "q1": q1,
+                "median": median,
+                "q3": q3,
                 "outliers": int(((values < low) | (values > high)).sum()),
             }
     elif kind.kind != "empty":
@@ -311,14 +332,22 @@ def _target_section(df: pd.DataFrame, target: str) -> tuple[dict[str, Any], list
     missing = int(series.isna().sum())
     ratio = min(classes.values()) / max(classes.values()) if classes else 0.0
     continuous = looks_continuous(series)
-    section = {"name": target, "classes": classes, "num_classes": len(classes),
-               "minority_majority_ratio": ratio, "missing": missing, "looks_continuous": continuous}
+    section = {
+        "name": target,
+        "classes": classes,
+        "num_classes": len(classes),
+        "minority_majority_ratio": ratio,
+        "missing": missing,
+        "looks_continuous": continuous,
+    }
     warns = []
     if len(classes) <= 1:
         warns.append(f"target {target!r} has {len(classes)} class(es); a classifier needs at least two")
     if continuous:
-        warns.append(f"target {target!r} looks continuous ({series.nunique()} distinct numbers); mobile-ml trains "
-                     "classifiers, so bin it into classes first")
+        warns.append(
+            f"target {target!r} looks continuous ({series.nunique()} distinct numbers); mobile-ml trains "
+            "classifiers, so bin it into classes first"
+        )
     elif len(classes) > 1 and ratio < IMBALANCE_RATIO:
         smallest = next(reversed(classes))
         warns.append(f"classes are imbalanced: {smallest!r} has {ratio:.0%} of the largest class's rows")
@@ -344,10 +373,19 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
         if c["missing_fraction"] > HIGH_MISSING:
             warns.append(f"column {c['name']!r} is {c['missing_fraction']:.0%} missing")
     return DataProfile(
-        source=source or {}, rows=len(df), columns=len(df.columns), duplicate_rows=duplicates,
-        memory_bytes=int(df.memory_usage(deep=True).sum()), column_profiles=columns,
-        constant_columns=by_kind("constant"), empty_columns=by_kind("empty"), id_columns=by_kind("id"),
-        text_columns=by_kind("text"), datetime_columns=by_kind("datetime"), target=section, warnings=warns,
+        source=source or {},
+        rows=len(df),
+        columns=len(df.columns),
+        duplicate_rows=duplicates,
+        memory_bytes=int(df.memory_usage(deep=True).sum()),
+        column_profiles=columns,
+        constant_columns=by_kind("constant"),
+        empty_columns=by_kind("empty"),
+        id_columns=by_kind("id"),
+        text_columns=by_kind("text"),
+        datetime_columns=by_kind("datetime"),
+        target=section,
+        warnings=warns,
     )
 
 

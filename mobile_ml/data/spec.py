@@ -102,8 +102,10 @@ def load_spec(datadir: str | Path) -> DataSpec:
     if not Path(datadir).is_dir():
         raise InputFileError(f"data directory {datadir} does not exist", hint="create it with `mobile-ml data prepare`")
     if not path.is_file():
-        raise InputFileError(f"{path} not found: {datadir} is not a prepared data directory",
-                             hint="create one with `mobile-ml data prepare`")
+        raise InputFileError(
+            f"{path} not found: {datadir} is not a prepared data directory",
+            hint="create one with `mobile-ml data prepare`",
+        )
     raw = read_json(path, SCHEMA, SCHEMA_VERSION, what="a mobile-ml data description", redo="mobile-ml data prepare")
     try:
         return DataSpec.from_dict(raw)
@@ -127,8 +129,12 @@ def load_split(datadir: str | Path, spec: DataSpec, split: str):
             x = df[spec.features].to_numpy(dtype=np.float32)
             y = df[LABEL_COLUMN].to_numpy(dtype=np.int64)
     except (OSError, KeyError, ValueError) as e:
-        raise InputFileError(f"cannot read the {split} split {path}: {e}", hint="re-run `mobile-ml data prepare`") from e
+        raise InputFileError(
+            f"cannot read the {split} split {path}: {e}", hint="re-run `mobile-ml data prepare`"
+        ) from e
     if len(x) != spec.counts[split]:
-        raise InputFileError(f"{path} has {len(x)} rows but data.json says {spec.counts[split]}",
-                             hint="the data directory was modified; re-run `mobile-ml data prepare`")
+        raise InputFileError(
+            f"{path} has {len(x)} rows but data.json says {spec.counts[split]}",
+            hint="the data directory was modified; re-run `mobile-ml data prepare`",
+        )
     return x, y

@@ -21,16 +21,24 @@ class SplitOptions:
         for name in ("train", "validation", "test"):
             v = getattr(self, name)
             if not 0 < v < 1:
-                raise ConfigError(f"split ratio {name}={v} must be between 0 and 1 (exclusive)",
-                                  hint="e.g. train=0.7, validation=0.15, test=0.15")
+                raise ConfigError(
+                    f"split ratio {name}={v} must be between 0 and 1 (exclusive)",
+                    hint="e.g. train=0.7, validation=0.15, test=0.15",
+                )
         total = self.train + self.validation + self.test
         if abs(total - 1.0) > 1e-6:
-            raise ConfigError(f"split ratios add up to {total:g}, not 1",
-                              hint="e.g. train=0.7, validation=0.15, test=0.15")
+            raise ConfigError(
+                f"split ratios add up to {total:g}, not 1", hint="e.g. train=0.7, validation=0.15, test=0.15"
+            )
 
     def to_dict(self) -> dict:
-        return {"train": self.train, "validation": self.validation, "test": self.test,
-                "seed": self.seed, "stratified": self.stratify}
+        return {
+            "train": self.train,
+            "validation": self.validation,
+            "test": self.test,
+            "seed": self.seed,
+            "stratified": self.stratify,
+        }
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
@@ -65,8 +73,9 @@ def stratified_split(labels: np.ndarray, options: SplitOptions, label_names: lis
     names = label_names or [str(c) for c in np.unique(labels)]
     min_rows = 3
     if n < min_rows:
-        raise DataError(f"only {n} usable rows; a train/validation/test split needs at least {min_rows}",
-                        hint="provide more data")
+        raise DataError(
+            f"only {n} usable rows; a train/validation/test split needs at least {min_rows}", hint="provide more data"
+        )
     groups: list[tuple[str | None, np.ndarray]]  # (class name when stratified, row indices)
     if options.stratify:
         groups = []
@@ -87,9 +96,11 @@ def stratified_split(labels: np.ndarray, options: SplitOptions, label_names: lis
         n_val, n_test = _allocate(len(idx), options)
         if n_val + n_test >= len(idx):
             what = f"class {name!r} has {len(idx)} rows" if name is not None else f"only {n} usable rows"
-            raise DataError(f"{what}: too few for a train/validation/test split with these ratios",
-                            hint="provide more data or change the split ratios")
+            raise DataError(
+                f"{what}: too few for a train/validation/test split with these ratios",
+                hint="provide more data or change the split ratios",
+            )
         val.append(idx[:n_val])
-        test.append(idx[n_val:n_val + n_test])
-        train.append(idx[n_val + n_test:])
+        test.append(idx[n_val : n_val + n_test])
+        train.append(idx[n_val + n_test :])
     return tuple(np.sort(np.concatenate(s)) for s in (train, val, test))

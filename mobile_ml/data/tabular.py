@@ -16,8 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mobile_ml.data.profile import (classify_column, iqr_fences, label_strings, looks_continuous, parse_dates,
-                                    read_csv, sorted_labels, to_numbers, unknown_column_error)
+from mobile_ml.data.profile import (
+    classify_column,
+    iqr_fences,
+    label_strings,
+    looks_continuous,
+    parse_dates,
+    read_csv,
+    sorted_labels,
+    to_numbers,
+    unknown_column_error,
+)
 from mobile_ml.data.spec import LABEL_COLUMN, SPLITS, ColumnSpec, DataSpec, Normalization
 from mobile_ml.data.split import SplitOptions, stratified_split
 from mobile_ml.errors import ConfigError, DataError
@@ -57,34 +66,42 @@ class TabularOptions:
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
                 choices = ", ".join(repr(a) for a in allowed)
-                raise ConfigError(f"{name} = {value!r} is not allowed; use one of {choices}",
-                                  hint=f"set {name} to one of {choices}")
+                raise ConfigError(
+                    f"{name} = {value!r} is not allowed; use one of {choices}", hint=f"set {name} to one of {choices}"
+                )
         factor = self.outlier_factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < math.inf:
-            raise ConfigError(f"outlier_factor = {factor!r} must be a positive number",
-                              hint="1.5 is the usual IQR rule; 3 removes only extreme values")
+            raise ConfigError(
+                f"outlier_factor = {factor!r} must be a positive number",
+                hint="1.5 is the usual IQR rule; 3 removes only extreme values",
+            )
         object.__setattr__(self, "outlier_factor", float(factor))
-        if isinstance(self.max_categories, bool) or not isinstance(self.max_categories, int) \
-                or self.max_categories < 1:
-            raise ConfigError(f"max_categories = {self.max_categories!r} must be a whole number of at least 1",
-                              hint="e.g. max_categories = 20")
+        if isinstance(self.max_categories, bool) or not isinstance(self.max_categories, int) or self.max_categories < 1:
+            raise ConfigError(
+                f"max_categories = {self.max_categories!r} must be a whole number of at least 1",
+                hint="e.g. max_categories = 20",
+            )
         if not isinstance(self.drop_duplicates, bool):
-            raise ConfigError(f"drop_duplicates = {self.drop_duplicates!r} must be true or false",
-                              hint="drop_duplicates = true removes exact duplicate rows before splitting")
+            raise ConfigError(
+                f"drop_duplicates = {self.drop_duplicates!r} must be true or false",
+                hint="drop_duplicates = true removes exact duplicate rows before splitting",
+            )
         for name in ("drop_columns", "keep_columns"):
             value = getattr(self, name)
             if not isinstance(value, (list, tuple)) or not all(isinstance(c, str) for c in value):
-                raise ConfigError(f"{name} = {value!r} must be a list of column names",
-                                  hint=f'e.g. {name} = ["customer_id"]')
+                raise ConfigError(
+                    f"{name} = {value!r} must be a list of column names", hint=f'e.g. {name} = ["customer_id"]'
+                )
             object.__setattr__(self, name, tuple(value))
         both = sorted(set(self.drop_columns) & set(self.keep_columns))
         if both:
-            raise ConfigError(f"drop_columns and keep_columns both name {', '.join(map(repr, both))}",
-                              hint="list each column in at most one of them")
+            raise ConfigError(
+                f"drop_columns and keep_columns both name {', '.join(map(repr, both))}",
+                hint="list each column in at most one of them",
+            )
 
 
-def prepare_tabular(path: str | Path, target: str, options: TabularOptions, split: SplitOptions,
-                    out: Path) -> DataSpec:
+def prepare_tabular(path: str | Path, target: str, options: TabularOptions, split: SplitOptions, out: Path) -> DataSpec:
     """Clean, split, encode and normalize the CSV at ``path``; write the three split files into ``out``.
 
     ``out`` must exist; the caller writes ``data.json`` from the returned spec.
@@ -112,8 +129,10 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
     # 3. Which columns become features, and how.
     plan, dropped = _plan_columns(df, target, options)
     if not plan:
-        raise DataError("no usable feature columns: every column other than the target was dropped",
-                        hint="see dropped_columns in data.json; list a column in keep_columns to keep it anyway")
+        raise DataError(
+            "no usable feature columns: every column other than the target was dropped",
+            hint="see dropped_columns in data.json; list a column in keep_columns to keep it anyway",
+        )
     values = {name: _convert(df[name], encoding) for name, encoding in plan}
 
     # 4. Optionally drop rows with a missing value instead of imputing.
@@ -123,15 +142,19 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
         missing_rows = int(incomplete.sum())
         y = y[~incomplete]
         values = {name: v[~incomplete].reset_index(drop=True) for name, v in values.items()}
-        _check_all_classes(y, labels, "after dropping rows with missing values", "use missing = \"impute\"")
+        _check_all_classes(y, labels, "after dropping rows with missing values", 'use missing = "impute"')
 
     # 5. Split, then 6. fit on train only.
     train, val, test = stratified_split(y, split, labels)
     outliers_removed = 0
     if options.outliers == "remove":
         train, outliers_removed = _remove_outliers(train, values, plan, options.outlier_factor)
-        _check_all_classes(y[train], labels, "in the train split after removing outliers",
-                           "use outliers = \"keep\" or a larger outlier_factor")
+        _check_all_classes(
+            y[train],
+            labels,
+            "in the train split after removing outliers",
+            'use outliers = "keep" or a larger outlier_factor',
+        )
     index = {"train": train, "validation": val, "test": test}
 
     columns: list[ColumnSpec] = []
@@ -144,8 +167,10 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
     # 7. A column whose train values are all missing has nothing to fit on.
     features = [f for c in columns for f in c.features]
     if not features:
-        raise DataError("no usable feature columns remain after fitting on the train split",
-                        hint="see dropped_columns in data.json; provide columns with values")
+        raise DataError(
+            "no usable feature columns remain after fitting on the train split",
+            hint="see dropped_columns in data.json; provide columns with values",
+        )
     _check_feature_names(features)
 
     # 6. (continued) Transform every split with what was fitted on train.
@@ -173,8 +198,13 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
 
     return DataSpec(
         kind="tabular",
-        source={"type": "csv", "path": str(path.resolve()), "sha256": sha, "rows": int(rows_in),
-                "columns": int(columns_in)},
+        source={
+            "type": "csv",
+            "path": str(path.resolve()),
+            "sha256": sha,
+            "rows": int(rows_in),
+            "columns": int(columns_in),
+        },
         target=target,
         labels=labels,
         normalization=Normalization(mean=mean.tolist(), std=std.tolist(), axis="feature"),
@@ -184,9 +214,15 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
         features=features,
         columns=columns,
         dropped_columns=dropped,
-        cleaning={"options": to_jsonable(options), "rows_in": int(rows_in), "missing_target_dropped": missing_target,
-                  "duplicates_dropped": duplicates, "missing_rows_dropped": missing_rows,
-                  "outliers_removed": outliers_removed, "imputed": imputed},
+        cleaning={
+            "options": to_jsonable(options),
+            "rows_in": int(rows_in),
+            "missing_target_dropped": missing_target,
+            "duplicates_dropped": duplicates,
+            "missing_rows_dropped": missing_rows,
+            "outliers_removed": outliers_removed,
+            "imputed": imputed,
+        },
         files=dict(FILES),
     )
 
@@ -202,8 +238,10 @@ def _check_names(df: pd.DataFrame, target: str, options: TabularOptions) -> None
         unknown = [c for c in getattr(options, name) if c not in df.columns]
         if unknown:
             shown = ", ".join(columns[:15]) + (f" and {len(columns) - 15} more" if len(columns) > 15 else "")
-            raise ConfigError(f"{name} names {', '.join(map(repr, unknown))}, not in the data; columns are: {shown}",
-                              hint="column names are case-sensitive and must match the CSV header exactly")
+            raise ConfigError(
+                f"{name} names {', '.join(map(repr, unknown))}, not in the data; columns are: {shown}",
+                hint="column names are case-sensitive and must match the CSV header exactly",
+            )
     if target in options.drop_columns:
         raise ConfigError(f"drop_columns names the target column {target!r}", hint="remove it from drop_columns")
 
@@ -211,16 +249,22 @@ def _check_names(df: pd.DataFrame, target: str, options: TabularOptions) -> None
 def _check_target(series: pd.Series, target: str) -> list[str]:
     """The sorted label names, or a DataError when the target cannot be a classification target."""
     if len(series) == 0:
-        raise DataError(f"every value of the target column {target!r} is missing",
-                        hint="choose a target column that has a value in every row")
+        raise DataError(
+            f"every value of the target column {target!r} is missing",
+            hint="choose a target column that has a value in every row",
+        )
     if looks_continuous(series):
-        raise DataError(f"target {target!r} looks continuous ({series.nunique()} distinct numbers in {len(series)} "
-                        "rows); mobile-ml trains classifiers",
-                        hint="bin the target into classes first (e.g. low/medium/high) or choose another column")
+        raise DataError(
+            f"target {target!r} looks continuous ({series.nunique()} distinct numbers in {len(series)} "
+            "rows); mobile-ml trains classifiers",
+            hint="bin the target into classes first (e.g. low/medium/high) or choose another column",
+        )
     labels = sorted_labels(label_strings(series))
     if len(labels) < 2:
-        raise DataError(f"target {target!r} has only one class ({labels[0]!r}); a classifier needs at least two",
-                        hint="choose another target column, or add rows of the other classes")
+        raise DataError(
+            f"target {target!r} has only one class ({labels[0]!r}); a classifier needs at least two",
+            hint="choose another target column, or add rows of the other classes",
+        )
     return labels
 
 
@@ -236,8 +280,10 @@ def _check_feature_names(features: list[str]) -> None:
     for f in features:
         if f in seen:
             what = "the label column of the split files" if f == LABEL_COLUMN else "another encoded feature"
-            raise DataError(f"encoded feature {f!r} has the same name as {what}",
-                            hint="rename the column (or category) that produces it, or drop the column")
+            raise DataError(
+                f"encoded feature {f!r} has the same name as {what}",
+                hint="rename the column (or category) that produces it, or drop the column",
+            )
         seen.add(f)
 
 
@@ -261,7 +307,7 @@ def _plan_columns(df: pd.DataFrame, target: str, options: TabularOptions):
         elif kind.kind in _AUTO_DROP:
             dropped.append({"name": name, "reason": f"{kind.kind}: {kind.reason}"})
         elif kind.kind == "datetime" and options.dates == "drop":
-            dropped.append({"name": name, "reason": f"datetime ({kind.reason}); dates = \"drop\""})
+            dropped.append({"name": name, "reason": f'datetime ({kind.reason}); dates = "drop"'})
         else:
             plan.append((name, {"numeric": "numeric", "datetime": "date"}.get(kind.kind, "categorical")))
     return plan, dropped
@@ -271,17 +317,22 @@ def _forced_encoding(series: pd.Series, kind) -> str:
     """The encoding of a ``keep_columns`` column, or a DataError when no encoding can represent it."""
     if kind.kind in ("numeric", "datetime", "categorical", "boolean"):
         return {"numeric": "numeric", "datetime": "date"}.get(kind.kind, "categorical")
-    numberlike = not pd.api.types.is_bool_dtype(series.dtype) and \
-        to_numbers(series).notna().sum() >= 0.95 * series.notna().sum()
+    numberlike = (
+        not pd.api.types.is_bool_dtype(series.dtype) and to_numbers(series).notna().sum() >= 0.95 * series.notna().sum()
+    )
     if kind.kind in ("id", "constant") and numberlike:
         return "numeric"
     if kind.kind == "constant":
         return "categorical"
-    why = {"empty": "every value is missing",
-           "text": f"it holds free text ({kind.reason}), which one-hot encoding cannot represent",
-           "id": "every value is a different string, so no category would ever repeat"}[kind.kind]
-    raise DataError(f"column {series.name!r} cannot be encoded: {why}",
-                    hint=f"remove {series.name!r} from keep_columns (it is dropped automatically)")
+    why = {
+        "empty": "every value is missing",
+        "text": f"it holds free text ({kind.reason}), which one-hot encoding cannot represent",
+        "id": "every value is a different string, so no category would ever repeat",
+    }[kind.kind]
+    raise DataError(
+        f"column {series.name!r} cannot be encoded: {why}",
+        hint=f"remove {series.name!r} from keep_columns (it is dropped automatically)",
+    )
 
 
 def _convert(series: pd.Series, encoding: str) -> pd.Series:
@@ -325,8 +376,13 @@ def _fit_column(name: str, encoding: str, train: pd.Series, options: TabularOpti
     if encoding == "date":
         parts = _date_parts(present)
         impute = {p: float(parts[p].median()) for p in DATE_PARTS}
-        return ColumnSpec(name, "date", [f"{name}.{p}" for p in DATE_PARTS], impute=impute if imputing else None,
-                          date_parts=list(DATE_PARTS))
+        return ColumnSpec(
+            name,
+            "date",
+            [f"{name}.{p}" for p in DATE_PARTS],
+            impute=impute if imputing else None,
+            date_parts=list(DATE_PARTS),
+        )
     counts = present.value_counts()
     # Ties broken by value, so the vocabulary does not depend on row order.
     vocabulary = sorted(counts.index, key=lambda v: (-counts[v], v))[: options.max_categories]
@@ -334,8 +390,14 @@ def _fit_column(name: str, encoding: str, train: pd.Series, options: TabularOpti
     impute: Any = None
     if imputing:
         impute = UNKNOWN if options.categorical_impute == "unknown" else vocabulary[0]
-    return ColumnSpec(name, "categorical", [f"{name}={v}" for v in vocabulary] + [unknown], impute=impute,
-                      vocabulary=list(vocabulary), unknown_feature=unknown)
+    return ColumnSpec(
+        name,
+        "categorical",
+        [f"{name}={v}" for v in vocabulary] + [unknown],
+        impute=impute,
+        vocabulary=list(vocabulary),
+        unknown_feature=unknown,
+    )
 
 
 def _transform(spec: ColumnSpec, values: pd.Series) -> tuple[pd.DataFrame, int]:

@@ -118,8 +118,12 @@ def create_app(root: str | Path, telemetry_db: str | Path | None = None) -> Star
             return Response("not found\n", 404, media_type="text/plain")
         path, st = found
         etag = etags.get(path, rel, st)
-        headers = {"ETag": etag, "Cache-Control": cache_control(rel), "Accept-Ranges": "bytes",
-                   "Content-Type": "application/json" if rel.endswith(".json") else "application/octet-stream"}
+        headers = {
+            "ETag": etag,
+            "Cache-Control": cache_control(rel),
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/json" if rel.endswith(".json") else "application/octet-stream",
+        }
         inm = request.headers.get("if-none-match")
         if inm is not None and _etag_matches(inm, etag):
             return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
@@ -184,8 +188,14 @@ def create_app(root: str | Path, telemetry_db: str | Path | None = None) -> Star
     return app
 
 
-def serve(root: str | Path, *, host: str = "127.0.0.1", port: int = 8000, telemetry_db: str | Path | None = None,
-          log_level: str = "warning") -> None:
+def serve(
+    root: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    telemetry_db: str | Path | None = None,
+    log_level: str = "warning",
+) -> None:
     """Run until SIGINT/SIGTERM; uvicorn finishes in-flight requests before exiting (graceful shutdown)."""
     import uvicorn
 
@@ -206,6 +216,12 @@ def serve(root: str | Path, *, host: str = "127.0.0.1", port: int = 8000, teleme
                 for s, h in previous.items():
                     signal.signal(s, h)
 
-    config = uvicorn.Config(create_app(root, telemetry_db), host=host, port=port, log_level=log_level,
-                            timeout_graceful_shutdown=10, server_header=False)
+    config = uvicorn.Config(
+        create_app(root, telemetry_db),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
     _Server(config).run()

@@ -20,9 +20,15 @@ MAX_EVENTS = 100
 EVENT_TYPES = ("update_check", "update_applied", "update_failed", "inference")
 # field → (type, required, max length for strings)
 FIELDS: dict[str, tuple[type, bool, int]] = {
-    "install_id_hash": (str, True, 128), "model": (str, True, 64), "version": (str, True, 32),
-    "app_version": (str, True, 32), "device_model": (str, True, 128), "event": (str, True, 32),
-    "latency_ms": (float, False, 0), "error_code": (str, False, 64), "time": (str, False, 40),
+    "install_id_hash": (str, True, 128),
+    "model": (str, True, 64),
+    "version": (str, True, 32),
+    "app_version": (str, True, 32),
+    "device_model": (str, True, 128),
+    "event": (str, True, 32),
+    "latency_ms": (float, False, 0),
+    "error_code": (str, False, 64),
+    "time": (str, False, 40),
 }
 _HEX = re.compile(r"^[0-9a-f]{16,128}$")
 
@@ -141,10 +147,14 @@ def summary(path: str | Path) -> list[SummaryRow]:
 
     path = Path(path)
     if not path.is_file():
-        raise InputFileError(f"telemetry database {path} not found", hint="pass the --telemetry-db of `mobile-ml serve`")
+        raise InputFileError(
+            f"telemetry database {path} not found", hint="pass the --telemetry-db of `mobile-ml serve`"
+        )
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT model, version, device_model, install_id_hash, event, latency_ms FROM events").fetchall()
+        rows = db.execute(
+            "SELECT model, version, device_model, install_id_hash, event, latency_ms FROM events"
+        ).fetchall()
     except sqlite3.DatabaseError as e:
         raise InputFileError(f"{path} is not a telemetry database: {e}", hint="pass the --telemetry-db of serve") from e
     finally:
@@ -153,8 +163,10 @@ def summary(path: str | Path) -> list[SummaryRow]:
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for model, version, device, install, event, latency in rows:
         model_devices.setdefault(model, set()).add(install)
-        g = groups.setdefault((model, version, device), {"devices": set(), "applied_devices": set(), "lat": [],
-                                                         "applied": 0, "failed": 0, "inferences": 0})
+        g = groups.setdefault(
+            (model, version, device),
+            {"devices": set(), "applied_devices": set(), "lat": [], "applied": 0, "failed": 0, "inferences": 0},
+        )
         g["devices"].add(install)
         if event == "update_applied":
             g["applied"] += 1
@@ -169,8 +181,19 @@ def summary(path: str | Path) -> list[SummaryRow]:
     for (model, version, device), g in sorted(groups.items()):
         lat = sorted(g["lat"])
         attempts = g["applied"] + g["failed"]
-        out.append(SummaryRow(model, version, device, len(g["devices"]),
-                              len(g["applied_devices"]) / len(model_devices[model]),
-                              percentile(lat, 50) if lat else None, percentile(lat, 90) if lat else None,
-                              g["inferences"], g["applied"], g["failed"], g["failed"] / attempts if attempts else None))
+        out.append(
+            SummaryRow(
+                model,
+                version,
+                device,
+                len(g["devices"]),
+                len(g["applied_devices"]) / len(model_devices[model]),
+                percentile(lat, 50) if lat else None,
+                percentile(lat, 90) if lat else None,
+                g["inferences"],
+                g["applied"],
+                g["failed"],
+                g["failed"] / attempts if attempts else None,
+            )
+        )
     return out

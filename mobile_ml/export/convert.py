@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -28,17 +28,28 @@ def check_representative(sample: np.ndarray, model) -> None:
     expected = [int(d) for d in model.input_shape[1:]]
     got = [int(d) for d in sample.shape[1:]]
     if got != expected:
-        raise DataError(f"representative data has rows of shape {got} but the model's input is {expected}",
-                        hint="calibrate with rows of the data the model was trained on")
+        raise DataError(
+            f"representative data has rows of shape {got} but the model's input is {expected}",
+            hint="calibrate with rows of the data the model was trained on",
+        )
     if len(sample) == 0:
         raise DataError("representative data is empty", hint="calibration needs at least one row of train data")
     if not np.isfinite(sample).all():
-        raise DataError("representative data contains NaN or infinite values",
-                        hint="calibrate with cleaned data (`mobile-ml data prepare` imputes missing values)")
+        raise DataError(
+            "representative data contains NaN or infinite values",
+            hint="calibrate with cleaned data (`mobile-ml data prepare` imputes missing values)",
+        )
 
 
-def convert(model, variant: str, *, representative: np.ndarray | None = None, int8_io: str = "int8",
-            allow_flex: bool = False, per_channel: bool = True) -> bytes:
+def convert(
+    model,
+    variant: str,
+    *,
+    representative: np.ndarray | None = None,
+    int8_io: str = "int8",
+    allow_flex: bool = False,
+    per_channel: bool = True,
+) -> bytes:
     """Convert a ``tf_keras`` model; integer variants calibrate on ``representative`` (real-valued input rows).
 
     ``per_channel=False`` quantizes each weight tensor with one scale instead of one per output channel. The file
@@ -85,7 +96,7 @@ def convert(model, variant: str, *, representative: np.ndarray | None = None, in
 def _rows(sample: np.ndarray) -> Callable[[], Iterable[list[np.ndarray]]]:
     def gen():
         for i in range(len(sample)):
-            yield [sample[i:i + 1]]
+            yield [sample[i : i + 1]]
 
     return gen
 
@@ -98,15 +109,19 @@ def _explain(error: Exception, model, variant: str, allow_flex: bool) -> MobileM
     ops = sorted(set(_OP.findall(text)))
     if not ops:
         first = next((line.strip() for line in text.splitlines() if "error:" in line), text.strip()[:200])
-        return ConversionError(f"the TFLite converter failed on the {variant} variant: {first[:300]}",
-                               hint="rerun with --debug for the converter's full log")
+        return ConversionError(
+            f"the TFLite converter failed on the {variant} variant: {first[:300]}",
+            hint="rerun with --debug for the converter's full log",
+        )
     where = []
     for op in ops:
         layer = find_layer_with_op(model, op)
         where.append(f"{op} (layer '{layer}')" if layer else op)
     if "ERROR_NEEDS_FLEX_OPS" in text and not allow_flex:
-        hint = ("replace that layer with TFLite builtin ops, or pass --allow-flex to use Select-TF ops "
-                "(the app then needs the Flex delegate, about 6 MB per ABI)")
+        hint = (
+            "replace that layer with TFLite builtin ops, or pass --allow-flex to use Select-TF ops "
+            "(the app then needs the Flex delegate, about 6 MB per ABI)"
+        )
     else:
         hint = "replace that layer with ops TFLite supports: https://ai.google.dev/edge/litert/models/ops_compatibility"
     return ConversionError(f"TensorFlow op {', '.join(where)} has no TFLite builtin kernel", hint=hint)

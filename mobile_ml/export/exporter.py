@@ -48,18 +48,29 @@ class NullReporter:
         pass
 
 
-def parity(probs: np.ndarray, y: np.ndarray, labels: list[str], keras_probs: np.ndarray,
-           keras_metrics: Metrics) -> Parity:
+def parity(
+    probs: np.ndarray, y: np.ndarray, labels: list[str], keras_probs: np.ndarray, keras_metrics: Metrics
+) -> Parity:
     m = classification_metrics(y, probs, labels)
     diff = np.abs(probs.astype(np.float64) - keras_probs.astype(np.float64))
-    return Parity(m, round((keras_metrics.accuracy - m.accuracy) * 100, 6),
-                  float((probs.argmax(1) == keras_probs.argmax(1)).mean()) if len(y) else 0.0,
-                  float(diff.max()) if diff.size else 0.0, float(diff.mean()) if diff.size else 0.0)
+    return Parity(
+        m,
+        round((keras_metrics.accuracy - m.accuracy) * 100, 6),
+        float((probs.argmax(1) == keras_probs.argmax(1)).mean()) if len(y) else 0.0,
+        float(diff.max()) if diff.size else 0.0,
+        float(diff.mean()) if diff.size else 0.0,
+    )
 
 
-def export(rundir: str | Path, options: ExportOptions | None = None, *, data_dir: str | Path | None = None,
-           force: bool = False, reporter: ExportReporter | None = None,
-           representative: np.ndarray | None = None) -> ExportResult:
+def export(
+    rundir: str | Path,
+    options: ExportOptions | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    force: bool = False,
+    reporter: ExportReporter | None = None,
+    representative: np.ndarray | None = None,
+) -> ExportResult:
     """Export ``rundir``'s model. ``representative`` overrides the calibration rows (default: a train sample)."""
     run = load_run(rundir, data_dir)
     with atomic_dir(run.dir / "exports", force=force) as tmp:
@@ -67,8 +78,14 @@ def export(rundir: str | Path, options: ExportOptions | None = None, *, data_dir
     return replace(result, exports_dir=run.dir / "exports")
 
 
-def export_run(run: Run, out: Path, options: ExportOptions | None = None, *, reporter: ExportReporter | None = None,
-               representative: np.ndarray | None = None) -> ExportResult:
+def export_run(
+    run: Run,
+    out: Path,
+    options: ExportOptions | None = None,
+    *,
+    reporter: ExportReporter | None = None,
+    representative: np.ndarray | None = None,
+) -> ExportResult:
     """Build, evaluate and write every requested variant into the (fresh) directory ``out``."""
     from mobile_ml.train.trainer import environment
 
@@ -81,8 +98,11 @@ def export_run(run: Run, out: Path, options: ExportOptions | None = None, *, rep
     labels = run.spec.labels
     keras_probs = model.predict(x_test, batch_size=256, verbose=0)
     keras_metrics = classification_metrics(y_test, keras_probs, labels)
-    sample = representative if representative is not None else representative_sample(
-        train[0], options.calibration_samples, options.seed)
+    sample = (
+        representative
+        if representative is not None
+        else representative_sample(train[0], options.calibration_samples, options.seed)
+    )
     batch_size = int(run.info.get("config", {}).get("batch_size", 64))
     # Size ratios are against fp32; without an fp32 export, against the float32 weights the Keras model holds.
     fp32_bytes = sum(w.size * 4 for w in model.get_weights())
@@ -94,10 +114,13 @@ def export_run(run: Run, out: Path, options: ExportOptions | None = None, *, rep
         source, tuned = model, None
         if variant in FINETUNED_VARIANTS:
             t = time.perf_counter()
-            kwargs = dict(epochs=options.finetune_epochs, learning_rate=options.finetune_learning_rate,
-                          batch_size=batch_size, seed=options.seed,
-                          on_epoch=lambda e, logs, v=variant: reporter.finetune_epoch(v, e, options.finetune_epochs,
-                                                                                     logs))
+            kwargs = dict(
+                epochs=options.finetune_epochs,
+                learning_rate=options.finetune_learning_rate,
+                batch_size=batch_size,
+                seed=options.seed,
+                on_epoch=lambda e, logs, v=variant: reporter.finetune_epoch(v, e, options.finetune_epochs, logs),
+            )
             if variant == "qat-int8":
                 source, info = finetune.quantization_aware(model, train, val, **kwargs)
             else:
@@ -105,26 +128,35 @@ def export_run(run: Run, out: Path, options: ExportOptions | None = None, *, rep
             tuned = {**asdict(info), "seconds": round(info.seconds, 3)}
             seconds["finetune"] = time.perf_counter() - t
         t = time.perf_counter()
-        data = convert(source, "int8" if variant in FINETUNED_VARIANTS else variant, representative=sample,
-                       int8_io=options.int8_io, allow_flex=options.allow_flex, per_channel=options.per_channel)
+        data = convert(
+            source,
+            "int8" if variant in FINETUNED_VARIANTS else variant,
+            representative=sample,
+            int8_io=options.int8_io,
+            allow_flex=options.allow_flex,
+            per_channel=options.per_channel,
+        )
         seconds["convert"] = time.perf_counter() - t
         if variant == "fp32":
             fp32_bytes = len(data)
-        result = _evaluate_variant(variant, data, out, run, x_test, y_test, keras_probs, keras_metrics, options,
-                                   fp32_bytes, seconds, tuned)
+        result = _evaluate_variant(
+            variant, data, out, run, x_test, y_test, keras_probs, keras_metrics, options, fp32_bytes, seconds, tuned
+        )
         results.append(result)
         reporter.variant_finished(result)
 
-    final = ExportResult(run.dir, out, options, keras_metrics, results, recommend(results),
-                         time.perf_counter() - start, environment())
+    final = ExportResult(
+        run.dir, out, options, keras_metrics, results, recommend(results), time.perf_counter() - start, environment()
+    )
     write_json(out / "export.json", final.to_dict())
     write_csv(final, out / "export.csv")
     plot(final, out / "export.png")
     return final
 
 
-def _evaluate_variant(variant, data, out, run, x_test, y_test, keras_probs, keras_metrics, options, fp32_bytes,
-                      seconds, tuned) -> VariantResult:
+def _evaluate_variant(
+    variant, data, out, run, x_test, y_test, keras_probs, keras_metrics, options, fp32_bytes, seconds, tuned
+) -> VariantResult:
     ops = tflite_file.ops_info(data)
     if ops.select_tf_ops and not options.allow_flex:  # cannot happen through the converter; guards edited inputs
         raise ConfigError(f"{variant} needs Select-TF ops {', '.join(ops.select_tf_ops)}", hint="pass --allow-flex")
@@ -148,17 +180,44 @@ def _evaluate_variant(variant, data, out, run, x_test, y_test, keras_probs, kera
     passed = par is not None and par.accuracy_drop_pp <= options.max_accuracy_drop + 1e-9
     sha = hashlib.sha256(data).hexdigest()
     if par is not None:
-        meta = metadata.build(run.spec, variant, DESCRIPTIONS[variant], inputs, outputs,
-                              {**par.summary(), "passed": passed, "budget_pp": options.max_accuracy_drop,
-                               "keras_accuracy": keras_metrics.accuracy}, health, sha, len(data))
+        meta = metadata.build(
+            run.spec,
+            variant,
+            DESCRIPTIONS[variant],
+            inputs,
+            outputs,
+            {
+                **par.summary(),
+                "passed": passed,
+                "budget_pp": options.max_accuracy_drop,
+                "keras_accuracy": keras_metrics.accuracy,
+            },
+            health,
+            sha,
+            len(data),
+        )
         write_json(vdir / "metadata.json", meta)
-    return VariantResult(variant, DESCRIPTIONS[variant], f"{variant}/model.tflite", len(data),
-                         len(gzip.compress(data, 9, mtime=0)), round(len(data) / fp32_bytes, 4), ops, inputs, outputs,
-                         par, passed, {k: round(v, 3) for k, v in seconds.items()}, tuned, note)
+    return VariantResult(
+        variant,
+        DESCRIPTIONS[variant],
+        f"{variant}/model.tflite",
+        len(data),
+        len(gzip.compress(data, 9, mtime=0)),
+        round(len(data) / fp32_bytes, 4),
+        ops,
+        inputs,
+        outputs,
+        par,
+        passed,
+        {k: round(v, 3) for k, v in seconds.items()},
+        tuned,
+        note,
+    )
 
 
-def evaluate_file(model_path: str | Path, rundir: str | Path, *, data_dir: str | Path | None = None,
-                  split: str = "test") -> dict[str, Any]:
+def evaluate_file(
+    model_path: str | Path, rundir: str | Path, *, data_dir: str | Path | None = None, split: str = "test"
+) -> dict[str, Any]:
     """Parity figures of any .tflite file against ``rundir``'s Keras model on one split (nothing is written)."""
     run = load_run(rundir, data_dir)
     data = tflite_file.read_model_bytes(model_path)
@@ -171,7 +230,18 @@ def evaluate_file(model_path: str | Path, rundir: str | Path, *, data_dir: str |
     keras_probs = model.predict(x, batch_size=256, verbose=0)
     keras_metrics = classification_metrics(y, keras_probs, run.spec.labels)
     par = parity(probs, y, run.spec.labels, keras_probs, keras_metrics)
-    return {"schema": "mobile_ml.evaluation", "schema_version": 1, "model": str(model_path), "run_dir": str(run.dir),
-            "split": split, "bytes": len(data), "keras_accuracy": keras_metrics.accuracy, **par.summary(),
-            "ops": ops.ops, "builtin_only": ops.builtin_only, "inputs": [asdict(i) for i in inputs],
-            "outputs": [asdict(o) for o in outputs], "metrics": asdict(par.metrics)}
+    return {
+        "schema": "mobile_ml.evaluation",
+        "schema_version": 1,
+        "model": str(model_path),
+        "run_dir": str(run.dir),
+        "split": split,
+        "bytes": len(data),
+        "keras_accuracy": keras_metrics.accuracy,
+        **par.summary(),
+        "ops": ops.ops,
+        "builtin_only": ops.builtin_only,
+        "inputs": [asdict(i) for i in inputs],
+        "outputs": [asdict(o) for o in outputs],
+        "metrics": asdict(par.metrics),
+    }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -48,19 +48,36 @@ def _fit(model, train, val, epochs, lr, batch_size, seed, callbacks, on_epoch: E
             if on_epoch:
                 on_epoch(epoch + 1, dict(logs or {}))
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     with _tf.quiet_stderr(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
-                  callbacks=[*callbacks, _Progress()])
+        model.fit(
+            *train,
+            validation_data=val,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[*callbacks, _Progress()],
+        )
         if val is None:
             return None
         return float(model.evaluate(*val, batch_size=256, verbose=0)[1])
 
 
-def quantization_aware(model, train, val, *, epochs: int, learning_rate: float, batch_size: int = 64, seed: int = 0,
-                       on_epoch: EpochCallback | None = None):
+def quantization_aware(
+    model,
+    train,
+    val,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int = 64,
+    seed: int = 0,
+    on_epoch: EpochCallback | None = None,
+):
     """Fine-tune ``model`` with fake-quantization; return ``(qat_model, FinetuneInfo)`` ready for int8 conversion."""
 
     start = time.perf_counter()
@@ -79,8 +96,18 @@ def quantization_aware(model, train, val, *, epochs: int, learning_rate: float, 
     return qat, FinetuneInfo(epochs, learning_rate, wrapped, acc, seconds=time.perf_counter() - start)
 
 
-def pruned(model, train, val, *, sparsity: float, epochs: int, learning_rate: float, batch_size: int = 64,
-           seed: int = 0, on_epoch: EpochCallback | None = None):
+def pruned(
+    model,
+    train,
+    val,
+    *,
+    sparsity: float,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int = 64,
+    seed: int = 0,
+    on_epoch: EpochCallback | None = None,
+):
     """Prune to ``sparsity`` while fine-tuning; return ``(stripped_model, FinetuneInfo)`` with measured sparsity."""
 
     start = time.perf_counter()
@@ -90,11 +117,18 @@ def pruned(model, train, val, *, sparsity: float, epochs: int, learning_rate: fl
 
     steps = max(1, int(np.ceil(len(train[0]) / batch_size))) * epochs
     # Reach the target sparsity by two thirds of fine-tuning, then let the remaining weights recover.
-    schedule = sp.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
-                                  end_step=max(1, int(steps * 2 / 3)), frequency=max(1, steps // (3 * epochs)))
+    schedule = sp.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=sparsity,
+        begin_step=0,
+        end_step=max(1, int(steps * 2 / 3)),
+        frequency=max(1, steps // (3 * epochs)),
+    )
     wrapped_model, wrapped = _clone_annotating(
-        model, lambda layer: prune_registry.PruneRegistry.supports(layer) and bool(layer.get_weights()),
-        lambda layer: sp.prune_low_magnitude(layer, pruning_schedule=schedule))
+        model,
+        lambda layer: prune_registry.PruneRegistry.supports(layer) and bool(layer.get_weights()),
+        lambda layer: sp.prune_low_magnitude(layer, pruning_schedule=schedule),
+    )
     acc = _fit(wrapped_model, train, val, epochs, learning_rate, batch_size, seed, [sp.UpdatePruningStep()], on_epoch)
     stripped = sp.strip_pruning(wrapped_model)
     kernels = [layer.get_weights()[0] for layer in stripped.layers if layer.name in wrapped]
@@ -121,13 +155,17 @@ def _clone_annotating(model, should_wrap, wrap):
             warnings.simplefilter("ignore")
             new = keras.models.clone_model(model, clone_function=clone)
     except (ValueError, TypeError) as e:
-        raise ConversionError(f"cannot instrument the model for fine-tuning: {str(e).splitlines()[0][:200]}",
-                              hint="QAT and pruning need a Sequential or Functional tf_keras model") from e
+        raise ConversionError(
+            f"cannot instrument the model for fine-tuning: {str(e).splitlines()[0][:200]}",
+            hint="QAT and pruning need a Sequential or Functional tf_keras model",
+        ) from e
     if not wrapped:
-        raise ConversionError("no layer of this model can be quantized or pruned by tensorflow-model-optimization",
-                              hint="export fp32, fp16, dynamic or int8 instead")
+        raise ConversionError(
+            "no layer of this model can be quantized or pruned by tensorflow-model-optimization",
+            hint="export fp32, fp16, dynamic or int8 instead",
+        )
     for old_layer, new_layer in zip(model.layers, new.layers):
         src = old_layer.get_weights()
         if src:  # clone_model copies structure only; wrappers list the inner layer's variables first, then theirs
-            new_layer.set_weights(list(src) + new_layer.get_weights()[len(src):])
+            new_layer.set_weights(list(src) + new_layer.get_weights()[len(src) :])
     return new, wrapped

@@ -43,11 +43,15 @@ class ExportOptions:
         if self.require is not None:
             check_variant(self.require)
             if self.require not in self.variants:
-                raise ConfigError(f"--require {self.require} names a variant that is not being exported",
-                                  hint=f"add it to --variants ({','.join(self.variants)})")
+                raise ConfigError(
+                    f"--require {self.require} names a variant that is not being exported",
+                    hint=f"add it to --variants ({','.join(self.variants)})",
+                )
         if not 0 <= self.max_accuracy_drop <= 100:
-            raise ConfigError(f"--max-accuracy-drop must be between 0 and 100 percentage points, "
-                              f"not {self.max_accuracy_drop:g}", hint="e.g. --max-accuracy-drop 1.0")
+            raise ConfigError(
+                f"--max-accuracy-drop must be between 0 and 100 percentage points, not {self.max_accuracy_drop:g}",
+                hint="e.g. --max-accuracy-drop 1.0",
+            )
         if self.int8_io not in ("int8", "float"):
             raise ConfigError(f"unknown integer input/output type '{self.int8_io}'", hint="use int8 or float")
         if self.calibration_samples < 1:
@@ -55,8 +59,10 @@ class ExportOptions:
         if self.finetune_epochs < 1:
             raise ConfigError("fine-tuning needs at least 1 epoch", hint="e.g. --finetune-epochs 3")
         if not 0 < self.prune_sparsity < 1:
-            raise ConfigError(f"pruning sparsity must be between 0 and 1, not {self.prune_sparsity:g}",
-                              hint="e.g. --prune-sparsity 0.5")
+            raise ConfigError(
+                f"pruning sparsity must be between 0 and 1, not {self.prune_sparsity:g}",
+                hint="e.g. --prune-sparsity 0.5",
+            )
 
 
 def check_variant(name: str) -> str:

@@ -15,8 +15,22 @@ from mobile_ml.train.metrics import Metrics
 
 SCHEMA = "mobile_ml.export"
 SCHEMA_VERSION = 1
-CSV_COLUMNS = ("variant", "bytes", "gzip_bytes", "size_ratio", "accuracy", "macro_f1", "loss", "accuracy_drop_pp",
-               "agreement", "max_abs_diff", "mean_abs_diff", "builtin_only", "passed", "seconds")
+CSV_COLUMNS = (
+    "variant",
+    "bytes",
+    "gzip_bytes",
+    "size_ratio",
+    "accuracy",
+    "macro_f1",
+    "loss",
+    "accuracy_drop_pp",
+    "agreement",
+    "max_abs_diff",
+    "mean_abs_diff",
+    "builtin_only",
+    "passed",
+    "seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -31,9 +45,16 @@ class Parity:
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics
-        return {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "loss": m.loss, "examples": m.examples,
-                "accuracy_drop_pp": self.accuracy_drop_pp, "agreement": self.agreement,
-                "max_abs_diff": self.max_abs_diff, "mean_abs_diff": self.mean_abs_diff}
+        return {
+            "accuracy": m.accuracy,
+            "macro_f1": m.macro_f1,
+            "loss": m.loss,
+            "examples": m.examples,
+            "accuracy_drop_pp": self.accuracy_drop_pp,
+            "agreement": self.agreement,
+            "max_abs_diff": self.max_abs_diff,
+            "mean_abs_diff": self.mean_abs_diff,
+        }
 
 
 @dataclass(frozen=True)
@@ -54,13 +75,26 @@ class VariantResult:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "description": self.description, "file": self.file, "bytes": self.bytes,
-                "gzip_bytes": self.gzip_bytes, "size_ratio": self.size_ratio,
-                "ops": self.ops.ops, "builtin_only": self.ops.builtin_only, "select_tf_ops": self.ops.select_tf_ops,
-                "custom_ops": self.ops.custom_ops, "inputs": to_jsonable(self.inputs),
-                "outputs": to_jsonable(self.outputs), "parity": self.parity.summary() if self.parity else None,
-                "metrics": to_jsonable(self.parity.metrics) if self.parity else None, "passed": self.passed,
-                "seconds": self.seconds, "finetune": self.finetune, "note": self.note}
+        return {
+            "variant": self.variant,
+            "description": self.description,
+            "file": self.file,
+            "bytes": self.bytes,
+            "gzip_bytes": self.gzip_bytes,
+            "size_ratio": self.size_ratio,
+            "ops": self.ops.ops,
+            "builtin_only": self.ops.builtin_only,
+            "select_tf_ops": self.ops.select_tf_ops,
+            "custom_ops": self.ops.custom_ops,
+            "inputs": to_jsonable(self.inputs),
+            "outputs": to_jsonable(self.outputs),
+            "parity": self.parity.summary() if self.parity else None,
+            "metrics": to_jsonable(self.parity.metrics) if self.parity else None,
+            "passed": self.passed,
+            "seconds": self.seconds,
+            "finetune": self.finetune,
+            "note": self.note,
+        }
 
 
 @dataclass(frozen=True)
@@ -78,13 +112,24 @@ class ExportResult:
         return next(v for v in self.variants if v.variant == name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_dir": str(self.run_dir),
-                "exports_dir": str(self.exports_dir), "options": to_jsonable(self.options),
-                "keras": {"accuracy": self.keras.accuracy, "macro_f1": self.keras.macro_f1, "loss": self.keras.loss,
-                          "examples": self.keras.examples},
-                "budget_pp": self.options.max_accuracy_drop, "recommended": self.recommended,
-                "variants": [v.to_dict() for v in self.variants], "seconds": round(self.seconds, 3),
-                "environment": self.environment}
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "run_dir": str(self.run_dir),
+            "exports_dir": str(self.exports_dir),
+            "options": to_jsonable(self.options),
+            "keras": {
+                "accuracy": self.keras.accuracy,
+                "macro_f1": self.keras.macro_f1,
+                "loss": self.keras.loss,
+                "examples": self.keras.examples,
+            },
+            "budget_pp": self.options.max_accuracy_drop,
+            "recommended": self.recommended,
+            "variants": [v.to_dict() for v in self.variants],
+            "seconds": round(self.seconds, 3),
+            "environment": self.environment,
+        }
 
 
 def recommend(variants: list[VariantResult]) -> str | None:
@@ -102,18 +147,25 @@ def check_gate(result: ExportResult) -> None:
     if req is not None:
         v = result.variant(req)
         if not v.passed:
-            why = (f"its accuracy drop is {v.parity.accuracy_drop_pp:.2f} points" if v.parity else
-                   f"it could not be evaluated ({v.note})")
-            raise GateError(f"required variant {req} misses the {budget:g}-point budget: {why}",
-                            hint="inspect export.json, or raise --max-accuracy-drop if the loss is acceptable")
+            why = (
+                f"its accuracy drop is {v.parity.accuracy_drop_pp:.2f} points"
+                if v.parity
+                else f"it could not be evaluated ({v.note})"
+            )
+            raise GateError(
+                f"required variant {req} misses the {budget:g}-point budget: {why}",
+                hint="inspect export.json, or raise --max-accuracy-drop if the loss is acceptable",
+            )
     if result.recommended is None:
         evaluated = [v for v in result.variants if v.parity]
         if not evaluated:
             raise GateError("no variant could be evaluated with LiteRT", hint="see the notes in export.json")
         best = min(evaluated, key=lambda v: v.parity.accuracy_drop_pp)
-        raise GateError(f"no variant is within the {budget:g}-point accuracy budget; the best is {best.variant} "
-                        f"with a drop of {best.parity.accuracy_drop_pp:.2f} points",
-                        hint="inspect export.json, or raise --max-accuracy-drop if the loss is acceptable")
+        raise GateError(
+            f"no variant is within the {budget:g}-point accuracy budget; the best is {best.variant} "
+            f"with a drop of {best.parity.accuracy_drop_pp:.2f} points",
+            hint="inspect export.json, or raise --max-accuracy-drop if the loss is acceptable",
+        )
 
 
 def write_csv(result: ExportResult, path: Path) -> None:
@@ -123,9 +175,19 @@ def write_csv(result: ExportResult, path: Path) -> None:
         for v in result.variants:
             p = v.parity
             row = [v.variant, v.bytes, v.gzip_bytes, f"{v.size_ratio:.4f}"]
-            row += ([f"{p.metrics.accuracy:.6f}", f"{p.metrics.macro_f1:.6f}", f"{p.metrics.loss:.6f}",
-                     f"{p.accuracy_drop_pp:.4f}", f"{p.agreement:.6f}", f"{p.max_abs_diff:.6g}",
-                     f"{p.mean_abs_diff:.6g}"] if p else [""] * 7)
+            row += (
+                [
+                    f"{p.metrics.accuracy:.6f}",
+                    f"{p.metrics.macro_f1:.6f}",
+                    f"{p.metrics.loss:.6f}",
+                    f"{p.accuracy_drop_pp:.4f}",
+                    f"{p.agreement:.6f}",
+                    f"{p.max_abs_diff:.6g}",
+                    f"{p.mean_abs_diff:.6g}",
+                ]
+                if p
+                else [""] * 7
+            )
             row += [v.ops.builtin_only, v.passed, f"{sum(v.seconds.values()):.3f}"]
             w.writerow(row)
 
@@ -142,8 +204,13 @@ def plot(result: ExportResult, path: Path) -> None:
     accs = [v.parity.metrics.accuracy * 100 for v in shown]
     margin = max(0.2, (max(accs + [keras_acc]) - min(accs + [floor])) * 0.08)
     ax.axhline(keras_acc, color="0.3", lw=1, label=f"Keras {keras_acc:.2f}%")
-    ax.axhspan(floor, keras_acc + 2 * margin, color="tab:green", alpha=0.08,
-               label=f"within budget (−{result.options.max_accuracy_drop:g} pt)")
+    ax.axhspan(
+        floor,
+        keras_acc + 2 * margin,
+        color="tab:green",
+        alpha=0.08,
+        label=f"within budget (−{result.options.max_accuracy_drop:g} pt)",
+    )
     for v, acc in zip(shown, accs):
         color = "tab:green" if v.passed else "tab:red"
         star = v.variant == result.recommended

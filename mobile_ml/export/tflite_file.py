@@ -35,8 +35,13 @@ class TensorInfo:
         quantized = np.dtype(d["dtype"]).kind in "iu" and scale
         sig = d.get("shape_signature")
         shape = [int(v) for v in (sig if sig is not None and len(sig) else d["shape"])]
-        return cls(d["name"], shape, np.dtype(d["dtype"]).name, float(scale) if quantized else None,
-                   int(zero) if quantized else None)
+        return cls(
+            d["name"],
+            shape,
+            np.dtype(d["dtype"]).name,
+            float(scale) if quantized else None,
+            int(zero) if quantized else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,19 +89,23 @@ def ops_info(data: bytes) -> OpsInfo:
             # Codes above 127 live only in builtin_code; older files keep small codes in deprecated_builtin_code.
             code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
             custom = oc.CustomCode()
-            codes.append(custom.decode() if code == fb.BuiltinOperator.CUSTOM and custom else
-                         names.get(code, f"BUILTIN_{code}"))
+            codes.append(
+                custom.decode() if code == fb.BuiltinOperator.CUSTOM and custom else names.get(code, f"BUILTIN_{code}")
+            )
         used = set()
         for s in range(model.SubgraphsLength()):
             sg = model.Subgraphs(s)
             for o in range(sg.OperatorsLength()):
                 used.add(codes[sg.Operators(o).OpcodeIndex()])
     except Exception as e:  # a damaged flatbuffer surfaces as struct/index errors from the generated reader
-        raise InputFileError(f"the model's operator table cannot be read: {e or type(e).__name__}",
-                             hint="the file is truncated or damaged; export it again") from e
+        raise InputFileError(
+            f"the model's operator table cannot be read: {e or type(e).__name__}",
+            hint="the file is truncated or damaged; export it again",
+        ) from e
     flex = sorted(op for op in used if op.startswith("Flex"))
-    custom = sorted(op for op in used if op not in names.values() and not op.startswith("Flex")
-                    and not op.startswith("BUILTIN_"))
+    custom = sorted(
+        op for op in used if op not in names.values() and not op.startswith("Flex") and not op.startswith("BUILTIN_")
+    )
     return OpsInfo(sorted(used), flex, custom)
 
 
@@ -113,16 +122,21 @@ def load_interpreter(data: bytes, where: str, *, num_threads: int | None = None)
     except (ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Flex" in str(e) or "Select TensorFlow" in str(e):
-            raise InputFileError(f"{where} needs Select-TF (Flex) ops, which the LiteRT runtime here does not have",
-                                 hint="re-export without --allow-flex, replacing the layer that needs them") from e
-        raise InputFileError(f"LiteRT cannot load {where}: {first}",
-                             hint="the file is truncated or damaged; export it again") from e
+            raise InputFileError(
+                f"{where} needs Select-TF (Flex) ops, which the LiteRT runtime here does not have",
+                hint="re-export without --allow-flex, replacing the layer that needs them",
+            ) from e
+        raise InputFileError(
+            f"LiteRT cannot load {where}: {first}", hint="the file is truncated or damaged; export it again"
+        ) from e
     return interpreter
 
 
 def io_details(interpreter) -> tuple[list[TensorInfo], list[TensorInfo]]:
-    return ([TensorInfo.from_details(d) for d in interpreter.get_input_details()],
-            [TensorInfo.from_details(d) for d in interpreter.get_output_details()])
+    return (
+        [TensorInfo.from_details(d) for d in interpreter.get_input_details()],
+        [TensorInfo.from_details(d) for d in interpreter.get_output_details()],
+    )
 
 
 def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
@@ -147,17 +161,20 @@ def predict(interpreter, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
     """
     (inp,), outs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(outs) != 1:
-        raise InputFileError(f"the model has {len(outs)} outputs; evaluation handles one",
-                             hint="export a single-output classifier")
+        raise InputFileError(
+            f"the model has {len(outs)} outputs; evaluation handles one", hint="export a single-output classifier"
+        )
     in_info, out_info = TensorInfo.from_details(inp), TensorInfo.from_details(outs[0])
     expected = [int(v) for v in in_info.shape[1:]]
     if list(x.shape[1:]) != expected:
-        raise InputFileError(f"the model expects inputs of shape {expected} but the data has {list(x.shape[1:])}",
-                             hint="evaluate the model with the data it was trained on")
+        raise InputFileError(
+            f"the model expects inputs of shape {expected} but the data has {list(x.shape[1:])}",
+            hint="evaluate the model with the data it was trained on",
+        )
     step = batch if in_info.shape[0] == -1 else 1
     results, current = [], None
     for start in range(0, len(x), step):
-        chunk = x[start:start + step]
+        chunk = x[start : start + step]
         if len(chunk) != current:
             if step > 1:
                 interpreter.resize_tensor_input(inp["index"], [len(chunk), *expected])

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mobile_ml.errors import InputFileError, UserError
-from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish import keys
+from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.storage import ConcurrentUpdate, ExistsDifferent
 from mobile_ml.publish.trust import claimed_key_id
 
@@ -68,16 +69,19 @@ def read_state(storage, model: str, channel: str, public_key) -> ChannelState:
 
             old = old_key_for(storage, model, public_key, unverified)  # a rotation from the channel's key to ours?
             if old is None:
-                raise RefusedError(f"channel {model}/{channel} is signed by key {unverified[:16]}…, not by this key "
-                                   f"({ours[:16]}…)", hint="sign with the channel's key, or publish a rotation "
-                                                           "first: `mobile-ml keys rotate`")
+                raise RefusedError(
+                    f"channel {model}/{channel} is signed by key {unverified[:16]}…, not by this key ({ours[:16]}…)",
+                    hint="sign with the channel's key, or publish a rotation first: `mobile-ml keys rotate`",
+                )
             public_key = old
             if keys.verify(old, raw, sig):
                 return ChannelState(model, channel, mf.parse(raw, f"{storage.url}/{path}"), tag)
         repaired = _repair_signature(storage, model, channel, raw, public_key)
         if not repaired:
-            raise InputFileError(f"the signature of {storage.url}/{path} does not verify",
-                                 hint="the root was modified outside mobile-ml; run `mobile-ml release verify`")
+            raise InputFileError(
+                f"the signature of {storage.url}/{path} does not verify",
+                hint="the root was modified outside mobile-ml; run `mobile-ml release verify`",
+            )
     return ChannelState(model, channel, mf.parse(raw, f"{storage.url}/{path}"), tag)
 
 
@@ -111,18 +115,43 @@ def next_manifest_version(storage, state: ChannelState) -> int:
     return highest + 1
 
 
-def commit(storage, state: ChannelState, private_key, *, release: dict[str, Any], fallback: dict[str, Any] | None,
-           percent: float, salt: str, action: str, halted: bool = False, expires_days: float = mf.DEFAULT_EXPIRY_DAYS,
-           now=None) -> dict[str, Any]:
+def commit(
+    storage,
+    state: ChannelState,
+    private_key,
+    *,
+    release: dict[str, Any],
+    fallback: dict[str, Any] | None,
+    percent: float,
+    salt: str,
+    action: str,
+    halted: bool = False,
+    expires_days: float = mf.DEFAULT_EXPIRY_DAYS,
+    now=None,
+) -> dict[str, Any]:
     """Sign and make current a new manifest for ``state``'s channel; returns it."""
     kid = keys.key_id(private_key.public_key())
     if state.manifest and state.manifest["key_id"] != kid and not _rotated(storage, state, private_key.public_key()):
-        raise RefusedError(f"channel {state.model}/{state.channel} is signed by key {state.manifest['key_id'][:16]}…, "
-                           f"not by this key ({kid[:16]}…)", hint="sign with the channel's key")
+        raise RefusedError(
+            f"channel {state.model}/{state.channel} is signed by key {state.manifest['key_id'][:16]}…, "
+            f"not by this key ({kid[:16]}…)",
+            hint="sign with the channel's key",
+        )
     version = next_manifest_version(storage, state)
-    new = mf.build(model=state.model, channel=state.channel, manifest_version=version, key_id=kid, release=release,
-                   rollout_percent=percent, salt=salt, fallback=fallback, action=action, halted=halted, now=now,
-                   expires_days=expires_days)
+    new = mf.build(
+        model=state.model,
+        channel=state.channel,
+        manifest_version=version,
+        key_id=kid,
+        release=release,
+        rollout_percent=percent,
+        salt=salt,
+        fallback=fallback,
+        action=action,
+        halted=halted,
+        now=now,
+        expires_days=expires_days,
+    )
     data = mf.dumps(new)
     sig = keys.sign(private_key, data)
     hist = history_path(state.model, state.channel, version)
@@ -130,9 +159,11 @@ def commit(storage, state: ChannelState, private_key, *, release: dict[str, Any]
         if not storage.create(hist, data):
             raise ConcurrentUpdate("unreachable", hint="")
     except (ExistsDifferent, ConcurrentUpdate):
-        raise ConcurrentUpdate(f"another publisher issued manifest_version {version} of {state.model}/"
-                               f"{state.channel} while this command ran; nothing of this command became current",
-                               hint="check `mobile-ml release history` and rerun") from None
+        raise ConcurrentUpdate(
+            f"another publisher issued manifest_version {version} of {state.model}/"
+            f"{state.channel} while this command ran; nothing of this command became current",
+            hint="check `mobile-ml release history` and rerun",
+        ) from None
     storage.create(hist + ".sig", sig)
     storage.replace(manifest_path(state.model, state.channel), data, state.tag)
     storage.put(manifest_path(state.model, state.channel) + ".sig", sig)
@@ -156,8 +187,17 @@ def history(storage, model: str, channel: str, public_key) -> list[dict[str, Any
         except InputFileError:
             out.append({"path": p, "signature_ok": ok, "damaged": True})
             continue
-        out.append({"manifest_version": m["manifest_version"], "issued_at": m["issued_at"], "action": m.get("action"),
-                    "version": m["release"]["version"], "percent": m["rollout"]["percent"],
-                    "halted": m["rollout"].get("halted", False),
-                    "fallback": (m.get("fallback") or {}).get("version"), "signature_ok": ok, "path": p})
+        out.append(
+            {
+                "manifest_version": m["manifest_version"],
+                "issued_at": m["issued_at"],
+                "action": m.get("action"),
+                "version": m["release"]["version"],
+                "percent": m["rollout"]["percent"],
+                "halted": m["rollout"].get("halted", False),
+                "fallback": (m.get("fallback") or {}).get("version"),
+                "signature_ok": ok,
+                "path": p,
+            }
+        )
     return out

@@ -54,8 +54,10 @@ def generate(out: str | Path) -> KeyInfo:
     out = Path(out)
     private_path, public_path = out / "private.pem", out / "public.pem"
     if private_path.exists():
-        raise OutputError(f"{private_path} already exists; a signing key is never overwritten",
-                          hint="choose another --out, or move the old key away yourself if you mean to replace it")
+        raise OutputError(
+            f"{private_path} already exists; a signing key is never overwritten",
+            hint="choose another --out, or move the old key away yourself if you mean to replace it",
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -66,8 +68,9 @@ def generate(out: str | Path) -> KeyInfo:
     try:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise OutputError(f"{private_path} already exists; a signing key is never overwritten",
-                          hint="choose another --out") from None
+        raise OutputError(
+            f"{private_path} already exists; a signing key is never overwritten", hint="choose another --out"
+        ) from None
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
         f.flush()
@@ -77,9 +80,16 @@ def generate(out: str | Path) -> KeyInfo:
     write_text(public_path, pub.public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo).decode())
     write_text(out / "public.b64", b64 + "\n")
     kid = key_id(pub)
-    write_json(out / "key.json", {"schema": "mobile_ml.key", "schema_version": 1, "key_id": kid,
-                                  "algorithm": "ECDSA P-256 SHA-256 (DER signature)",
-                                  "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json(
+        out / "key.json",
+        {
+            "schema": "mobile_ml.key",
+            "schema_version": 1,
+            "key_id": kid,
+            "algorithm": "ECDSA P-256 SHA-256 (DER signature)",
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
     return KeyInfo(kid, private_path, public_path, b64)
 
 
@@ -90,8 +100,10 @@ def load_private(path: str | Path):
     try:
         key = _serialization().load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError, OSError) as e:
-        raise InputFileError(f"{path} is not an unencrypted PEM private key: {str(e).splitlines()[0][:120]}",
-                             hint="pass the private.pem written by `mobile-ml keys generate`") from e
+        raise InputFileError(
+            f"{path} is not an unencrypted PEM private key: {str(e).splitlines()[0][:120]}",
+            hint="pass the private.pem written by `mobile-ml keys generate`",
+        ) from e
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise InputFileError(f"{path} is not an ECDSA P-256 key", hint="create one with `mobile-ml keys generate`")
     return key
@@ -104,11 +116,16 @@ def load_public(path: str | Path):
     data = path.read_bytes()
     try:
         s = _serialization()
-        key = (s.load_pem_public_key(data) if data.lstrip().startswith(b"-----")
-               else s.load_der_public_key(base64.b64decode(data.strip(), validate=True)))
+        key = (
+            s.load_pem_public_key(data)
+            if data.lstrip().startswith(b"-----")
+            else s.load_der_public_key(base64.b64decode(data.strip(), validate=True))
+        )
     except (ValueError, TypeError) as e:
-        raise InputFileError(f"{path} is not a public key (PEM or base64 DER)",
-                             hint="pass the public.pem written by `mobile-ml keys generate`") from e
+        raise InputFileError(
+            f"{path} is not a public key (PEM or base64 DER)",
+            hint="pass the public.pem written by `mobile-ml keys generate`",
+        ) from e
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise InputFileError(f"{path} is not an ECDSA P-256 public key", hint="pass public.pem")
     return key

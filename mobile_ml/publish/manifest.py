@@ -41,8 +41,10 @@ def parse_version(text: str) -> tuple:
 
 def check_name(kind: str, value: str) -> str:
     if not _NAME.match(value or ""):
-        raise ConfigError(f"{kind} name '{value}' is not allowed",
-                          hint="use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ConfigError(
+            f"{kind} name '{value}' is not allowed",
+            hint="use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     return value
 
 
@@ -59,8 +61,9 @@ def in_rollout(percent: float, salt: str, install_id: str) -> bool:
 
 def check_percent(percent: float) -> float:
     if not 0 <= percent <= 100 or round(percent * 100) != round(percent * 100, 6):
-        raise ConfigError(f"rollout percent must be between 0 and 100 in steps of 0.01, not {percent:g}",
-                          hint="e.g. --rollout 10")
+        raise ConfigError(
+            f"rollout percent must be between 0 and 100 in steps of 0.01, not {percent:g}", hint="e.g. --rollout 10"
+        )
     return float(percent)
 
 
@@ -76,15 +79,34 @@ def parse_time(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
-def build(*, model: str, channel: str, manifest_version: int, key_id: str, release: dict[str, Any],
-          rollout_percent: float, salt: str, fallback: dict[str, Any] | None, action: str, halted: bool = False,
-          now: datetime | None = None, expires_days: float = DEFAULT_EXPIRY_DAYS) -> dict[str, Any]:
+def build(
+    *,
+    model: str,
+    channel: str,
+    manifest_version: int,
+    key_id: str,
+    release: dict[str, Any],
+    rollout_percent: float,
+    salt: str,
+    fallback: dict[str, Any] | None,
+    action: str,
+    halted: bool = False,
+    now: datetime | None = None,
+    expires_days: float = DEFAULT_EXPIRY_DAYS,
+) -> dict[str, Any]:
     now = now or datetime.now(timezone.utc)
     return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "model": model, "channel": channel,
-        "manifest_version": manifest_version, "issued_at": utc(now),
-        "expires": utc(now + timedelta(days=expires_days)), "key_id": key_id, "action": action,
-        "release": release, "rollout": {"percent": rollout_percent, "salt": salt, "halted": halted},
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "model": model,
+        "channel": channel,
+        "manifest_version": manifest_version,
+        "issued_at": utc(now),
+        "expires": utc(now + timedelta(days=expires_days)),
+        "key_id": key_id,
+        "action": action,
+        "release": release,
+        "rollout": {"percent": rollout_percent, "salt": salt, "halted": halted},
         "fallback": fallback,
     }
 
@@ -97,8 +119,10 @@ def dumps(manifest: dict[str, Any]) -> bytes:
 def parse(data: bytes, where: str) -> dict[str, Any]:
     """Parse a manifest whose signature was already verified, and check its shape."""
     if len(data) > MAX_MANIFEST_BYTES:
-        raise InputFileError(f"{where} is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
-                             hint="the manifest is not one mobile-ml wrote")
+        raise InputFileError(
+            f"{where} is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+            hint="the manifest is not one mobile-ml wrote",
+        )
     try:
         m = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -106,8 +130,10 @@ def parse(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(m, dict) or m.get("schema") != SCHEMA:
         raise InputFileError(f"{where} is not a mobile-ml manifest", hint="republish the channel")
     if m.get("schema_version") != SCHEMA_VERSION:
-        raise InputFileError(f"{where} has schema_version {m.get('schema_version')}; this mobile-ml reads "
-                             f"{SCHEMA_VERSION}", hint="upgrade mobile-ml")
+        raise InputFileError(
+            f"{where} has schema_version {m.get('schema_version')}; this mobile-ml reads {SCHEMA_VERSION}",
+            hint="upgrade mobile-ml",
+        )
     try:
         int(m["manifest_version"])
         parse_time(m["issued_at"]), parse_time(m["expires"])

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mobile_ml.errors import InputFileError
-from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish import keys
+from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.channel import ChannelState, RefusedError, commit, read_state
 from mobile_ml.publish.storage import open_root
 
@@ -28,11 +29,20 @@ class ReleaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         m = self.manifest
-        return {"schema": "mobile_ml.release_result", "schema_version": 1, "root": self.root, "action": self.action,
-                "model": m["model"], "channel": m["channel"], "manifest_version": m["manifest_version"],
-                "version": m["release"]["version"], "rollout": m["rollout"],
-                "fallback": (m.get("fallback") or {}).get("version"), "expires": m["expires"],
-                "manifest": f"{m['model']}/channels/{m['channel']}.json"}
+        return {
+            "schema": "mobile_ml.release_result",
+            "schema_version": 1,
+            "root": self.root,
+            "action": self.action,
+            "model": m["model"],
+            "channel": m["channel"],
+            "manifest_version": m["manifest_version"],
+            "version": m["release"]["version"],
+            "rollout": m["rollout"],
+            "fallback": (m.get("fallback") or {}).get("version"),
+            "expires": m["expires"],
+            "manifest": f"{m['model']}/channels/{m['channel']}.json",
+        }
 
 
 @dataclass(frozen=True)
@@ -48,11 +58,11 @@ class ExportedVariant:
 def load_variant(rundir: str | Path, variant: str | None) -> ExportedVariant:
     """The exported variant to publish (default: the recommended one), checked against its own records."""
     rundir = Path(rundir)
-    exports = next((d for d in (rundir / "exports", rundir / "run" / "exports") if (d / "export.json").is_file()),
-                   None)
+    exports = next((d for d in (rundir / "exports", rundir / "run" / "exports") if (d / "export.json").is_file()), None)
     if exports is None:
-        raise InputFileError(f"{rundir} has no exports (no exports/export.json)",
-                             hint="run `mobile-ml export RUNDIR` first")
+        raise InputFileError(
+            f"{rundir} has no exports (no exports/export.json)", hint="run `mobile-ml export RUNDIR` first"
+        )
     try:
         report = json.loads((exports / "export.json").read_text(encoding="utf-8"))
         rows = {v["variant"]: v for v in report["variants"]}
@@ -60,21 +70,27 @@ def load_variant(rundir: str | Path, variant: str | None) -> ExportedVariant:
         raise InputFileError(f"{exports / 'export.json'} is damaged: {e}", hint="export the run again") from e
     name = variant or report.get("recommended")
     if name is None:
-        raise RefusedError("the export recommends no variant (none met the accuracy budget)",
-                           hint="pass --variant NAME --force to publish one anyway, or export again")
+        raise RefusedError(
+            "the export recommends no variant (none met the accuracy budget)",
+            hint="pass --variant NAME --force to publish one anyway, or export again",
+        )
     if name not in rows:
         raise InputFileError(f"variant '{name}' was not exported", hint=f"exported: {', '.join(rows)}")
     model_path, meta_path = exports / name / "model.tflite", exports / name / "metadata.json"
     if not model_path.is_file() or not meta_path.is_file():
-        raise InputFileError(f"the {name} export is incomplete ({model_path.name} or {meta_path.name} missing)",
-                             hint="export the run again")
+        raise InputFileError(
+            f"the {name} export is incomplete ({model_path.name} or {meta_path.name} missing)",
+            hint="export the run again",
+        )
     model, meta_bytes = model_path.read_bytes(), meta_path.read_bytes()
     from mobile_ml.export.metadata import read as read_metadata
 
     meta = read_metadata(meta_path)
     if hashlib.sha256(model).hexdigest() != meta["model"]["sha256"] or len(model) != meta["model"]["bytes"]:
-        raise InputFileError(f"{model_path} does not match its metadata.json (sha256 or size differs)",
-                             hint="the export was modified or damaged; export the run again")
+        raise InputFileError(
+            f"{model_path} does not match its metadata.json (sha256 or size differs)",
+            hint="the export was modified or damaged; export the run again",
+        )
     row = rows[name]
     return ExportedVariant(name, model, meta_bytes, meta, bool(row.get("passed")), row.get("parity") or {})
 
@@ -87,9 +103,16 @@ def _release_doc(model: str, version: str, ev: ExportedVariant, min_app_version:
     meta = ev.metadata
     summary = {k: meta[k] for k in ("labels", "input", "output", "preprocessing") if k in meta}
     # No timestamps: the same version published again must produce the same immutable document.
-    return {"model": model, "version": version, "variant": ev.variant, "files": files, "metadata": summary,
-            "parity": {k: ev.parity.get(k) for k in ("accuracy", "accuracy_drop_pp", "agreement") if k in ev.parity},
-            "min_app_version": min_app_version, "runtime": RUNTIME}
+    return {
+        "model": model,
+        "version": version,
+        "variant": ev.variant,
+        "files": files,
+        "metadata": summary,
+        "parity": {k: ev.parity.get(k) for k in ("accuracy", "accuracy_drop_pp", "agreement") if k in ev.parity},
+        "min_app_version": min_app_version,
+        "runtime": RUNTIME,
+    }
 
 
 def _fallback_for(state: ChannelState) -> dict[str, Any] | None:
@@ -103,20 +126,36 @@ def _fallback_for(state: ChannelState) -> dict[str, Any] | None:
 
 def _check_newer(version: str, state: ChannelState) -> None:
     if state.version is not None and mf.parse_version(version) <= mf.parse_version(state.version):
-        raise RefusedError(f"version {version} is not greater than {state.model}/{state.channel}'s current "
-                           f"{state.version}", hint="publish a higher semantic version (or use `release rollback`)")
+        raise RefusedError(
+            f"version {version} is not greater than {state.model}/{state.channel}'s current {state.version}",
+            hint="publish a higher semantic version (or use `release rollback`)",
+        )
 
 
-def publish(root: str, rundir: str | Path, *, model: str, version: str, channel: str, key: str | Path,
-            variant: str | None = None, rollout: float = 100.0, min_app_version: str = "0.0.0",
-            force: bool = False, expires_days: float = mf.DEFAULT_EXPIRY_DAYS, now=None) -> ReleaseResult:
+def publish(
+    root: str,
+    rundir: str | Path,
+    *,
+    model: str,
+    version: str,
+    channel: str,
+    key: str | Path,
+    variant: str | None = None,
+    rollout: float = 100.0,
+    min_app_version: str = "0.0.0",
+    force: bool = False,
+    expires_days: float = mf.DEFAULT_EXPIRY_DAYS,
+    now=None,
+) -> ReleaseResult:
     mf.check_name("model", model), mf.check_name("channel", channel)
     mf.parse_version(version), mf.parse_version(min_app_version), mf.check_percent(rollout)
     private = keys.load_private(key)
     ev = load_variant(rundir, variant)
     if not ev.passed and not force:
-        raise RefusedError(f"variant {ev.variant} failed the export's accuracy gate",
-                           hint="publish a passing variant, or pass --force if you accept its accuracy")
+        raise RefusedError(
+            f"variant {ev.variant} failed the export's accuracy gate",
+            hint="publish a passing variant, or pass --force if you accept its accuracy",
+        )
     storage = open_root(root)
     state = read_state(storage, model, channel, private.public_key())
     _check_newer(version, state)
@@ -124,10 +163,21 @@ def publish(root: str, rundir: str | Path, *, model: str, version: str, channel:
     # Blobs first, then the release document: nothing refers to them until the manifest does.
     for f, data in zip(release["files"], (ev.model_bytes, ev.metadata_bytes)):
         storage.create(f["url"], data)
-    storage.create(f"{model}/releases/{version}.json",
-                   mf.dumps({"schema": mf.RELEASE_SCHEMA, "schema_version": 1, **release}))
-    new = commit(storage, state, private, release=release, fallback=_fallback_for(state), percent=rollout,
-                 salt=mf.new_salt(), action="publish", expires_days=expires_days, now=now)
+    storage.create(
+        f"{model}/releases/{version}.json", mf.dumps({"schema": mf.RELEASE_SCHEMA, "schema_version": 1, **release})
+    )
+    new = commit(
+        storage,
+        state,
+        private,
+        release=release,
+        fallback=_fallback_for(state),
+        percent=rollout,
+        salt=mf.new_salt(),
+        action="publish",
+        expires_days=expires_days,
+        now=now,
+    )
     return ReleaseResult(storage.url, "publish", new)
 
 
@@ -135,20 +185,32 @@ def _current(storage, model, channel, private) -> ChannelState:
     mf.check_name("model", model), mf.check_name("channel", channel)
     state = read_state(storage, model, channel, private.public_key())
     if state.manifest is None:
-        raise RefusedError(f"channel {model}/{channel} does not exist in {storage.url}",
-                           hint="publish to it first: `mobile-ml publish RUNDIR --model ... --channel ...`")
+        raise RefusedError(
+            f"channel {model}/{channel} does not exist in {storage.url}",
+            hint="publish to it first: `mobile-ml publish RUNDIR --model ... --channel ...`",
+        )
     return state
 
 
-def promote(root: str, model: str, *, source: str, target: str, key: str | Path, rollout: float = 100.0,
-            now=None) -> ReleaseResult:
+def promote(
+    root: str, model: str, *, source: str, target: str, key: str | Path, rollout: float = 100.0, now=None
+) -> ReleaseResult:
     private, storage = keys.load_private(key), open_root(root)
     mf.check_percent(rollout)
     src = _current(storage, model, source, private)
     dst = read_state(storage, model, mf.check_name("channel", target), private.public_key())
     _check_newer(src.version, dst)
-    new = commit(storage, dst, private, release=src.manifest["release"], fallback=_fallback_for(dst),
-                 percent=rollout, salt=mf.new_salt(), action=f"promote from {source}", now=now)
+    new = commit(
+        storage,
+        dst,
+        private,
+        release=src.manifest["release"],
+        fallback=_fallback_for(dst),
+        percent=rollout,
+        salt=mf.new_salt(),
+        action=f"promote from {source}",
+        now=now,
+    )
     return ReleaseResult(storage.url, "promote", new)
 
 
@@ -158,8 +220,17 @@ def set_rollout(root: str, model: str, channel: str, *, percent: float, key: str
     st = _current(storage, model, channel, private)
     m = st.manifest
     # Same salt: raising the percentage keeps every device that was already in.
-    new = commit(storage, st, private, release=m["release"], fallback=m.get("fallback"), percent=percent,
-                 salt=m["rollout"]["salt"], action="rollout", now=now)
+    new = commit(
+        storage,
+        st,
+        private,
+        release=m["release"],
+        fallback=m.get("fallback"),
+        percent=percent,
+        salt=m["rollout"]["salt"],
+        action="rollout",
+        now=now,
+    )
     return ReleaseResult(storage.url, "rollout", new)
 
 
@@ -168,11 +239,23 @@ def halt(root: str, model: str, channel: str, *, key: str | Path, now=None) -> R
     st = _current(storage, model, channel, private)
     m = st.manifest
     if m.get("fallback") is None:
-        raise RefusedError(f"{model}/{channel} has no fallback release to hold devices on",
-                           hint="a channel's first release has nothing to fall back to; stage the next release "
-                                "with `publish --rollout PCT` and halt that")
-    new = commit(storage, st, private, release=m["release"], fallback=m["fallback"], percent=m["rollout"]["percent"],
-                 salt=m["rollout"]["salt"], action="halt", halted=True, now=now)
+        raise RefusedError(
+            f"{model}/{channel} has no fallback release to hold devices on",
+            hint="a channel's first release has nothing to fall back to; stage the next release "
+            "with `publish --rollout PCT` and halt that",
+        )
+    new = commit(
+        storage,
+        st,
+        private,
+        release=m["release"],
+        fallback=m["fallback"],
+        percent=m["rollout"]["percent"],
+        salt=m["rollout"]["salt"],
+        action="halt",
+        halted=True,
+        now=now,
+    )
     return ReleaseResult(storage.url, "halt", new)
 
 
@@ -184,27 +267,49 @@ def rollback(root: str, model: str, channel: str, *, key: str | Path, now=None) 
     st = _current(storage, model, channel, private)
     target = st.manifest.get("fallback")
     if target is None:
-        raise RefusedError(f"{model}/{channel} has no earlier release to roll back to",
-                           hint="`mobile-ml release history` shows what the channel served")
+        raise RefusedError(
+            f"{model}/{channel} has no earlier release to roll back to",
+            hint="`mobile-ml release history` shows what the channel served",
+        )
     # The new fallback is what devices kept when `target` itself was the channel's release.
     earlier = None
     for entry in history(storage, model, channel, private.public_key()):
         if entry.get("version") == target["version"] and entry.get("signature_ok"):
             hist = mf.parse(storage.read(entry["path"]), entry["path"])
             earlier = hist.get("fallback")
-    new = commit(storage, st, private, release=target, fallback=earlier, percent=100.0, salt=mf.new_salt(),
-                 action=f"rollback from {st.version}", now=now)
+    new = commit(
+        storage,
+        st,
+        private,
+        release=target,
+        fallback=earlier,
+        percent=100.0,
+        salt=mf.new_salt(),
+        action=f"rollback from {st.version}",
+        now=now,
+    )
     return ReleaseResult(storage.url, "rollback", new)
 
 
-def refresh(root: str, model: str, channel: str, *, key: str | Path,
-            expires_days: float = mf.DEFAULT_EXPIRY_DAYS, now=None) -> ReleaseResult:
+def refresh(
+    root: str, model: str, channel: str, *, key: str | Path, expires_days: float = mf.DEFAULT_EXPIRY_DAYS, now=None
+) -> ReleaseResult:
     private, storage = keys.load_private(key), open_root(root)
     st = _current(storage, model, channel, private)
     m = st.manifest
-    new = commit(storage, st, private, release=m["release"], fallback=m.get("fallback"),
-                 percent=m["rollout"]["percent"], salt=m["rollout"]["salt"], action="refresh",
-                 halted=m["rollout"].get("halted", False), expires_days=expires_days, now=now)
+    new = commit(
+        storage,
+        st,
+        private,
+        release=m["release"],
+        fallback=m.get("fallback"),
+        percent=m["rollout"]["percent"],
+        salt=m["rollout"]["salt"],
+        action="refresh",
+        halted=m["rollout"].get("halted", False),
+        expires_days=expires_days,
+        now=now,
+    )
     return ReleaseResult(storage.url, "refresh", new)
 
 

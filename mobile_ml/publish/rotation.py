@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mobile_ml.errors import InputFileError
-from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish import keys
+from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.storage import open_root
 
 SCHEMA = "mobile_ml.key_rotation"
@@ -37,10 +38,16 @@ def rotate(root: str, model: str, *, old_key, new_key, now: datetime | None = No
         from mobile_ml.errors import ConfigError
 
         raise ConfigError("the old and the new key are the same key", hint="generate a new key first")
-    doc = {"schema": SCHEMA, "schema_version": 1, "model": model, "old_key_id": keys.key_id(old_pub),
-           "old_public_key_b64": base64.b64encode(keys.public_der(old_pub)).decode(),
-           "new_key_id": keys.key_id(new_pub), "new_public_key_b64": base64.b64encode(keys.public_der(new_pub)).decode(),
-           "issued_at": mf.utc(now or datetime.now(timezone.utc))}
+    doc = {
+        "schema": SCHEMA,
+        "schema_version": 1,
+        "model": model,
+        "old_key_id": keys.key_id(old_pub),
+        "old_public_key_b64": base64.b64encode(keys.public_der(old_pub)).decode(),
+        "new_key_id": keys.key_id(new_pub),
+        "new_public_key_b64": base64.b64encode(keys.public_der(new_pub)).decode(),
+        "issued_at": mf.utc(now or datetime.now(timezone.utc)),
+    }
     data = mf.dumps(doc)
     storage = open_root(root)
     path = statement_path(model, doc["new_key_id"])
@@ -64,9 +71,12 @@ def check_statement(data: bytes, sig: bytes, trusted_public, *, model: str, new_
         new_pub = load_b64_key(doc["new_public_key_b64"])
     except (ValueError, KeyError, TypeError):
         return None
-    ok = (doc.get("schema") == SCHEMA and doc.get("model") == model and
-          doc.get("old_key_id") == keys.key_id(trusted_public) and doc.get("new_key_id") == new_key_id ==
-          keys.key_id(new_pub))
+    ok = (
+        doc.get("schema") == SCHEMA
+        and doc.get("model") == model
+        and doc.get("old_key_id") == keys.key_id(trusted_public)
+        and doc.get("new_key_id") == new_key_id == keys.key_id(new_pub)
+    )
     return new_pub if ok else None
 
 
@@ -100,8 +110,9 @@ def trusted_keys(storage, model: str, public_key) -> dict[str, Any]:
             if data is not None and sig is not None:
                 try:
                     doc = json.loads(data)
-                    statements.append((data, sig, load_b64_key(doc["old_public_key_b64"]),
-                                       load_b64_key(doc["new_public_key_b64"])))
+                    statements.append(
+                        (data, sig, load_b64_key(doc["old_public_key_b64"]), load_b64_key(doc["new_public_key_b64"]))
+                    )
                 except (ValueError, KeyError, TypeError):
                     continue
     trusted = {keys.key_id(public_key): public_key}

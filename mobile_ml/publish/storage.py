@@ -60,8 +60,9 @@ class LocalStorage:
         base = self._p(prefix)
         if not base.is_dir():
             return []
-        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*")
-                      if p.is_file() and not p.name.startswith("."))
+        return sorted(
+            str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
 
     def _tmp(self, path: str, data: bytes) -> Path:
         target = self._p(path)
@@ -74,7 +75,9 @@ class LocalStorage:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
         except OSError as e:
-            raise OutputError(f"cannot write {target}: {e.strerror}", hint="check the publish root's permissions") from e
+            raise OutputError(
+                f"cannot write {target}: {e.strerror}", hint="check the publish root's permissions"
+            ) from e
         return Path(tmp)
 
     def create(self, path: str, data: bytes) -> bool:
@@ -92,8 +95,10 @@ class LocalStorage:
     def replace(self, path: str, data: bytes, expected: str | None) -> None:
         with self._lock(path):
             if self.tag(path) != expected:
-                raise ConcurrentUpdate(f"{self._p(path)} changed while this command ran",
-                                       hint="another publisher wrote the channel; check `release history` and rerun")
+                raise ConcurrentUpdate(
+                    f"{self._p(path)} changed while this command ran",
+                    hint="another publisher wrote the channel; check `release history` and rerun",
+                )
             tmp = self._tmp(path, data)
             os.replace(tmp, self._p(path))
             _fsync_dir(self._p(path).parent)
@@ -131,7 +136,7 @@ class S3Storage:
         import s3fs
 
         self.url = url.rstrip("/")
-        self.bucket, _, self.prefix = self.url[len("s3://"):].partition("/")
+        self.bucket, _, self.prefix = self.url[len("s3://") :].partition("/")
         if not self.bucket:
             raise InputFileError(f"'{url}' names no bucket", hint="use s3://BUCKET/PREFIX")
         self.fs = s3fs.S3FileSystem()
@@ -145,8 +150,9 @@ class S3Storage:
         except OSError:  # s3fs maps S3 errors to FileNotFoundError, FileExistsError, PermissionError, OSError
             raise
         except Exception as e:  # botocore's credential and endpoint errors
-            raise InputFileError(f"S3 {method} on {self.url} failed: {e}",
-                                 hint="check AWS_ENDPOINT_URL, the credentials and the bucket") from e
+            raise InputFileError(
+                f"S3 {method} on {self.url} failed: {e}", hint="check AWS_ENDPOINT_URL, the credentials and the bucket"
+            ) from e
 
     def read(self, path: str) -> bytes | None:
         return self._read(path)[0]
@@ -174,12 +180,18 @@ class S3Storage:
         except FileNotFoundError:
             return []
         strip = f"{self.bucket}/{self.prefix}/" if self.prefix else f"{self.bucket}/"
-        return sorted(p[len(strip):] for p in found)
+        return sorted(p[len(strip) :] for p in found)
 
     def create(self, path: str, data: bytes) -> bool:
         try:
-            self._call("put_object", Key=self._key(path), Body=data, IfNoneMatch="*",
-                       CacheControl=cache_control(path), ContentType=_content_type(path))
+            self._call(
+                "put_object",
+                Key=self._key(path),
+                Body=data,
+                IfNoneMatch="*",
+                CacheControl=cache_control(path),
+                ContentType=_content_type(path),
+            )
             return True
         except FileExistsError:
             return _already_there(self, path, data, f"{self.url}/{path}")
@@ -189,19 +201,31 @@ class S3Storage:
     def replace(self, path: str, data: bytes, expected: str | None) -> None:
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         try:
-            self._call("put_object", Key=self._key(path), Body=data, CacheControl=cache_control(path),
-                       ContentType=_content_type(path), **condition)
+            self._call(
+                "put_object",
+                Key=self._key(path),
+                Body=data,
+                CacheControl=cache_control(path),
+                ContentType=_content_type(path),
+                **condition,
+            )
         except OSError as e:
             if isinstance(e, FileExistsError) or "pre-condition" in str(e) or "PreconditionFailed" in str(e):
-                raise ConcurrentUpdate(f"{self.url}/{path} changed while this command ran",
-                                       hint="another publisher wrote the channel; check `release history` and rerun"
-                                       ) from e
+                raise ConcurrentUpdate(
+                    f"{self.url}/{path} changed while this command ran",
+                    hint="another publisher wrote the channel; check `release history` and rerun",
+                ) from e
             raise OutputError(f"cannot write {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
 
     def put(self, path: str, data: bytes) -> None:
         try:
-            self._call("put_object", Key=self._key(path), Body=data, CacheControl=cache_control(path),
-                       ContentType=_content_type(path))
+            self._call(
+                "put_object",
+                Key=self._key(path),
+                Body=data,
+                CacheControl=cache_control(path),
+                ContentType=_content_type(path),
+            )
         except OSError as e:
             raise OutputError(f"cannot write {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
 
@@ -210,8 +234,9 @@ def _already_there(storage, path: str, data: bytes, where: str) -> bool:
     """A create-only write found the name taken: fine (False) if the bytes are ours, a refusal otherwise."""
     if storage.read(path) == data:
         return False
-    raise ExistsDifferent(f"{where} already exists with different content",
-                          hint="published files are immutable; choose a new version")
+    raise ExistsDifferent(
+        f"{where} already exists with different content", hint="published files are immutable; choose a new version"
+    )
 
 
 def _content_type(path: str) -> str:

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from mobile_ml.errors import InputFileError
-from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish import keys
+from mobile_ml.publish import manifest as mf
 
 
 class Rejected(Exception):
@@ -24,12 +25,31 @@ class Rejected(Exception):
         self.detail = detail
 
 
-REASONS = ("too_large", "bad_signature", "malformed", "wrong_key", "wrong_channel", "expired", "rollback",
-           "replay_different", "hash_mismatch", "length_mismatch")
+REASONS = (
+    "too_large",
+    "bad_signature",
+    "malformed",
+    "wrong_key",
+    "wrong_channel",
+    "expired",
+    "rollback",
+    "replay_different",
+    "hash_mismatch",
+    "length_mismatch",
+)
 
 
-def check_manifest(raw: bytes, signature: bytes, public_key, *, now: datetime, model: str, channel: str,
-                   last_version: int | None = None, last_sha256: str | None = None) -> dict[str, Any]:
+def check_manifest(
+    raw: bytes,
+    signature: bytes,
+    public_key,
+    *,
+    now: datetime,
+    model: str,
+    channel: str,
+    last_version: int | None = None,
+    last_sha256: str | None = None,
+) -> dict[str, Any]:
     """Return the manifest if a device may act on it, else raise ``Rejected``.
 
     ``last_version``/``last_sha256``: the manifest_version and sha256 of the manifest the device accepted last.

@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mobile_ml.errors import GateError, InputFileError
-from mobile_ml.publish import keys, manifest as mf
+from mobile_ml.publish import keys
+from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.rotation import trusted_keys, verify_any
 from mobile_ml.publish.storage import open_root
 
@@ -34,9 +35,19 @@ class VerifyReport:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": "mobile_ml.verify_report", "schema_version": 1, "root": self.root, "key_id": self.key_id,
-                "ok": self.ok, "manifests": self.manifests, "history_entries": self.history_entries,
-                "releases": self.releases, "blobs": self.blobs, "problems": self.problems, "warnings": self.warnings}
+        return {
+            "schema": "mobile_ml.verify_report",
+            "schema_version": 1,
+            "root": self.root,
+            "key_id": self.key_id,
+            "ok": self.ok,
+            "manifests": self.manifests,
+            "history_entries": self.history_entries,
+            "releases": self.releases,
+            "blobs": self.blobs,
+            "problems": self.problems,
+            "warnings": self.warnings,
+        }
 
 
 def verify_root(root: str, public_key_path: str, now: datetime | None = None) -> VerifyReport:
@@ -46,8 +57,9 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
     now = now or datetime.now(timezone.utc)
     everything = storage.list("")
     if not everything:
-        raise InputFileError(f"publish root {storage.url} is empty or does not exist",
-                             hint="pass the --root you published to")
+        raise InputFileError(
+            f"publish root {storage.url} is empty or does not exist", hint="pass the --root you published to"
+        )
     blob_ok: dict[str, bool] = {}
     for path in everything:
         if path.startswith("blobs/sha256/"):
@@ -88,8 +100,10 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
             continue
         trusted = trusted_by_model.setdefault(parts[0], trusted_keys(storage, parts[0], public))
         if not verify_any(trusted, raw, sig):
-            report.problems.append(f"{path}: signature does not verify with key {report.key_id[:16]}…"
-                                   + (" or its rotations" if len(trusted) > 1 else ""))
+            report.problems.append(
+                f"{path}: signature does not verify with key {report.key_id[:16]}…"
+                + (" or its rotations" if len(trusted) > 1 else "")
+            )
             continue
         try:
             m = mf.parse(raw, path)

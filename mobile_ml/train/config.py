@@ -14,7 +14,10 @@ FAMILIES = ("auto", "mlp", "cnn")
 class GridConfig:
     """Every combination of these values is one candidate model."""
 
-    width: tuple[int, ...] = (32, 64)  # mlp: units per hidden layer; cnn: filters in the first block (doubles per block)
+    width: tuple[int, ...] = (
+        32,
+        64,
+    )  # mlp: units per hidden layer; cnn: filters in the first block (doubles per block)
     depth: tuple[int, ...] = (2,)  # mlp: hidden layers; cnn: convolution blocks
     learning_rate: tuple[float, ...] = (0.001, 0.003)
     dropout: tuple[float, ...] = (0.1,)
@@ -30,8 +33,10 @@ class GridConfig:
         if any(d < 1 or d > 8 for d in self.depth):
             raise ConfigError(f"grid.depth {list(self.depth)} must be between 1 and 8", hint="e.g. depth = [2]")
         if any(not 0 < lr < 1 for lr in self.learning_rate):
-            raise ConfigError(f"grid.learning_rate {list(self.learning_rate)} must be in (0, 1)",
-                              hint="e.g. learning_rate = [0.001, 0.003]")
+            raise ConfigError(
+                f"grid.learning_rate {list(self.learning_rate)} must be in (0, 1)",
+                hint="e.g. learning_rate = [0.001, 0.003]",
+            )
         if any(not 0 <= d < 1 for d in self.dropout):
             raise ConfigError(f"grid.dropout {list(self.dropout)} must be in [0, 1)", hint="e.g. dropout = [0.1]")
 
@@ -64,7 +69,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ConfigError(f"family {self.family!r} is not one of {', '.join(FAMILIES)}", hint="e.g. family = \"mlp\"")
+            raise ConfigError(f"family {self.family!r} is not one of {', '.join(FAMILIES)}", hint='e.g. family = "mlp"')
         for name, lo, hi in (("epochs", 1, 10_000), ("batch_size", 1, 65_536), ("patience", 1, 10_000)):
             v = getattr(self, name)
             if not lo <= v <= hi:

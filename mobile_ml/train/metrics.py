@@ -52,7 +52,9 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, labels
         macro_recall=float(recall[present].mean()) if present.any() else 0.0,
         macro_f1=float(f1[present].mean()) if present.any() else 0.0,
         examples=int(len(y_true)),
-        per_class=[ClassMetrics(labels[i], float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
-                   for i in range(k)],
+        per_class=[
+            ClassMetrics(labels[i], float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
+            for i in range(k)
+        ],
         confusion_matrix=cm.tolist(),
     )

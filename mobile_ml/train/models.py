@@ -13,7 +13,7 @@ def resolve_family(family: str, spec: DataSpec) -> str:
     if family == "auto":
         return "cnn" if spec.kind == "image" else "mlp"
     if family == "cnn" and spec.kind != "image":
-        raise ConfigError("family 'cnn' needs image data, but this data is tabular", hint="use family = \"mlp\"")
+        raise ConfigError("family 'cnn' needs image data, but this data is tabular", hint='use family = "mlp"')
     return family
 
 

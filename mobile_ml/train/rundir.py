@@ -36,8 +36,10 @@ class Run:
             with _tf.quiet_stderr():
                 return keras.models.load_model(self.model_path)
         except Exception as e:  # zip, h5py and deserialization errors all mean the same thing to a user
-            raise InputFileError(f"cannot load the model {self.model_path}: {str(e).splitlines()[0][:200]}",
-                                 hint="the file is damaged; train the run again") from e
+            raise InputFileError(
+                f"cannot load the model {self.model_path}: {str(e).splitlines()[0][:200]}",
+                hint="the file is damaged; train the run again",
+            ) from e
 
 
 def load_run(rundir: str | Path, data_dir: str | Path | None = None) -> Run:
@@ -62,15 +64,21 @@ def load_run(rundir: str | Path, data_dir: str | Path | None = None) -> Run:
         raise InputFileError(f"{run_json} is not a mobile-ml run description", hint=hint)
     model = rundir / files["keras"]
     if not model.is_file():
-        raise InputFileError(f"{rundir} has no model: {model.name} is missing",
-                             hint="the training run did not finish or the file was removed; train again")
+        raise InputFileError(
+            f"{rundir} has no model: {model.name} is missing",
+            hint="the training run did not finish or the file was removed; train again",
+        )
     spec = load_spec(rundir)  # the run's own copy: what the model was trained on
     data = Path(data_dir) if data_dir else (rundir / recorded)
     if not (data / "data.json").is_file():
-        raise InputFileError(f"the run's data directory {data} is missing",
-                             hint="pass --data DIR with the prepared data the run was trained on")
+        raise InputFileError(
+            f"the run's data directory {data} is missing",
+            hint="pass --data DIR with the prepared data the run was trained on",
+        )
     expected = info["data"].get("data_json_sha256")
     if expected and sha256_file(data / "data.json") != expected:
-        raise InputFileError(f"{data} is not the data this run was trained on (data.json differs)",
-                             hint="pass --data DIR with the prepared data the run was trained on")
+        raise InputFileError(
+            f"{data} is not the data this run was trained on (data.json differs)",
+            hint="pass --data DIR with the prepared data the run was trained on",
+        )
     return Run(rundir.absolute(), info, spec, data.absolute())

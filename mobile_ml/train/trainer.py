@@ -71,9 +71,16 @@ class CandidateResult:
     history: list[dict[str, float]] = field(repr=False)
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.candidate.name, **to_jsonable(self.candidate), "val_accuracy": self.val_accuracy,
-                "val_loss": self.val_loss, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
-                "params": self.params, "seconds": round(self.seconds, 3)}
+        return {
+            "name": self.candidate.name,
+            **to_jsonable(self.candidate),
+            "val_accuracy": self.val_accuracy,
+            "val_loss": self.val_loss,
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "params": self.params,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -87,11 +94,18 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": "mobile_ml.train_result", "schema_version": SCHEMA_VERSION, "run_dir": str(self.run_dir),
-            "family": self.family, "selected": self.selected.candidate.name,
+            "schema": "mobile_ml.train_result",
+            "schema_version": SCHEMA_VERSION,
+            "run_dir": str(self.run_dir),
+            "family": self.family,
+            "selected": self.selected.candidate.name,
             "candidates": [c.summary() for c in self.candidates],
-            "test": {"accuracy": self.test.accuracy, "macro_f1": self.test.macro_f1, "loss": self.test.loss,
-                     "examples": self.test.examples},
+            "test": {
+                "accuracy": self.test.accuracy,
+                "macro_f1": self.test.macro_f1,
+                "loss": self.test.loss,
+                "examples": self.test.examples,
+            },
             "timings": self.timings,
         }
 
@@ -101,8 +115,7 @@ def _selection_key(r: CandidateResult):
     return (-r.val_accuracy, r.val_loss, r.params)
 
 
-def fit_candidate(spec: DataSpec, candidate: Candidate, config: TrainConfig, train, val, keras,
-                  on_epoch=None):
+def fit_candidate(spec: DataSpec, candidate: Candidate, config: TrainConfig, train, val, keras, on_epoch=None):
     """Build and fit one candidate with early stopping; return ``(model, CandidateResult)``."""
     keras.utils.set_random_seed(config.seed)  # every candidate starts from the same seed: comparable and repeatable
     model = build_model(spec, candidate, keras)
@@ -114,27 +127,55 @@ def fit_candidate(spec: DataSpec, candidate: Candidate, config: TrainConfig, tra
 
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
     start = time.perf_counter()
-    hist = model.fit(*train, validation_data=val, epochs=config.epochs, batch_size=config.batch_size,
-                     shuffle=True, verbose=0, callbacks=[stop, _Progress()])
+    hist = model.fit(
+        *train,
+        validation_data=val,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stop, _Progress()],
+    )
     seconds = time.perf_counter() - start
     val_loss, val_acc = model.evaluate(*val, batch_size=256, verbose=0)
     keys = ("loss", "accuracy", "val_loss", "val_accuracy")
     history = [{"epoch": i + 1, **{k: float(hist.history[k][i]) for k in keys}} for i in range(len(hist.epoch))]
-    result = CandidateResult(candidate, float(val_acc), float(val_loss), int(stop.best_epoch) + 1, len(history),
-                             int(model.count_params()), seconds, history)
+    result = CandidateResult(
+        candidate,
+        float(val_acc),
+        float(val_loss),
+        int(stop.best_epoch) + 1,
+        len(history),
+        int(model.count_params()),
+        seconds,
+        history,
+    )
     return model, result
 
 
 def environment() -> dict[str, Any]:
     import pandas
 
-    return {"mobile_ml": __version__, "python": platform.python_version(), "platform": platform.platform(),
-            "machine": platform.machine(), "cpu_count": os.cpu_count(), "numpy": np.__version__,
-            "pandas": pandas.__version__, **_tf.versions()}
+    return {
+        "mobile_ml": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+        **_tf.versions(),
+    }
 
 
-def train(datadir: str | Path, out: str | Path, config: TrainConfig | None = None, *, force: bool = False,
-          reporter: TrainReporter | None = None) -> TrainResult:
+def train(
+    datadir: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    force: bool = False,
+    reporter: TrainReporter | None = None,
+) -> TrainResult:
     """Train ``config``'s candidate grid on ``datadir`` and write the run directory ``out``."""
     config = config or TrainConfig()
     reporter = reporter or NullReporter()
@@ -153,8 +194,15 @@ def train(datadir: str | Path, out: str | Path, config: TrainConfig | None = Non
         with _frozen_heap():
             for cand in candidates:
                 reporter.candidate_started(cand, len(candidates), config.epochs)
-                model, result = fit_candidate(spec, cand, config, splits["train"], splits["validation"], keras,
-                                              on_epoch=lambda e, logs, c=cand: reporter.epoch_finished(c, e, logs))
+                model, result = fit_candidate(
+                    spec,
+                    cand,
+                    config,
+                    splits["train"],
+                    splits["validation"],
+                    keras,
+                    on_epoch=lambda e, logs, c=cand: reporter.epoch_finished(c, e, logs),
+                )
                 results.append(result)
                 reporter.candidate_finished(result)
                 if best is None or _selection_key(result) < _selection_key(best):
@@ -174,27 +222,52 @@ def train(datadir: str | Path, out: str | Path, config: TrainConfig | None = Non
         timings["save_s"] = time.perf_counter() - t
         _write_history(tmp, results, best)
         shutil.copy2(datadir / "data.json", tmp / "data.json")
-        write_json(tmp / "metrics.json", {"schema": METRICS_SCHEMA, "schema_version": SCHEMA_VERSION,
-                                          "split": "test", "model": best.candidate.name, **to_jsonable(test)})
+        write_json(
+            tmp / "metrics.json",
+            {
+                "schema": METRICS_SCHEMA,
+                "schema_version": SCHEMA_VERSION,
+                "split": "test",
+                "model": best.candidate.name,
+                **to_jsonable(test),
+            },
+        )
         timings["total_s"] = time.perf_counter() - t0
         timings = {k: round(v, 3) for k, v in timings.items()}
-        write_json(tmp / "run.json", {
-            "schema": RUN_SCHEMA, "schema_version": SCHEMA_VERSION,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            # Relative, so a pipeline output directory (data/ beside run/) can be moved as a whole.
-            "data": {"dir": os.path.relpath(datadir.absolute(), Path(out).absolute()),
-                     "data_json_sha256": sha256_file(datadir / "data.json"), "source": spec.source,
-                     "counts": spec.counts},
-            "config": to_jsonable(config), "seed": config.seed,
-            "model": {"family": family, "name": best.candidate.name, "params": best.params,
-                      "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
-                      "files": {"keras": "model.keras", "saved_model": "saved_model"},
-                      "sha256": {"model.keras": sha256_file(tmp / "model.keras")}},
-            "selection": {"metric": SELECTION_METRIC, "selected": best.candidate.name,
-                          "candidates": [r.summary() for r in results]},
-            "test": {"accuracy": test.accuracy, "macro_f1": test.macro_f1, "loss": test.loss},
-            "timings": timings, "environment": environment(),
-        })
+        write_json(
+            tmp / "run.json",
+            {
+                "schema": RUN_SCHEMA,
+                "schema_version": SCHEMA_VERSION,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                # Relative, so a pipeline output directory (data/ beside run/) can be moved as a whole.
+                "data": {
+                    "dir": os.path.relpath(datadir.absolute(), Path(out).absolute()),
+                    "data_json_sha256": sha256_file(datadir / "data.json"),
+                    "source": spec.source,
+                    "counts": spec.counts,
+                },
+                "config": to_jsonable(config),
+                "seed": config.seed,
+                "model": {
+                    "family": family,
+                    "name": best.candidate.name,
+                    "params": best.params,
+                    "input_shape": list(spec.input_shape),
+                    "num_classes": spec.num_classes,
+                    "files": {"keras": "model.keras", "saved_model": "saved_model"},
+                    "sha256": {"model.keras": sha256_file(tmp / "model.keras")},
+                },
+                "selection": {
+                    "metric": SELECTION_METRIC,
+                    "selected": best.candidate.name,
+                    "candidates": [r.summary() for r in results],
+                },
+                "test": {"accuracy": test.accuracy, "macro_f1": test.macro_f1, "loss": test.loss},
+                "timings": timings,
+                "environment": environment(),
+            },
+        )
     return TrainResult(Path(out).absolute(), family, best, results, test, timings)
 
 
@@ -221,7 +294,9 @@ def _write_history(run_dir: Path, results: list[CandidateResult], best: Candidat
         w.writerow(["candidate", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"])
         for r in results:
             for row in r.history:
-                w.writerow([r.candidate.name, row["epoch"], row["loss"], row["accuracy"], row["val_loss"],
-                            row["val_accuracy"]])
-    plot_history({r.candidate.name: r.history for r in results}, best.candidate.name, best.best_epoch,
-                 run_dir / "history.png")
+                w.writerow(
+                    [r.candidate.name, row["epoch"], row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"]]
+                )
+    plot_history(
+        {r.candidate.name: r.history for r in results}, best.candidate.name, best.best_epoch, run_dir / "history.png"
+    )

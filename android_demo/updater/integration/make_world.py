@@ -26,8 +26,12 @@ def main(out: Path) -> None:
         prepare("builtin:digits", data)
     run = out / "run"
     if not (run / "exports").exists():
-        tiny = TrainConfig(epochs=3, patience=2, batch_size=64,
-                           grid=GridConfig(width=(8,), depth=(1,), learning_rate=(0.01,), dropout=(0.0,)))
+        tiny = TrainConfig(
+            epochs=3,
+            patience=2,
+            batch_size=64,
+            grid=GridConfig(width=(8,), depth=(1,), learning_rate=(0.01,), dropout=(0.0,)),
+        )
         train(data, run, tiny)
         export(run, ExportOptions(variants=("fp32", "int8"), calibration_samples=64), data_dir=data)
     if not (out / "keys" / "private.pem").exists():
