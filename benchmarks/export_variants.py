@@ -126,7 +126,7 @@ def mobilenet(size: int = 96, alpha: float = 0.35, classes: int = 10) -> dict:
     for bn in bns:
         bn.momentum = 0.0
     model(x[:64], training=True)
-    for bn, momentum in zip(bns, saved):
+    for bn, momentum in zip(bns, saved, strict=True):
         bn.momentum = momentum
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     keras_probs = model.predict(x, verbose=0)
