@@ -183,7 +183,7 @@ class DigitViewModel(app: Application) : AndroidViewModel(app) {
     private fun observeWork() {
         viewModelScope.launch {
             container.scheduler.work().collect { (periodic, now) ->
-                val view = UpdateWatch.view(periodic?.observed(), now?.observed())
+                val view = UpdateWatch.view(periodic?.let { observed(it) }, now?.let { observed(it) })
                 _state.update {
                     it.copy(update = it.update.copy(checking = view.checking, progress = view.progress,
                                                     lastResult = view.result ?: it.update.lastResult))
@@ -193,10 +193,10 @@ class DigitViewModel(app: Application) : AndroidViewModel(app) {
         }
     }
 
-    private fun WorkInfo.observed() = WorkObservation(running = state == WorkInfo.State.RUNNING,
-                                                      finished = state.isFinished,
-                                                      progress = describeProgress(progress),
-                                                      result = describe(outputData))
+    private fun observed(info: WorkInfo) = WorkObservation(running = info.state == WorkInfo.State.RUNNING,
+                                                           finished = info.state.isFinished,
+                                                           progress = describeProgress(info.progress),
+                                                           result = describe(info.outputData))
 
     override fun onCleared() {
         // viewModelScope is already cancelled; close the interpreter on its own thread, after anything queued.
