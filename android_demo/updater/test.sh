@@ -28,11 +28,14 @@ if [ ! -x "$bin/mobile-ml" ]; then
 fi
 
 cp="/usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar"
-app_ml="$here/../app/src/main/java/dev/mobileml/demo/ml"
-app_test="$here/../app/src/test/java/dev/mobileml/demo/ml"
+app_main="$here/../app/src/main/java/dev/mobileml/demo"
+app_test="$here/../app/src/test/java/dev/mobileml/demo"
 sources=("$here"/src/main/kotlin/dev/mobileml/updater/*.kt "$here"/src/test/kotlin/dev/mobileml/updater/*.kt)
+# The app's plain-Kotlin parts (no Android imports; tests/test_android_demo.py checks that) and all its JVM tests.
+app_plain=("$app_main"/ml/*.kt "$app_main"/ContainerHolder.kt "$app_main"/ui/UpdateWatch.kt)
 shopt -s nullglob
-sources+=("$app_ml"/*.kt "$app_test"/*.kt)
+sources+=("${app_plain[@]}")
+while IFS= read -r f; do sources+=("$f"); done < <(find "$app_test" -name '*.kt' | sort)
 rm -rf "$build/classes" && mkdir -p "$build/classes"
 echo "test.sh: compiling ${#sources[@]} Kotlin files with $(kotlinc -version 2>&1 | grep -o 'kotlinc-jvm [0-9.]*')" >&2
 kotlinc -nowarn -cp "$cp" "${sources[@]}" -d "$build/classes" 2>&1 | grep -v -e 'Xverify' -e '^OpenJDK' >&2 || true

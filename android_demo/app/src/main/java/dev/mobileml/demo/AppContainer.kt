@@ -17,8 +17,8 @@ import kotlinx.coroutines.SupervisorJob
 import java.io.File
 
 /**
- * The app's object graph, built once in [DemoApplication]. An [Updater] is cheap and is made per use from the
- * current settings, so a changed server URL or channel takes effect on the next check.
+ * The app's object graph, made once, on first use, by [DemoApplication]. An [Updater] is cheap and is made per
+ * use from the current settings, so a changed server URL or channel takes effect on the next check.
  */
 class AppContainer(context: Context) {
     private val app = context.applicationContext

@@ -4,12 +4,13 @@ import android.app.Application
 
 /** Holds the app-wide objects; WorkManager uses its default initializer. */
 class DemoApplication : Application() {
-    lateinit var container: AppContainer
-        private set
+    private val holder = ContainerHolder { AppContainer(this) }
+
+    /** Made on first use: a worker may need it before [onCreate] (see [ContainerHolder]). */
+    val container: AppContainer get() = holder.value
 
     override fun onCreate() {
         super.onCreate()
-        container = AppContainer(this)
         // Re-applied on every start so a changed build (or restored settings) reaches the scheduled work.
         container.scheduler.schedulePeriodic(container.settings.current.conditions, container.updatesEnabled)
     }

@@ -116,15 +116,21 @@ class DigitViewModel(app: Application) : AndroidViewModel(app) {
                 return@launch
             }
             ensureActive()
-            _state.update { it.copy(predictions = result.predictions, latencyMs = result.latencyMs,
-                                    modelInput = result.toModelInput(model)) }
+            // Only for the drawing it was computed from: clear() or a new stroke may have come in since
+            // ensureActive(). Comparing the very list (not its contents) inside update() closes that race.
+            _state.update {
+                if (it.strokes !== strokes) it
+                else it.copy(predictions = result.predictions, latencyMs = result.latencyMs,
+                             modelInput = result.toModelInput(model))
+            }
             if (settings.telemetry) container.inferenceTelemetry.record(model.files.version, result.latencyMs)
         }
     }
 
     /**
      * Runs the model the updater says is current (or the bundled one), swapping the interpreter only when that
-     * changed, and refreshes the last-check record. Called at start, after every update check, on channel change.
+     * changed, and refreshes the last-check record. Called at start, whenever no update work runs, on channel
+     * change.
      */
     private fun reloadModel() {
         viewModelScope.launch(modelThread) {
@@ -173,24 +179,24 @@ class DigitViewModel(app: Application) : AndroidViewModel(app) {
         else files.source == ModelSource.DOWNLOADED && files.version == installed.version
     }
 
-    /** Follows both update works: shows progress, and reloads the model when a check ends (it may have switched). */
+    /** Follows both update works: shows progress, and reloads the model whenever none runs (see [UpdateWatch]). */
     private fun observeWork() {
         viewModelScope.launch {
-            var wasChecking = false
             container.scheduler.work().collect { (periodic, now) ->
-                val works = listOfNotNull(periodic, now)
-                val running = works.firstOrNull { it.state == WorkInfo.State.RUNNING }
-                val result = now?.takeIf { it.state.isFinished }?.outputData?.let { describe(it) }
+                val view = UpdateWatch.view(periodic?.let { observed(it) }, now?.let { observed(it) })
                 _state.update {
-                    it.copy(update = it.update.copy(checking = running != null,
-                                                    progress = running?.progress?.let { describeProgress(it) },
-                                                    lastResult = result ?: it.update.lastResult))
+                    it.copy(update = it.update.copy(checking = view.checking, progress = view.progress,
+                                                    lastResult = view.result ?: it.update.lastResult))
                 }
-                if (wasChecking && running == null) reloadModel()
-                wasChecking = running != null
+                if (view.reload) reloadModel()
             }
         }
     }
+
+    private fun observed(info: WorkInfo) = WorkObservation(running = info.state == WorkInfo.State.RUNNING,
+                                                           finished = info.state.isFinished,
+                                                           progress = describeProgress(info.progress),
+                                                           result = describe(info.outputData))
 
     override fun onCleared() {
         // viewModelScope is already cancelled; close the interpreter on its own thread, after anything queued.

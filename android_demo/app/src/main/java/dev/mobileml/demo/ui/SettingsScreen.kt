@@ -4,7 +4,9 @@ import androidx.activity.compose.BackHandler
 import androidx.compose.foundation.layout.Arrangement
 import androidx.compose.foundation.layout.Column
 import androidx.compose.foundation.layout.Row
+import androidx.compose.foundation.layout.consumeWindowInsets
 import androidx.compose.foundation.layout.fillMaxWidth
+import androidx.compose.foundation.layout.imePadding
 import androidx.compose.foundation.layout.padding
 import androidx.compose.foundation.rememberScrollState
 import androidx.compose.foundation.verticalScroll
@@ -57,8 +59,12 @@ fun SettingsScreen(state: UiState, actions: SettingsActions) {
         },
     ) { padding ->
         Column(
+            // Edge-to-edge: the keyboard covers the window, so the text fields must scroll above it (imePadding).
+            // consumeWindowInsets keeps the navigation bar, already in Scaffold's padding, from counting twice.
             Modifier
                 .padding(padding)
+                .consumeWindowInsets(padding)
+                .imePadding()
                 .verticalScroll(rememberScrollState())
                 .padding(16.dp),
             verticalArrangement = Arrangement.spacedBy(12.dp),
@@ -125,7 +131,8 @@ private fun cleartextNote(url: String): String? {
     val uri = runCatching { URI(url) }.getOrNull() ?: return null
     if (uri.scheme != "http") return null
     return if (uri.host in Settings.CLEARTEXT_HOSTS) "Plain HTTP: allowed to this development host in debug builds only."
-    else "Plain HTTP to ${uri.host} is blocked: use HTTPS (debug builds allow HTTP to 10.0.2.2 and localhost only)."
+    else "Plain HTTP to ${uri.host} is blocked unless it is added to the debug network security config " +
+         "(see android_demo/README.md); otherwise use HTTPS."
 }
 
 @Composable

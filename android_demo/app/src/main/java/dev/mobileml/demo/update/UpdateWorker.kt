@@ -19,7 +19,8 @@ import kotlinx.coroutines.withContext
 /**
  * One update check: [dev.mobileml.updater.Updater.sync] (verify, download, health-check, switch) off the main
  * thread. The updater sends its own update_* telemetry; this also flushes the batched inference events.
- * The ViewModel notices the run ending and reloads the model (DigitViewModel.observeWork).
+ * The ViewModel reloads the model once no check runs (UpdateWatch). The container may be made here, on first use:
+ * WorkManager can run this before DemoApplication.onCreate (ContainerHolder).
  */
 class UpdateWorker(context: Context, params: WorkerParameters) : CoroutineWorker(context, params) {
 
