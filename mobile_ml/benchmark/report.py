@@ -1,12 +1,14 @@
-"""Benchmark outputs: ``benchmark.json``, ``benchmark.csv``, ``latency.png`` and ``tradeoff.png``, written atomically."""
+"""Benchmark outputs, written atomically: ``benchmark.json``, ``benchmark.csv``, ``latency.png``, ``tradeoff.png``."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
-from mobile_ml.benchmark.runner import BenchmarkResult
-from mobile_ml.outputs import atomic_dir, write_json
+from mobile_ml.benchmark.stats import median
+from mobile_ml.contracts import write_document
+from mobile_ml.contracts.benchmark import BenchmarkResult, Measurement
+from mobile_ml.outputs import atomic_dir
 from mobile_ml.plotting import label_points, plain_log_ticks, pyplot
 
 CSV_COLUMNS = (
@@ -33,31 +35,32 @@ CSV_COLUMNS = (
 )
 
 
+def _row(m: Measurement) -> list[object]:
+    s = m.latency_ms
+    return [
+        m.variant,
+        m.threads,
+        m.xnnpack,
+        m.repeat,
+        m.bytes,
+        f"{m.init_ms:.4f}",
+        f"{m.first_ms:.4f}",
+        s.count,
+        *("" if v is None else f"{v:.6f}" for v in (s.min, s.mean, s.std, s.p50, s.p90, s.p95, s.p99, s.max)),
+        m.macs,
+        f"{m.gops:.4f}",
+        m.memory_mib.get("init_growth"),
+        m.memory_mib.get("run_growth"),
+    ]
+
+
 def write(result: BenchmarkResult, out: str | Path, *, force: bool = False) -> Path:
     with atomic_dir(out, force=force) as tmp:
-        write_json(tmp / "benchmark.json", result.to_dict())
+        write_document(tmp / "benchmark.json", result)
         with open(tmp / "benchmark.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(CSV_COLUMNS)
-            for m in result.measurements:
-                s = m.latency_ms
-                w.writerow(
-                    [
-                        m.variant,
-                        m.threads,
-                        m.xnnpack,
-                        m.repeat,
-                        m.bytes,
-                        f"{m.init_ms:.4f}",
-                        f"{m.first_ms:.4f}",
-                        s.count,
-                        *(f"{v:.6f}" for v in (s.min, s.mean, s.std, s.p50, s.p90, s.p95, s.p99, s.max)),
-                        m.macs,
-                        f"{m.gops:.4f}",
-                        m.memory_mib.get("init_growth"),
-                        m.memory_mib.get("run_growth"),
-                    ]
-                )
+            w.writerows(_row(m) for m in result.measurements)
         plot_latency(result, tmp / "latency.png")
         if result.export:
             plot_tradeoff(result, tmp / "tradeoff.png")
@@ -91,32 +94,40 @@ def plot_latency(result: BenchmarkResult, path: Path) -> None:
     plt.close(fig)
 
 
+def tradeoff_points(result: BenchmarkResult) -> dict[str, float]:
+    """Each exported variant's p50 at the fewest threads measured: the median of its repeats' p50s (ms)."""
+    rows = {r["variant"] for r in (result.export or {}).get("variants", [])}
+    fewest = min((m.threads for m in result.measurements), default=1)
+    p50s: dict[str, list[float]] = {}
+    for m in result.measurements:
+        if m.threads == fewest and m.variant in rows:
+            p50s.setdefault(m.variant, []).append(m.center_ms)
+    return {v: median(p) for v, p in p50s.items()}
+
+
 def plot_tradeoff(result: BenchmarkResult, path: Path) -> None:
     """Size against p50 latency (fewest threads), coloured by LiteRT test accuracy from export.json."""
     plt = pyplot()
-    rows = {r["variant"]: r for r in result.export["variants"]}
+    rows = {r["variant"]: r for r in (result.export or {}).get("variants", [])}
     fewest = min(m.threads for m in result.measurements)
-    pts = {}
-    for m in result.measurements:
-        if m.threads == fewest and m.variant in rows:
-            pts.setdefault(m.variant, []).append(m.latency_ms.p50)
-    if not pts:
+    centers = tradeoff_points(result)
+    if not centers:
         return
-    scale, unit = (1000.0, "µs") if max(max(p) for p in pts.values()) < 1 else (1.0, "ms")
-    pts = {v: [x * scale for x in p] for v, p in pts.items()}
+    scale, unit = (1000.0, "µs") if max(centers.values()) < 1 else (1.0, "ms")
+    pts = {v: c * scale for v, c in centers.items()}
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     accs = [(rows[v].get("parity") or {}).get("accuracy") for v in pts]
     sc = ax.scatter(
         [rows[v]["bytes"] / 1024 for v in pts],
-        [sorted(p)[len(p) // 2] for p in pts.values()],
+        list(pts.values()),
         c=[a if a is not None else 0 for a in accs],
         cmap="viridis",
         s=80,
         zorder=3,
     )
-    ys = [sorted(p)[len(p) // 2] for p in pts.values()]
+    ys = list(pts.values())
     label_points(
-        ax, [(rows[v]["bytes"] / 1024, y, v) for v, y in zip(pts, ys)], y_close=(max(ys) - min(ys)) * 0.05 + 1e-12
+        ax, [(rows[v]["bytes"] / 1024, y, v) for v, y in pts.items()], y_close=(max(ys) - min(ys)) * 0.05 + 1e-12
     )
     fig.colorbar(sc, ax=ax, label="test accuracy (LiteRT)")
     ax.set_xscale("log")

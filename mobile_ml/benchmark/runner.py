@@ -1,8 +1,8 @@
 """``mobile-ml benchmark TARGET`` on this machine: every model × thread count, each in a fresh worker process.
 
-TARGET is a .tflite file, an export directory (``export.json`` beside variant folders) or a run / quickstart
-directory (all its exported variants; inputs then come from the test split). Results are typed, written as
-``benchmark.json`` (schema ``mobile_ml.benchmark``), ``benchmark.csv`` and PNG plots.
+TARGET is resolved by ``targets.resolve``; inputs come from the run's test split when TARGET is a run. Results are
+typed (``contracts.benchmark``) and written by ``report`` as ``benchmark.json`` (schema ``mobile_ml.benchmark``),
+``benchmark.csv`` and PNG plots.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,93 +20,24 @@ import numpy as np
 
 from mobile_ml.benchmark.macs import count_macs
 from mobile_ml.benchmark.stats import LatencyStats
-from mobile_ml.errors import ConfigError, InputFileError, UserError
+from mobile_ml.benchmark.targets import Resolved, Target, default_out, resolve
+from mobile_ml.benchmark.tool_log import BenchmarkError
+from mobile_ml.contracts.benchmark import BenchmarkOptions, BenchmarkResult, Measurement
+from mobile_ml.errors import InputFileError
 from mobile_ml.export import tflite_file
 
-SCHEMA = "mobile_ml.benchmark"
-SCHEMA_VERSION = 1
-
-
-class BenchmarkError(UserError):
-    """A model that cannot be benchmarked here (exit 2)."""
-
-
-@dataclass(frozen=True)
-class BenchmarkOptions:
-    threads: tuple[int, ...] = (1,)
-    xnnpack: bool = True
-    warmup_runs: int = 1  # LiteRT benchmark_model defaults: 1 warm-up run, 0.5 s; 50 runs, 1 s; 150 s cap
-    warmup_seconds: float = 0.5
-    runs: int = 50
-    min_seconds: float = 1.0
-    max_runs: int = 100_000
-    max_seconds: float = 150.0
-    repeats: int = 1  # fresh processes per (model, threads); compare uses the spread between them
-
-    def __post_init__(self) -> None:
-        if not self.threads or any(t <= 0 for t in self.threads):
-            raise ConfigError(
-                f"thread counts must be positive, not {','.join(map(str, self.threads))}", hint="e.g. --threads 1,2,4"
-            )
-        for name in ("warmup_runs", "runs", "max_runs", "repeats"):
-            if getattr(self, name) < (0 if name == "warmup_runs" else 1):
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1", hint="see --help")
-        if self.min_seconds < 0 or self.warmup_seconds < 0 or self.max_seconds <= 0:
-            raise ConfigError("durations must not be negative", hint="see --help")
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str  # variant name, or the file's stem
-    path: Path
-    size_bytes: int
-    export: dict[str, Any] | None = None  # the variant's row of export.json, when there is one
-
-
-@dataclass
-class Measurement:
-    variant: str
-    model: str
-    bytes: int
-    threads: int
-    xnnpack: bool
-    repeat: int
-    init_ms: float
-    first_ms: float
-    warmup_runs: int
-    warmup_mean_ms: float
-    latency_ms: LatencyStats
-    memory_mib: dict[str, Any]
-    macs: int
-    gops: float  # 2 × MACs / p50
-    samples_ms: list[float] = field(repr=False, default_factory=list)
-
-    def to_dict(self, samples: bool = True) -> dict[str, Any]:
-        d = asdict(self)
-        if not samples:
-            d.pop("samples_ms")
-        return d
-
-
-@dataclass
-class BenchmarkResult:
-    device: dict[str, Any]
-    options: BenchmarkOptions
-    input_source: str
-    measurements: list[Measurement]
-    export: dict[str, Any] | None = None  # export.json of the run, for the trade-off plot
-    keras: dict[str, Any] | None = None  # --compare-keras: the Keras model timed on one example
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "device": self.device,
-            "options": asdict(self.options),
-            "input_source": self.input_source,
-            "measurements": [m.to_dict() for m in self.measurements],
-            "keras": self.keras,
-        }
+__all__ = [
+    "BenchmarkError",
+    "BenchmarkOptions",
+    "BenchmarkResult",
+    "Measurement",
+    "Reporter",
+    "Target",
+    "default_out",
+    "measure_local",
+    "resolve",
+    "run",
+]
 
 
 class Reporter(Protocol):
@@ -140,54 +70,8 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
-def resolve(target: str | Path) -> tuple[list[Target], dict[str, Any] | None, Path | None]:
-    """The models to measure, export.json when there is one, and the run directory when TARGET is a run."""
-    path = Path(target)
-    if path.is_file():
-        data = tflite_file.read_model_bytes(path)
-        return [Target(path.stem, path, len(data))], None, None
-    if not path.is_dir():
-        raise InputFileError(f"{path} does not exist", hint="pass a .tflite file, an export directory or a run")
-    run_dir = None
-    for candidate in (path, path / "exports", path / "run" / "exports"):
-        if (candidate / "export.json").is_file():
-            if candidate != path:
-                run_dir = candidate.parent
-            path = candidate
-            break
-    else:
-        models = sorted(path.glob("*.tflite"))
-        if not models:
-            raise InputFileError(
-                f"{path} holds no .tflite files and no export.json",
-                hint="export first (`mobile-ml export RUNDIR`) or pass a .tflite file",
-            )
-        return [Target(m.stem, m, m.stat().st_size) for m in models], None, None
-    try:
-        report = json.loads((path / "export.json").read_text(encoding="utf-8"))
-        rows = report["variants"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputFileError(f"{path / 'export.json'} is damaged: {e}", hint="export the run again") from e
-    targets = [Target(r["variant"], path / r["file"], int(r["bytes"]), r) for r in rows if (path / r["file"]).is_file()]
-    if not targets:
-        raise InputFileError(f"{path} lists variants but none of their files exist", hint="export the run again")
-    return targets, report, run_dir
-
-
-def default_out(target: str | Path) -> Path:
-    """RUNDIR/benchmark for a run or its exports; NAME-benchmark/ beside a single .tflite file."""
-    path = Path(target)
-    if path.is_file():
-        return path.with_name(f"{path.stem}-benchmark")
-    for candidate in (path / "run" / "exports", path / "exports"):
-        if candidate.is_dir():
-            return candidate.parent / "benchmark"
-    if (path / "export.json").is_file():
-        return path.parent / "benchmark"
-    return path / "benchmark"
-
-
-def _check(target: Target) -> int:
+def check_model(target: Target) -> int:
+    """Validate one model before anything runs it; its MACs."""
     data = tflite_file.read_model_bytes(target.path)
     try:
         tflite_file.load_interpreter(data, str(target.path))  # LiteRT verifies the flatbuffer: damage fails here
@@ -219,10 +103,45 @@ def _test_input(run_dir: Path | None) -> tuple[np.ndarray | None, str]:
 def run(
     target: str | Path, options: BenchmarkOptions | None = None, *, reporter: Reporter | None = None
 ) -> BenchmarkResult:
-    options = options or BenchmarkOptions()
-    targets, export_report, run_dir = resolve(target)
-    macs = {t.name: _check(t) for t in targets}
-    x, source = _test_input(run_dir)
+    """Benchmark TARGET (a path) on this machine."""
+    return measure_local(resolve(target), options or BenchmarkOptions(), reporter=reporter)
+
+
+def gops(macs: int, center_ms: float) -> float:
+    """Achieved arithmetic: 2 operations per multiply-accumulate, per second, in billions."""
+    return 2 * macs / (center_ms / 1e3) / 1e9 if center_ms > 0 else 0.0
+
+
+def _measurement(t: Target, threads: int, repeat: int, options: BenchmarkOptions, raw: dict, macs: int) -> Measurement:
+    """One worker's output as a Measurement: the warm-up runs counted apart, statistics over the timed runs only."""
+    samples = [float(x) for x in raw["samples_ms"]]
+    stats = LatencyStats.of(samples)
+    warm = raw["warmup_ms"]
+    return Measurement(
+        variant=t.name,
+        model=str(t.path),
+        bytes=t.size_bytes,
+        threads=threads,
+        xnnpack=options.xnnpack,
+        repeat=repeat,
+        init_ms=raw["init_ms"],
+        first_ms=raw["first_ms"],
+        warmup_runs=len(warm),
+        warmup_mean_ms=float(np.mean(warm)) if warm else 0.0,
+        latency_ms=stats,
+        memory_mib=raw["memory_mib"],
+        macs=macs,
+        gops=gops(macs, stats.p50 or 0.0),
+        samples_ms=tuple(samples),
+    )
+
+
+def measure_local(
+    resolved: Resolved, options: BenchmarkOptions, *, reporter: Reporter | None = None
+) -> BenchmarkResult:
+    targets = resolved.targets
+    macs = {t.name: check_model(t) for t in targets}
+    x, source = _test_input(resolved.run_dir)
     measurements: list[Measurement] = []
     total = len(targets) * len(options.threads) * options.repeats
     with tempfile.TemporaryDirectory(prefix="mobile-ml-bench-") as tmp:
@@ -230,40 +149,18 @@ def run(
         if x is not None:
             input_path = str(Path(tmp) / "input.npy")
             np.save(input_path, x)
-        i = 0
         # Repeats are the outer loop so a noisy minute spreads across every configuration instead of hitting one.
         for repeat in range(options.repeats):
             for t in targets:
                 for threads in options.threads:
                     if reporter:
-                        reporter.measuring(t, threads, repeat, i, total)
-                    i += 1
+                        reporter.measuring(t, threads, repeat, len(measurements), total)
                     raw = _spawn(t, threads, options, input_path, Path(tmp))
-                    stats = LatencyStats.of(raw["samples_ms"])
-                    warm = raw["warmup_ms"]
-                    measurements.append(
-                        Measurement(
-                            t.name,
-                            str(t.path),
-                            t.size_bytes,
-                            threads,
-                            options.xnnpack,
-                            repeat,
-                            raw["init_ms"],
-                            raw["first_ms"],
-                            len(warm),
-                            float(np.mean(warm)) if warm else 0.0,
-                            stats,
-                            raw["memory_mib"],
-                            macs[t.name],
-                            2 * macs[t.name] / (stats.p50 / 1e3) / 1e9 if stats.p50 > 0 else 0.0,
-                            raw["samples_ms"],
-                        )
-                    )
-    return BenchmarkResult(fingerprint(), options, source, measurements, export_report)
+                    measurements.append(_measurement(t, threads, repeat, options, raw, macs[t.name]))
+    return BenchmarkResult(fingerprint(), options, source, tuple(measurements), export=resolved.export)
 
 
-def _spawn(t: Target, threads: int, options: BenchmarkOptions, input_path: str | None, tmp: Path) -> dict:
+def _spawn(t: Target, threads: int, options: BenchmarkOptions, input_path: str | None, tmp: Path) -> dict[str, Any]:
     spec = {
         "model": str(t.path),
         "threads": threads,

@@ -16,7 +16,9 @@ import array
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _status_kib(field: str) -> int | None:
@@ -38,7 +40,9 @@ def _reset_peak() -> bool:
         return False
 
 
-def timed_loop(invoke, samples, min_runs: int, min_s: float, max_s: float) -> int:
+def timed_loop(
+    invoke: Callable[[], object], samples: array.array[int], min_runs: int, min_s: float, max_s: float
+) -> int:
     """Call ``invoke`` until at least ``min_runs`` calls and ``min_s`` seconds (at most ``len(samples)`` calls or
     ``max_s``), storing each call's nanoseconds in ``samples``; returns the number of calls.
 
@@ -58,29 +62,15 @@ def timed_loop(invoke, samples, min_runs: int, min_s: float, max_s: float) -> in
             return n
 
 
-def measure(spec: dict) -> dict:
+def _set_inputs(interpreter: Any, input_path: str | None) -> None:
+    """The given example (quantized as the model expects) as the first input; seeded random values elsewhere."""
     import numpy as np
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from mobile_ml.export.tflite_file import TensorInfo, check_model_bytes, quantize
+    from mobile_ml.export.tflite_file import TensorInfo, quantize
 
-    data = Path(spec["model"]).read_bytes()
-    check_model_bytes(data, spec["model"])
-    resolver = OpResolverType.AUTO if spec.get("xnnpack", True) else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    rss0 = _status_kib("VmRSS")
-    can_reset = _reset_peak()
-    t0 = time.perf_counter_ns()
-    interpreter = Interpreter(
-        model_content=data, num_threads=int(spec["threads"]), experimental_op_resolver_type=resolver
-    )
-    interpreter.allocate_tensors()
-    init_ns = time.perf_counter_ns() - t0
-    init_peak = _status_kib("VmHWM")
-
-    inputs = interpreter.get_input_details()
     rng = np.random.default_rng(0)
-    given = np.load(spec["input"]) if spec.get("input") else None
-    for i, d in enumerate(inputs):
+    given = np.load(input_path) if input_path else None
+    for i, d in enumerate(interpreter.get_input_details()):
         info = TensorInfo.from_details(d)
         shape = [1 if s == -1 else int(s) for s in info.shape]
         if given is not None and i == 0:
@@ -95,6 +85,26 @@ def measure(spec: dict) -> dict:
             interpreter.allocate_tensors()
         interpreter.set_tensor(d["index"], x)
 
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from mobile_ml.export.tflite_file import check_model_bytes
+
+    data = Path(spec["model"]).read_bytes()
+    check_model_bytes(data, spec["model"])
+    resolver = OpResolverType.AUTO if spec.get("xnnpack", True) else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    rss0 = _status_kib("VmRSS")
+    can_reset = _reset_peak()
+    t0 = time.perf_counter_ns()
+    interpreter = Interpreter(
+        model_content=data, num_threads=int(spec["threads"]), experimental_op_resolver_type=resolver
+    )
+    interpreter.allocate_tensors()
+    init_ns = time.perf_counter_ns() - t0
+    init_peak = _status_kib("VmHWM")
+
+    _set_inputs(interpreter, spec.get("input"))
     invoke = interpreter.invoke
     clock = time.perf_counter_ns
     t0 = clock()

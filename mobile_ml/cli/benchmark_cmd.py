@@ -64,7 +64,9 @@ def run(
 ) -> None:
     """Benchmark TARGET: init, first inference, warm-up, timed runs (p50…p99), memory, MACs and GOP/s."""
     from mobile_ml.benchmark import report
-    from mobile_ml.benchmark.runner import BenchmarkOptions, default_out, resolve
+    from mobile_ml.benchmark.runner import BenchmarkOptions, default_out
+    from mobile_ml.benchmark.session import benchmark
+    from mobile_ml.contracts import document_dict
     from mobile_ml.outputs import check_destination, dumps
 
     options = BenchmarkOptions(
@@ -81,23 +83,12 @@ def run(
     destination = out or default_out(target)
     check_destination(destination.absolute(), force)  # before minutes of measuring, not after
     with render.BenchmarkProgress() as progress:
-        if device == "local":
-            from mobile_ml.benchmark.runner import run as run_local
-
-            result = run_local(target, options, reporter=progress)
-        else:
-            from mobile_ml.benchmark.android import run_adb
-
-            result = run_adb(target, options, device=device, binary=benchmark_binary, reporter=progress)
-        keras = None
-        if compare_keras:
-            from mobile_ml.benchmark.keras_time import time_keras
-
-            keras = time_keras(resolve(target)[2], options)
-            result.keras = keras
+        result = benchmark(
+            target, options, device=device, binary=benchmark_binary, compare_keras=compare_keras, reporter=progress
+        )
     written = report.write(result, destination, force=force)
     if json:
-        typer.echo(dumps(result.to_dict()), nl=False)
+        typer.echo(dumps(document_dict(result)), nl=False)
         return
     console.out.print(render.benchmark_table(result))
     console.out.print(
@@ -113,13 +104,20 @@ def compare(
     max_regression: float = typer.Option(10.0, "--max-regression", help="Allowed p50 slowdown, percent."),
     json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
-    """Per (variant, threads) p50 deltas; exit 4 if any regressed beyond the limit and beyond the noise."""
+    """Per (variant, threads) p50 deltas; exit 4 if any regressed beyond the limit and beyond the noise.
+
+    A verdict needs at least 3 repeats a side (benchmark both with --repeats 3); with fewer, the pair is reported as
+    "insufficient evidence" and the exit code is 0."""
     from mobile_ml.benchmark import compare as cmp
+    from mobile_ml.contracts import document_dict
     from mobile_ml.outputs import dumps
 
-    deltas = cmp.compare(cmp.load(base), cmp.load(new), max_regression)
+    comparison = cmp.compare_files(base, new, max_regression)
     if json:
-        typer.echo(dumps(cmp.to_dict(deltas, str(base), str(new), max_regression)), nl=False)
+        typer.echo(dumps(document_dict(comparison)), nl=False)
     else:
-        console.out.print(render.compare_table(deltas, max_regression))
-    cmp.check(deltas, max_regression)
+        console.out.print(render.compare_table(list(comparison.deltas), max_regression))
+    note = cmp.unjudged_note(comparison)
+    if note:
+        console.info(f"note: {note}")
+    cmp.check(comparison)

@@ -1,0 +1,78 @@
+"""What ``mobile-ml benchmark TARGET`` measures: a .tflite file, a directory of them, an export directory
+(``export.json`` beside variant folders) or a run / quickstart directory (all its exported variants)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mobile_ml.errors import InputFileError
+from mobile_ml.export import tflite_file
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # variant name, or the file's stem
+    path: Path
+    size_bytes: int
+    export: dict[str, Any] | None = None  # the variant's row of export.json, when there is one
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """TARGET, resolved once: the models, the run's export.json when there is one, and the run directory when
+    TARGET is a run (its test split is the input; --compare-keras times its Keras model)."""
+
+    targets: tuple[Target, ...]
+    export: dict[str, Any] | None
+    run_dir: Path | None
+
+
+def resolve(target: str | Path) -> Resolved:
+    path = Path(target)
+    if path.is_file():
+        data = tflite_file.read_model_bytes(path)
+        return Resolved((Target(path.stem, path, len(data)),), None, None)
+    if not path.is_dir():
+        raise InputFileError(f"{path} does not exist", hint="pass a .tflite file, an export directory or a run")
+    run_dir = None
+    for candidate in (path, path / "exports", path / "run" / "exports"):
+        if (candidate / "export.json").is_file():
+            if candidate != path:
+                run_dir = candidate.parent
+            path = candidate
+            break
+    else:
+        models = sorted(path.glob("*.tflite"))
+        if not models:
+            raise InputFileError(
+                f"{path} holds no .tflite files and no export.json",
+                hint="export first (`mobile-ml export RUNDIR`) or pass a .tflite file",
+            )
+        return Resolved(tuple(Target(m.stem, m, m.stat().st_size) for m in models), None, None)
+    try:
+        report = json.loads((path / "export.json").read_text(encoding="utf-8"))
+        rows = report["variants"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputFileError(f"{path / 'export.json'} is damaged: {e}", hint="export the run again") from e
+    targets = tuple(
+        Target(r["variant"], path / r["file"], int(r["bytes"]), r) for r in rows if (path / r["file"]).is_file()
+    )
+    if not targets:
+        raise InputFileError(f"{path} lists variants but none of their files exist", hint="export the run again")
+    return Resolved(targets, report, run_dir)
+
+
+def default_out(target: str | Path) -> Path:
+    """RUNDIR/benchmark for a run or its exports; NAME-benchmark/ beside a single .tflite file."""
+    path = Path(target)
+    if path.is_file():
+        return path.with_name(f"{path.stem}-benchmark")
+    for candidate in (path / "run" / "exports", path / "exports"):
+        if candidate.is_dir():
+            return candidate.parent / "benchmark"
+    if (path / "export.json").is_file():
+        return path.parent / "benchmark"
+    return path / "benchmark"
