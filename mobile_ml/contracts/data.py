@@ -105,7 +105,7 @@ class ImageSpec:
 
     @classmethod
     def from_dict(cls, f: Fields) -> ImageSpec:
-        value_range = _numbers(f, "value_range")
+        value_range = number_list(f, "value_range")
         if len(value_range) != 2:
             raise f.error("value_range", "expected [low, high]")
         lo, hi = value_range
@@ -131,7 +131,7 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, f: Fields) -> Normalization:
-        mean, std = _numbers(f, "mean"), _numbers(f, "std")
+        mean, std = number_list(f, "mean"), number_list(f, "std")
         if len(mean) != len(std):
             raise f.error("std", f"{len(std)} values for {len(mean)} means")
         if any(s <= 0 for s in std):
@@ -220,13 +220,18 @@ class DataSpec:
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def _numbers(f: Fields, key: str) -> list[float]:
+def number_list(f: Fields, key: str) -> list[float]:
+    """A list of finite numbers (``Fields`` reads lists of strings and objects, not of numbers)."""
     # A one-value Fields read with the empty key names the list item itself in errors ("...mean[3]: ...").
     return list(f.items(key, lambda v, where: Fields({"": v}, where, hint=f.hint).number("")))
 
 
+def integer_list(f: Fields, key: str, *, lo: int | None = None) -> list[int]:
+    return list(f.items(key, lambda v, where: Fields({"": v}, where, hint=f.hint).integer("", lo=lo)))
+
+
 def _counts(f: Fields, key: str, num_classes: int) -> list[int]:
-    counts = list(f.items(key, lambda v, where: Fields({"": v}, where, hint=f.hint).integer("", lo=0)))
+    counts = integer_list(f, key, lo=0)
     if len(counts) != num_classes:
         raise f.error(key, f"{len(counts)} counts for {num_classes} labels")
     return counts
