@@ -11,17 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mobile_ml.data.encoding import convert, fit_column, transform
 from mobile_ml.data.profile import (
     classify_column,
     iqr_fences,
     label_strings,
     looks_continuous,
-    parse_dates,
     read_csv,
     sorted_labels,
     to_numbers,
@@ -30,7 +29,6 @@ from mobile_ml.data.profile import (
 from mobile_ml.data.spec import (
     LABEL_COLUMN,
     SPLITS,
-    ColumnKind,
     ColumnSpec,
     DataKind,
     DataSpec,
@@ -41,8 +39,6 @@ from mobile_ml.data.split import SplitOptions, stratified_split
 from mobile_ml.errors import ConfigError, DataError
 from mobile_ml.outputs import to_jsonable
 
-UNKNOWN = "__unknown__"  # the one-hot bucket for categories outside the vocabulary (and, if asked, missing values)
-DATE_PARTS = ("year", "month", "day", "dayofweek")  # dayofweek: Monday = 0
 FILES = {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
 
 _CHOICES = {
@@ -195,7 +191,7 @@ def _clean(df: pd.DataFrame, target: str, options: TabularOptions) -> _Table:
             "no usable feature columns: every column other than the target was dropped",
             hint="see dropped_columns in data.json; list a column in keep_columns to keep it anyway",
         )
-    values = {name: _convert(df[name], encoding) for name, encoding in plan}
+    values = {name: convert(df[name], encoding) for name, encoding in plan}
 
     # 4. Optionally drop rows with a missing value instead of imputing.
     missing_rows = 0
@@ -233,7 +229,7 @@ def _fit_columns(table: _Table, train: np.ndarray, options: TabularOptions) -> l
     """Each planned column's encoding, fitted on the train rows; 7. a column with no train value is dropped."""
     columns: list[ColumnSpec] = []
     for name, encoding in table.plan:
-        spec = _fit_column(name, encoding, table.values[name].iloc[train], options)
+        spec = fit_column(name, encoding, table.values[name].iloc[train], options)
         if spec is None:
             table.dropped.append({"name": name, "reason": "every value in the train split is missing"})
         else:
@@ -257,7 +253,7 @@ def _encode(
     for s in SPLITS:
         parts = []
         for c in columns:
-            frame, n_imputed = _transform(c, table.values[c.name].iloc[index[s]].reset_index(drop=True))
+            frame, n_imputed = transform(c, table.values[c.name].iloc[index[s]].reset_index(drop=True))
             parts.append(frame)
             if n_imputed:
                 imputed[c.name] = imputed.get(c.name, 0) + n_imputed
@@ -373,17 +369,6 @@ def _forced_encoding(series: pd.Series, kind) -> str:
     )
 
 
-def _convert(series: pd.Series, encoding: str) -> pd.Series:
-    """Raw values → floats (numeric), strings (categorical) or UTC timestamps (date); missing stays missing."""
-    if encoding == "numeric":
-        return to_numbers(series)
-    if encoding == "date":
-        if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            return pd.to_datetime(series, utc=True)
-        return parse_dates(series)
-    return series.map(str, na_action="ignore").astype(object)
-
-
 def _remove_outliers(train: np.ndarray, values: dict[str, pd.Series], plan, factor: float):
     """Train rows outside the IQR fences (fitted on train) of any numeric column are removed."""
     outside = np.zeros(len(train), dtype=bool)
@@ -396,63 +381,3 @@ def _remove_outliers(train: np.ndarray, values: dict[str, pd.Series], plan, fact
         low, high = iqr_fences(v.dropna(), factor)
         outside |= ((v < low) | (v > high)).to_numpy()  # NaN compares False: missing is not an outlier
     return train[~outside], int(outside.sum())
-
-
-def _date_parts(dates: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({p: getattr(dates.dt, p) for p in DATE_PARTS}).astype(float)
-
-
-def _fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptions) -> ColumnSpec | None:
-    """The encoding of one column, fitted on its train values; None when train has no value to fit on."""
-    present = train.dropna()
-    if len(present) == 0:
-        return None
-    imputing = options.missing == "impute"
-    if encoding == "numeric":
-        center = float(present.median() if options.numeric_impute == "median" else present.mean())
-        return ColumnSpec(name, ColumnKind.NUMERIC, [name], impute=center if imputing else None)
-    if encoding == "date":
-        parts = _date_parts(present)
-        medians = {p: float(parts[p].median()) for p in DATE_PARTS}
-        return ColumnSpec(
-            name,
-            ColumnKind.DATE,
-            [f"{name}.{p}" for p in DATE_PARTS],
-            impute=medians if imputing else None,
-            date_parts=list(DATE_PARTS),
-        )
-    counts = present.value_counts()
-    # Ties broken by value, so the vocabulary does not depend on row order.
-    vocabulary = sorted(counts.index, key=lambda v: (-counts[v], v))[: options.max_categories]
-    unknown = f"{name}={UNKNOWN}"
-    impute: Any = None
-    if imputing:
-        impute = UNKNOWN if options.categorical_impute == "unknown" else vocabulary[0]
-    return ColumnSpec(
-        name,
-        ColumnKind.CATEGORICAL,
-        [f"{name}={v}" for v in vocabulary] + [unknown],
-        impute=impute,
-        vocabulary=list(vocabulary),
-        unknown_feature=unknown,
-    )
-
-
-def _transform(spec: ColumnSpec, values: pd.Series) -> tuple[pd.DataFrame, int]:
-    """Encoded features of one column for one split, and how many missing values were imputed."""
-    n_missing = int(values.isna().sum()) if spec.impute is not None else 0
-    if spec.kind == "numeric":
-        filled = values if spec.impute is None else values.fillna(spec.impute)
-        return pd.DataFrame({spec.name: filled.astype(float)}), n_missing
-    if spec.kind == "date":
-        parts = _date_parts(values)
-        if spec.impute is not None:
-            parts = parts.fillna(spec.impute)
-        return parts.set_axis(spec.features, axis=1), n_missing
-    if spec.impute is not None and spec.impute != UNKNOWN:
-        values = values.fillna(spec.impute)
-    vocabulary = spec.vocabulary or []
-    # features = one per vocabulary entry, then the unknown bucket
-    onehot = {f: (values == v).to_numpy(dtype=float) for f, v in zip(spec.features[:-1], vocabulary, strict=True)}
-    onehot[spec.features[-1]] = (~values.isin(vocabulary)).to_numpy(dtype=float)  # missing counts as unknown
-    return pd.DataFrame(onehot), n_missing
