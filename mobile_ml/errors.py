@@ -6,7 +6,6 @@ code. Anything else that escapes is a bug and exits with ``EXIT_INTERNAL``.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USER = 2
 EXIT_GATE = 3  # a quality gate failed: export parity, a publish root that does not verify

@@ -26,11 +26,10 @@ from mobile_ml.export.options import ExportOptions
 from mobile_ml.export.report import ExportResult
 from mobile_ml.outputs import atomic_dir, write_json
 from mobile_ml.train.config import TrainConfig
-from mobile_ml.train.rundir import load_run
+from mobile_ml.train.rundir import PipelineLayout, load_run
 from mobile_ml.train.trainer import TrainResult, train
 
 PIPELINE_SCHEMA = "mobile_ml.pipeline_result"
-DEFAULT_QUICKSTART_OUT = "runs/quickstart"
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ class PipelineResult:
             "schema_version": 1,
             "out": str(self.out),
             "data": {
-                "dir": str(self.out / "data"),
+                "dir": str(PipelineLayout(self.out).data),
                 "kind": self.data.kind,
                 "counts": self.data.counts,
                 "labels": self.data.labels,
@@ -116,20 +115,22 @@ def run_pipeline(config: PipelineConfig, out: str | Path, *, force: bool = False
     out = Path(out).absolute()
     stage = getattr(reporter, "stage", lambda name: None)
     with atomic_dir(out, force=force) as tmp:
+        layout = PipelineLayout(tmp)
         d = config.data
         stage("profile")
         # Images are decoded once for both steps; a CSV is cheap to read twice.
         loaded = None if source_type(d.source) == "csv" else load_images(d.source, d.image)
         report = profile(d.source, target=d.target, image=d.image, loaded=loaded)
-        write_json(tmp / "profile.json", report)
+        write_json(layout.profile_json, report)
         stage("prepare")
         spec = prepare(
-            d.source, tmp / "data", target=d.target, clean=d.clean, image=d.image, split=d.split, loaded=loaded
+            d.source, layout.data, target=d.target, clean=d.clean, image=d.image, split=d.split, loaded=loaded
         )
         stage("train")
-        result = train(tmp / "data", tmp / "run", config.train, reporter=reporter)
+        result = train(layout.data, layout.run.dir, config.train, reporter=reporter)
         stage("export")
-        exports = export_run(load_run(tmp / "run"), tmp / "run" / "exports", config.export, reporter=reporter)
-    result = replace(result, run_dir=out / "run")
-    exports = replace(exports, run_dir=out / "run", exports_dir=out / "run" / "exports")
+        exports = export_run(load_run(layout.run.dir), layout.run.exports, config.export, reporter=reporter)
+    run = PipelineLayout(out).run
+    result = replace(result, run_dir=run.dir)
+    exports = replace(exports, run_dir=run.dir, exports_dir=run.exports)
     return PipelineResult(out, report, spec, result, exports, time.perf_counter() - start)

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mobile_ml.contracts import document_dict, parse_document, write_document
 from mobile_ml.data.spec import LABEL_COLUMN, SPLITS, DataSpec, load_spec, load_split
 from mobile_ml.data.split import SplitOptions
 from mobile_ml.data.tabular import TabularOptions, prepare_tabular
 from mobile_ml.errors import ConfigError, DataError
-from mobile_ml.outputs import write_json
 
 
 def prepare(tmp_path, df, target="y", name="out", split=None, **options):
@@ -286,9 +286,9 @@ def test_normalization_is_train_mean_and_population_std(tmp_path):
 def test_round_trip_through_data_json_and_load_split(tmp_path):
     df = base()
     spec, out = prepare(tmp_path, df, keep_columns=["rid"])
-    write_json(out / "data.json", spec.to_dict())
+    write_document(out / "data.json", spec)
     loaded = load_spec(out)
-    assert loaded == DataSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert loaded == spec == parse_document(DataSpec, json.loads(json.dumps(document_dict(spec))), where="d")
     assert loaded.features == spec.features and loaded.columns == spec.columns
     assert spec.files == {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
     assert spec.source["rows"] == 60 and spec.source["columns"] == 4

@@ -5,9 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from mobile_ml.contracts import read_document, write_document
+from mobile_ml.contracts.run import RunRecord
 from mobile_ml.data.spec import load_spec, load_split
 from mobile_ml.errors import ConfigError, InputFileError
 from mobile_ml.train.config import GridConfig, TrainConfig
+from mobile_ml.train.metrics import classification_metrics
+from mobile_ml.train.rundir import load_run
 from mobile_ml.train.trainer import NullReporter, train
 from tests.conftest import TINY, leftovers
 
@@ -24,16 +28,17 @@ def test_run_directory_contents(tiny_run):
         "model.keras",
         "saved_model",
     } <= names
-    meta = json.loads((run / "run.json").read_text())
-    assert meta["schema"] == "mobile_ml.run" and meta["schema_version"] == 1
-    assert meta["seed"] == TINY.seed and meta["config"]["epochs"] == TINY.epochs
-    assert meta["model"]["family"] == "cnn" and meta["model"]["input_shape"] == [8, 8, 1]
-    assert meta["selection"]["selected"] == result.selected.candidate.name
-    assert len(meta["data"]["data_json_sha256"]) == 64 and meta["data"]["source"]["type"] == "builtin"
-    assert {"tensorflow", "tf_keras", "numpy", "python"} <= set(meta["environment"])
-    assert meta["timings"]["total_s"] >= meta["timings"]["train_s"] > 0
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["accuracy"] == result.test.accuracy and len(metrics["confusion_matrix"]) == 10
+    raw = json.loads((run / "run.json").read_text())
+    assert raw["schema"] == "mobile_ml.run" and raw["schema_version"] == 1  # the on-disk names other tools read
+    meta = read_document(RunRecord, run / "run.json")
+    assert meta.seed == TINY.seed and meta.config == TINY
+    assert meta.model.family == "cnn" and meta.model.input_shape == [8, 8, 1]
+    assert meta.selection.selected == result.selected.candidate.name
+    assert len(meta.data.data_json_sha256 or "") == 64 and meta.data.source["type"] == "builtin"
+    assert {"tensorflow", "tf_keras", "numpy", "python"} <= set(meta.environment)
+    assert meta.timings["total_s"] >= meta.timings["train_s"] > 0
+    metrics = load_run(run).metrics()
+    assert metrics.split == "test" and metrics.metrics == result.test and len(metrics.metrics.confusion_matrix) == 10
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == result.selected.epochs_run and float(rows[0]["val_loss"]) > 0
@@ -72,6 +77,56 @@ def test_best_candidate_selected_on_validation(digits_dir, tmp_path):
     assert len(result.candidates) == 2
     assert result.selected.candidate.learning_rate == 0.01
     assert result.selected.val_accuracy > result.candidates[0].val_accuracy
+
+
+def _validation_scores(run):
+    """Accuracy and loss of the saved model on the run's validation split, recomputed here."""
+    x, y = run.split("validation")
+    return classification_metrics(y, run.load_model().predict(x, batch_size=256, verbose=0), run.spec.labels)
+
+
+def test_recorded_validation_scores_are_the_saved_models_on_validation(tiny_run):
+    """run.json's validation figures are the kept weights' scores on the validation split, not the test split's."""
+    run = load_run(tiny_run[0])
+    kept = run.info.selection.kept
+    recomputed = _validation_scores(run)
+    assert kept.val_accuracy == pytest.approx(recomputed.accuracy, abs=1e-6)
+    assert kept.val_loss == pytest.approx(recomputed.loss, rel=1e-4)
+    # Early stopping kept the epoch with the lowest validation loss, and those are the weights saved.
+    history = tiny_run[1].selected.history
+    best = min(history, key=lambda row: row["val_loss"])
+    assert kept.best_epoch == best["epoch"] and kept.val_loss == pytest.approx(best["val_loss"], rel=1e-4)
+
+
+def test_selection_and_early_stopping_never_look_at_the_test_split(digits_dir, tmp_path):
+    """A test split that disagrees with validation (its labels shifted by one) must not change what is kept.
+
+    On this test split the good candidate scores about 0 and the diverged one (lr 0.9, one class for everything)
+    about 0.1: selecting or early-stopping on test would keep the wrong model and record the wrong scores.
+    """
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(digits_dir, data)
+    spec = load_spec(data)
+    x_val, y_val = load_split(data, spec, "validation")
+    y_shifted = (y_val + 1) % spec.num_classes
+    np.savez_compressed(data / spec.files["test"], x=x_val.astype(np.uint8), y=y_shifted)
+    counts = {**spec.counts, "test": len(y_val)}
+    class_counts = {**spec.class_counts, "test": np.bincount(y_shifted, minlength=spec.num_classes).tolist()}
+    write_document(data / "data.json", replace(spec, counts=counts, class_counts=class_counts))
+    cfg = replace(TINY, grid=GridConfig(width=(8,), depth=(1,), learning_rate=(0.9, 0.01), dropout=(0.0,)))
+
+    result = train(data, tmp_path / "run", cfg)
+    run = load_run(tmp_path / "run")
+    scores = run.info.selection.candidates
+    assert (
+        run.info.selection.selected == min(scores, key=lambda c: (-c.val_accuracy, c.val_loss, c.params)).candidate.name
+    )
+    assert result.selected.candidate.learning_rate == 0.01
+    assert run.info.selection.kept.val_accuracy == pytest.approx(_validation_scores(run).accuracy, abs=1e-6)
+    assert run.info.selection.kept.val_accuracy > 0.5 > result.test.accuracy  # the shifted test split, scored once
+    assert run.metrics().metrics.accuracy == run.info.test.accuracy == result.test.accuracy
 
 
 def test_interrupt_mid_training_leaves_nothing(digits_dir, tmp_path):

@@ -10,6 +10,7 @@ from typing import Any
 
 from mobile_ml.errors import InputFileError
 from mobile_ml.export import tflite_file
+from mobile_ml.train.rundir import RunLayout
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def resolve(target: str | Path) -> Resolved:
     if not path.is_dir():
         raise InputFileError(f"{path} does not exist", hint="pass a .tflite file, an export directory or a run")
     run_dir = None
-    for candidate in (path, path / "exports", path / "run" / "exports"):
+    for candidate in (path, RunLayout.of(path).exports):
         if (candidate / "export.json").is_file():
             if candidate != path:
                 run_dir = candidate.parent
@@ -70,9 +71,6 @@ def default_out(target: str | Path) -> Path:
     path = Path(target)
     if path.is_file():
         return path.with_name(f"{path.stem}-benchmark")
-    for candidate in (path / "run" / "exports", path / "exports"):
-        if candidate.is_dir():
-            return candidate.parent / "benchmark"
-    if (path / "export.json").is_file():
+    if (path / "export.json").is_file():  # an exports directory: beside it, in its run
         return path.parent / "benchmark"
-    return path / "benchmark"
+    return RunLayout.of(path).benchmark

@@ -81,6 +81,7 @@ def prepare(
     json: bool = typer.Option(False, "--json", help="Print data.json to stdout instead of tables."),
 ) -> None:
     """Clean, encode and split a dataset into a data directory for `mobile-ml train`."""
+    from mobile_ml.contracts import document_dict
     from mobile_ml.data.images import ImageOptions, parse_size
     from mobile_ml.data.prepare import prepare as run_prepare
     from mobile_ml.data.split import SplitOptions, parse_ratios
@@ -109,7 +110,7 @@ def prepare(
         split=SplitOptions(train, val, test, seed=seed, stratify=stratify),
     )
     if json:
-        typer.echo(dumps(spec.to_dict()), nl=False)
+        typer.echo(dumps(document_dict(spec)), nl=False)
         return
     for t in render.data_spec_tables(spec, out):
         console.out.print(t)

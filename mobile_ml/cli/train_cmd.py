@@ -26,8 +26,10 @@ def train(
     from mobile_ml.train.trainer import train as run_train
 
     cfg = load_train_config(config) if config else TrainConfig()
-    overrides = {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
-    cfg = replace(cfg, **overrides)
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
     with render.TrainProgress() as progress:
         result = run_train(datadir, out, cfg, force=force, reporter=progress)
     if json:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_ml.data.spec import DataSpec, ImageSpec, Normalization
+from mobile_ml.data.spec import SPLITS, DataKind, DataSpec, ImageSpec, Normalization, NormalizationAxis
 from mobile_ml.data.split import SplitOptions, stratified_split
 from mobile_ml.errors import ConfigError, DataError, InputFileError
 from mobile_ml.outputs import sha256_file
@@ -45,14 +45,14 @@ def parse_size(text: str) -> tuple[int, int]:
     """``"32x32"`` or ``"32"`` → (32, 32)."""
     parts = text.lower().replace("×", "x").split("x")
     try:
-        nums = tuple(int(p) for p in parts)
+        nums = [int(p) for p in parts]
     except ValueError:
-        nums = ()
+        nums = []
     if len(nums) == 1:
         nums = nums * 2
     if len(nums) != 2:
         raise ConfigError(f"image size {text!r} is not HEIGHTxWIDTH", hint="e.g. --image-size 32x32")
-    return nums  # type: ignore[return-value]
+    return nums[0], nums[1]
 
 
 def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
@@ -127,7 +127,7 @@ def prepare_images(
     out: Path,
 ) -> DataSpec:
     """Split, compute per-channel normalization on train, write the ``.npz`` splits into ``out``."""
-    idx = dict(zip(("train", "validation", "test"), stratified_split(labels, split, label_names)))
+    idx = dict(zip(SPLITS, stratified_split(labels, split, label_names), strict=True))
     train = images[idx["train"]].astype(np.float64)
     axes = tuple(range(train.ndim - 1))
     mean = train.mean(axis=axes)
@@ -139,11 +139,11 @@ def prepare_images(
         np.savez_compressed(out / files[name], x=images[rows], y=labels[rows])
     n_classes = len(label_names)
     return DataSpec(
-        kind="image",
+        kind=DataKind.IMAGE,
         source=source,
         target="label",
         labels=label_names,
-        normalization=Normalization(mean=mean.tolist(), std=std.tolist(), axis="channel"),
+        normalization=Normalization(mean=mean.tolist(), std=std.tolist(), axis=NormalizationAxis.CHANNEL),
         counts={k: int(len(v)) for k, v in idx.items()},
         class_counts={k: np.bincount(labels[v], minlength=n_classes).tolist() for k, v in idx.items()},
         split=split.to_dict(),
@@ -181,7 +181,7 @@ def profile_images(images: np.ndarray, labels: np.ndarray, label_names: list[str
         },
         "duplicate_images": int(duplicates),
         "target": {
-            "classes": {name: int(c) for name, c in zip(label_names, counts)},
+            "classes": {name: int(c) for name, c in zip(label_names, counts, strict=True)},
             "num_classes": len(label_names),
             "minority_majority_ratio": ratio,
         },

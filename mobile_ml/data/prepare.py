@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mobile_ml.contracts import write_document
 from mobile_ml.data.images import ImageOptions, load_builtin, load_folder, prepare_images, profile_images
 from mobile_ml.data.spec import DataSpec
 from mobile_ml.data.split import SplitOptions
 from mobile_ml.errors import ConfigError, InputFileError
-from mobile_ml.outputs import atomic_dir, write_json
+from mobile_ml.outputs import atomic_dir
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -76,5 +77,5 @@ def prepare(
         else:
             x, y, names, src, value_range = loaded or load_images(source, image)
             spec = prepare_images(x, y, names, src, value_range, split, tmp)
-        write_json(tmp / "data.json", spec.to_dict())
+        write_document(tmp / "data.json", spec)
     return spec

@@ -235,9 +235,11 @@ def looks_continuous(series: pd.Series) -> bool:
     values = series.dropna()
     if len(values) == 0 or pd.api.types.is_bool_dtype(series.dtype):
         return False
-    if not pd.api.types.is_numeric_dtype(series.dtype):
-        if pd.to_numeric(_sample(values).astype(str).str.strip(), errors="coerce").notna().mean() < NUMBER_SHARE:
-            return False
+    if (
+        not pd.api.types.is_numeric_dtype(series.dtype)
+        and pd.to_numeric(_sample(values).astype(str).str.strip(), errors="coerce").notna().mean() < NUMBER_SHARE
+    ):
+        return False
     distinct = values.nunique()
     return distinct > CONTINUOUS_MIN_DISTINCT and distinct / len(values) > CONTINUOUS_MIN_SHARE
 
@@ -255,7 +257,7 @@ def sorted_labels(labels: pd.Series) -> list[str]:
     distinct = sorted(set(labels.tolist()))
     numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce")
     if len(distinct) and numbers.notna().all():
-        return [d for _, d in sorted(zip(numbers.tolist(), distinct))]
+        return [d for _, d in sorted(zip(numbers.tolist(), distinct, strict=True))]
     return distinct
 
 

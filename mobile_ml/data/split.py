@@ -84,18 +84,19 @@ def stratified_split(labels: np.ndarray, options: SplitOptions, label_names: lis
             name = names[int(c)] if label_names else str(c)
             if len(idx) < min_rows:
                 raise DataError(
-                    f"class {name!r} has only {len(idx)} row(s); a stratified split needs at least {min_rows} per class",
+                    f"class {name!r} has only {len(idx)} row(s); "
+                    f"a stratified split needs at least {min_rows} per class",
                     hint="add rows for that class, drop it from the data, or set stratify = false",
                 )
             groups.append((name, idx))
     else:
         groups = [(None, np.arange(n))]
     train, val, test = [], [], []
-    for name, idx in groups:
+    for group, idx in groups:
         idx = rng.permutation(idx)
         n_val, n_test = _allocate(len(idx), options)
         if n_val + n_test >= len(idx):
-            what = f"class {name!r} has {len(idx)} rows" if name is not None else f"only {n} usable rows"
+            what = f"class {group!r} has {len(idx)} rows" if group is not None else f"only {n} usable rows"
             raise DataError(
                 f"{what}: too few for a train/validation/test split with these ratios",
                 hint="provide more data or change the split ratios",

@@ -11,29 +11,34 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mobile_ml.data.encoding import convert, fit_column, transform
 from mobile_ml.data.profile import (
     classify_column,
     iqr_fences,
     label_strings,
     looks_continuous,
-    parse_dates,
     read_csv,
     sorted_labels,
     to_numbers,
     unknown_column_error,
 )
-from mobile_ml.data.spec import LABEL_COLUMN, SPLITS, ColumnSpec, DataSpec, Normalization
+from mobile_ml.data.spec import (
+    LABEL_COLUMN,
+    SPLITS,
+    ColumnSpec,
+    DataKind,
+    DataSpec,
+    Normalization,
+    NormalizationAxis,
+)
 from mobile_ml.data.split import SplitOptions, stratified_split
 from mobile_ml.errors import ConfigError, DataError
 from mobile_ml.outputs import to_jsonable
 
-UNKNOWN = "__unknown__"  # the one-hot bucket for categories outside the vocabulary (and, if asked, missing values)
-DATE_PARTS = ("year", "month", "day", "dayofweek")  # dayofweek: Monday = 0
 FILES = {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
 
 _CHOICES = {
@@ -110,7 +115,60 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
     df, sha = read_csv(path)
     rows_in, columns_in = df.shape
     _check_names(df, target, options)
+    table = _clean(df, target, options)  # 1.-4. labels, duplicates, column plan, rows with missing values
+    index = _split(table, split, options)  # 5. split, then fit on train only
+    columns = _fit_columns(table, index["train"], options)  # 6.-7.
+    features = [f for c in columns for f in c.features]
+    encoded, imputed = _encode(table, columns, index, features)
 
+    # 8. Normalization the model bakes in; a constant feature gets std 1 so nothing divides by zero.
+    mean = encoded["train"].mean(axis=0)
+    std = encoded["train"].std(axis=0)
+    std[std == 0] = 1.0
+
+    # 9. Split files: features in model-input order, then the label index.
+    for s in SPLITS:
+        frame = pd.DataFrame(encoded[s], columns=features)
+        frame[LABEL_COLUMN] = table.y[index[s]]
+        frame.to_csv(out / FILES[s], index=False)
+
+    source = {
+        "type": "csv",
+        "path": str(path.resolve()),
+        "sha256": sha,
+        "rows": int(rows_in),
+        "columns": int(columns_in),
+    }
+    return DataSpec(
+        kind=DataKind.TABULAR,
+        source=source,
+        target=target,
+        labels=table.labels,
+        normalization=Normalization(mean=mean.tolist(), std=std.tolist(), axis=NormalizationAxis.FEATURE),
+        counts={s: int(len(index[s])) for s in SPLITS},
+        class_counts={s: np.bincount(table.y[index[s]], minlength=len(table.labels)).tolist() for s in SPLITS},
+        split=split.to_dict(),
+        features=features,
+        columns=columns,
+        dropped_columns=table.dropped,
+        cleaning={"options": to_jsonable(options), "rows_in": int(rows_in), **table.removed, "imputed": imputed},
+        files=dict(FILES),
+    )
+
+
+@dataclass
+class _Table:
+    """The CSV on its way to encoded splits: label indices, converted column values, and what was removed."""
+
+    labels: list[str]
+    y: np.ndarray  # label index per row
+    plan: list[tuple[str, str]]  # (column, encoding) in CSV order
+    values: dict[str, pd.Series]  # column → converted values (missing stays missing)
+    dropped: list[dict[str, str]]  # [{"name", "reason"}]
+    removed: dict[str, int]  # rows dropped at each cleaning step, recorded in data.json's cleaning
+
+
+def _clean(df: pd.DataFrame, target: str, options: TabularOptions) -> _Table:
     # 1. Target → label indices. Rows without a target cannot be trained or scored on.
     has_target = df[target].notna()
     missing_target = int((~has_target).sum())
@@ -133,7 +191,7 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
             "no usable feature columns: every column other than the target was dropped",
             hint="see dropped_columns in data.json; list a column in keep_columns to keep it anyway",
         )
-    values = {name: _convert(df[name], encoding) for name, encoding in plan}
+    values = {name: convert(df[name], encoding) for name, encoding in plan}
 
     # 4. Optionally drop rows with a missing value instead of imputing.
     missing_rows = 0
@@ -143,28 +201,39 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
         y = y[~incomplete]
         values = {name: v[~incomplete].reset_index(drop=True) for name, v in values.items()}
         _check_all_classes(y, labels, "after dropping rows with missing values", 'use missing = "impute"')
+    removed = {
+        "missing_target_dropped": missing_target,
+        "duplicates_dropped": duplicates,
+        "missing_rows_dropped": missing_rows,
+    }
+    return _Table(labels, y, plan, values, dropped, removed)
 
-    # 5. Split, then 6. fit on train only.
-    train, val, test = stratified_split(y, split, labels)
+
+def _split(table: _Table, split: SplitOptions, options: TabularOptions) -> dict[str, np.ndarray]:
+    """Row indices per split; outliers, if asked, are removed from train only (test keeps the real world)."""
+    train, val, test = stratified_split(table.y, split, table.labels)
     outliers_removed = 0
     if options.outliers == "remove":
-        train, outliers_removed = _remove_outliers(train, values, plan, options.outlier_factor)
+        train, outliers_removed = _remove_outliers(train, table.values, table.plan, options.outlier_factor)
         _check_all_classes(
-            y[train],
-            labels,
+            table.y[train],
+            table.labels,
             "in the train split after removing outliers",
             'use outliers = "keep" or a larger outlier_factor',
         )
-    index = {"train": train, "validation": val, "test": test}
+    table.removed["outliers_removed"] = outliers_removed
+    return {"train": train, "validation": val, "test": test}
 
+
+def _fit_columns(table: _Table, train: np.ndarray, options: TabularOptions) -> list[ColumnSpec]:
+    """Each planned column's encoding, fitted on the train rows; 7. a column with no train value is dropped."""
     columns: list[ColumnSpec] = []
-    for name, encoding in plan:
-        spec = _fit_column(name, encoding, values[name].iloc[train], options)
+    for name, encoding in table.plan:
+        spec = fit_column(name, encoding, table.values[name].iloc[train], options)
         if spec is None:
-            dropped.append({"name": name, "reason": "every value in the train split is missing"})
+            table.dropped.append({"name": name, "reason": "every value in the train split is missing"})
         else:
             columns.append(spec)
-    # 7. A column whose train values are all missing has nothing to fit on.
     features = [f for c in columns for f in c.features]
     if not features:
         raise DataError(
@@ -172,59 +241,24 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
             hint="see dropped_columns in data.json; provide columns with values",
         )
     _check_feature_names(features)
+    return columns
 
-    # 6. (continued) Transform every split with what was fitted on train.
+
+def _encode(
+    table: _Table, columns: list[ColumnSpec], index: dict[str, np.ndarray], features: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """6. (continued) Every split transformed with what was fitted on train; and imputed values per column."""
     encoded: dict[str, np.ndarray] = {}
     imputed: dict[str, int] = {}
     for s in SPLITS:
         parts = []
         for c in columns:
-            frame, n_imputed = _transform(c, values[c.name].iloc[index[s]].reset_index(drop=True))
+            frame, n_imputed = transform(c, table.values[c.name].iloc[index[s]].reset_index(drop=True))
             parts.append(frame)
             if n_imputed:
                 imputed[c.name] = imputed.get(c.name, 0) + n_imputed
         encoded[s] = pd.concat(parts, axis=1)[features].to_numpy(dtype=np.float64)
-
-    # 8. Normalization the model bakes in; a constant feature gets std 1 so nothing divides by zero.
-    mean = encoded["train"].mean(axis=0)
-    std = encoded["train"].std(axis=0)
-    std[std == 0] = 1.0
-
-    # 9. Split files: features in model-input order, then the label index.
-    for s in SPLITS:
-        frame = pd.DataFrame(encoded[s], columns=features)
-        frame[LABEL_COLUMN] = y[index[s]]
-        frame.to_csv(out / FILES[s], index=False)
-
-    return DataSpec(
-        kind="tabular",
-        source={
-            "type": "csv",
-            "path": str(path.resolve()),
-            "sha256": sha,
-            "rows": int(rows_in),
-            "columns": int(columns_in),
-        },
-        target=target,
-        labels=labels,
-        normalization=Normalization(mean=mean.tolist(), std=std.tolist(), axis="feature"),
-        counts={s: int(len(index[s])) for s in SPLITS},
-        class_counts={s: np.bincount(y[index[s]], minlength=len(labels)).tolist() for s in SPLITS},
-        split=split.to_dict(),
-        features=features,
-        columns=columns,
-        dropped_columns=dropped,
-        cleaning={
-            "options": to_jsonable(options),
-            "rows_in": int(rows_in),
-            "missing_target_dropped": missing_target,
-            "duplicates_dropped": duplicates,
-            "missing_rows_dropped": missing_rows,
-            "outliers_removed": outliers_removed,
-            "imputed": imputed,
-        },
-        files=dict(FILES),
-    )
+    return encoded, imputed
 
 
 # ---------------------------------------------------------------------------------------------------- checks
@@ -335,17 +369,6 @@ def _forced_encoding(series: pd.Series, kind) -> str:
     )
 
 
-def _convert(series: pd.Series, encoding: str) -> pd.Series:
-    """Raw values → floats (numeric), strings (categorical) or UTC timestamps (date); missing stays missing."""
-    if encoding == "numeric":
-        return to_numbers(series)
-    if encoding == "date":
-        if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            return pd.to_datetime(series, utc=True)
-        return parse_dates(series)
-    return series.map(str, na_action="ignore").astype(object)
-
-
 def _remove_outliers(train: np.ndarray, values: dict[str, pd.Series], plan, factor: float):
     """Train rows outside the IQR fences (fitted on train) of any numeric column are removed."""
     outside = np.zeros(len(train), dtype=bool)
@@ -358,62 +381,3 @@ def _remove_outliers(train: np.ndarray, values: dict[str, pd.Series], plan, fact
         low, high = iqr_fences(v.dropna(), factor)
         outside |= ((v < low) | (v > high)).to_numpy()  # NaN compares False: missing is not an outlier
     return train[~outside], int(outside.sum())
-
-
-def _date_parts(dates: pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({p: getattr(dates.dt, p) for p in DATE_PARTS}).astype(float)
-
-
-def _fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptions) -> ColumnSpec | None:
-    """The encoding of one column, fitted on its train values; None when train has no value to fit on."""
-    present = train.dropna()
-    if len(present) == 0:
-        return None
-    imputing = options.missing == "impute"
-    if encoding == "numeric":
-        impute = float(present.median() if options.numeric_impute == "median" else present.mean())
-        return ColumnSpec(name, "numeric", [name], impute=impute if imputing else None)
-    if encoding == "date":
-        parts = _date_parts(present)
-        impute = {p: float(parts[p].median()) for p in DATE_PARTS}
-        return ColumnSpec(
-            name,
-            "date",
-            [f"{name}.{p}" for p in DATE_PARTS],
-            impute=impute if imputing else None,
-            date_parts=list(DATE_PARTS),
-        )
-    counts = present.value_counts()
-    # Ties broken by value, so the vocabulary does not depend on row order.
-    vocabulary = sorted(counts.index, key=lambda v: (-counts[v], v))[: options.max_categories]
-    unknown = f"{name}={UNKNOWN}"
-    impute: Any = None
-    if imputing:
-        impute = UNKNOWN if options.categorical_impute == "unknown" else vocabulary[0]
-    return ColumnSpec(
-        name,
-        "categorical",
-        [f"{name}={v}" for v in vocabulary] + [unknown],
-        impute=impute,
-        vocabulary=list(vocabulary),
-        unknown_feature=unknown,
-    )
-
-
-def _transform(spec: ColumnSpec, values: pd.Series) -> tuple[pd.DataFrame, int]:
-    """Encoded features of one column for one split, and how many missing values were imputed."""
-    n_missing = int(values.isna().sum()) if spec.impute is not None else 0
-    if spec.kind == "numeric":
-        filled = values if spec.impute is None else values.fillna(spec.impute)
-        return pd.DataFrame({spec.name: filled.astype(float)}), n_missing
-    if spec.kind == "date":
-        parts = _date_parts(values)
-        if spec.impute is not None:
-            parts = parts.fillna(spec.impute)
-        return parts.set_axis(spec.features, axis=1), n_missing
-    if spec.impute is not None and spec.impute != UNKNOWN:
-        values = values.fillna(spec.impute)
-    vocabulary = spec.vocabulary or []
-    onehot = {f: (values == v).to_numpy(dtype=float) for f, v in zip(spec.features, vocabulary)}
-    onehot[spec.unknown_feature] = (~values.isin(vocabulary)).to_numpy(dtype=float)  # missing counts as unknown
-    return pd.DataFrame(onehot), n_missing

@@ -25,6 +25,7 @@ from mobile_ml.export.convert import convert, representative_sample
 from mobile_ml.export.options import DESCRIPTIONS, FINETUNED_VARIANTS, ExportOptions
 from mobile_ml.export.report import ExportResult, Parity, VariantResult, check_gate, plot, recommend, write_csv
 from mobile_ml.outputs import atomic_dir, write_json
+from mobile_ml.progress import NullReporter
 from mobile_ml.train.metrics import Metrics, classification_metrics
 from mobile_ml.train.rundir import Run, load_run
 
@@ -35,17 +36,6 @@ class ExportReporter(Protocol):
     def variant_started(self, variant: str, index: int, total: int) -> None: ...
     def finetune_epoch(self, variant: str, epoch: int, epochs: int, logs: dict[str, float]) -> None: ...
     def variant_finished(self, result: VariantResult) -> None: ...
-
-
-class NullReporter:
-    def variant_started(self, variant, index, total):
-        pass
-
-    def finetune_epoch(self, variant, epoch, epochs, logs):
-        pass
-
-    def variant_finished(self, result):
-        pass
 
 
 def parity(
@@ -73,9 +63,9 @@ def export(
 ) -> ExportResult:
     """Export ``rundir``'s model. ``representative`` overrides the calibration rows (default: a train sample)."""
     run = load_run(rundir, data_dir)
-    with atomic_dir(run.dir / "exports", force=force) as tmp:
+    with atomic_dir(run.exports_dir, force=force) as tmp:
         result = export_run(run, tmp, options, reporter=reporter, representative=representative)
-    return replace(result, exports_dir=run.dir / "exports")
+    return replace(result, exports_dir=run.exports_dir)
 
 
 def export_run(
@@ -103,7 +93,7 @@ def export_run(
         if representative is not None
         else representative_sample(train[0], options.calibration_samples, options.seed)
     )
-    batch_size = int(run.info.get("config", {}).get("batch_size", 64))
+    batch_size = run.info.config.batch_size
     # Size ratios are against fp32; without an fp32 export, against the float32 weights the Keras model holds.
     fp32_bytes = sum(w.size * 4 for w in model.get_weights())
 

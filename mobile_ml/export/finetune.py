@@ -17,6 +17,7 @@ import numpy as np
 
 from mobile_ml import _tf
 from mobile_ml.export.convert import ConversionError
+from mobile_ml.progress import epoch_callback
 
 EpochCallback = Callable[[int, dict], None]
 
@@ -43,11 +44,6 @@ def _fit(model, train, val, epochs, lr, batch_size, seed, callbacks, on_epoch: E
     keras = _tf.keras()
     keras.utils.set_random_seed(seed)
 
-    class _Progress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if on_epoch:
-                on_epoch(epoch + 1, dict(logs or {}))
-
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
@@ -60,7 +56,7 @@ def _fit(model, train, val, epochs, lr, batch_size, seed, callbacks, on_epoch: E
             batch_size=batch_size,
             shuffle=True,
             verbose=0,
-            callbacks=[*callbacks, _Progress()],
+            callbacks=[*callbacks, epoch_callback(keras, on_epoch)],
         )
         if val is None:
             return None

@@ -17,6 +17,7 @@ from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.channel import ChannelState, RefusedError, commit, read_state
 from mobile_ml.publish.storage import open_root
+from mobile_ml.train.rundir import RunLayout
 
 RUNTIME = {"name": "litert", "min_version": "1.0.0"}  # .tflite builtin ops: any LiteRT / TFLite 2.x runtime
 
@@ -58,8 +59,8 @@ class ExportedVariant:
 def load_variant(rundir: str | Path, variant: str | None) -> ExportedVariant:
     """The exported variant to publish (default: the recommended one), checked against its own records."""
     rundir = Path(rundir)
-    exports = next((d for d in (rundir / "exports", rundir / "run" / "exports") if (d / "export.json").is_file()), None)
-    if exports is None:
+    exports = RunLayout.of(rundir).exports
+    if not (exports / "export.json").is_file():
         raise InputFileError(
             f"{rundir} has no exports (no exports/export.json)", hint="run `mobile-ml export RUNDIR` first"
         )

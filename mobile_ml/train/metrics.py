@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
+from mobile_ml.contracts.run import ClassMetrics, Metrics
 
-@dataclass(frozen=True)
-class ClassMetrics:
-    label: str
-    precision: float
-    recall: float
-    f1: float
-    support: int
+__all__ = ["ClassMetrics", "Metrics", "classification_metrics"]
 
 
-@dataclass(frozen=True)
-class Metrics:
-    accuracy: float
-    loss: float  # mean cross-entropy
-    macro_precision: float
-    macro_recall: float
-    macro_f1: float
-    examples: int
-    per_class: list[ClassMetrics]
-    confusion_matrix: list[list[int]]  # rows: true label, columns: predicted label
-
-
-def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, labels: list[str]) -> Metrics:
+def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, labels: Sequence[str]) -> Metrics:
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probabilities, dtype=np.float64)
     k = len(labels)

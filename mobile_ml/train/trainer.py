@@ -28,16 +28,30 @@ from typing import Any, Protocol
 import numpy as np
 
 from mobile_ml import __version__, _tf
-from mobile_ml.data.spec import DataSpec, load_spec, load_split
-from mobile_ml.outputs import atomic_dir, sha256_file, to_jsonable, write_json
+from mobile_ml.contracts import write_document
+from mobile_ml.contracts.run import (
+    CandidateScore,
+    EvaluationSummary,
+    MetricsReport,
+    ModelFiles,
+    ModelRecord,
+    RunData,
+    RunRecord,
+    Selection,
+    SelectionMetric,
+)
+from mobile_ml.data.spec import SPLITS, DataSpec, load_spec, load_split
+from mobile_ml.outputs import atomic_dir, sha256_file
+from mobile_ml.progress import NullReporter, epoch_callback
 from mobile_ml.train.config import Candidate, TrainConfig
 from mobile_ml.train.metrics import Metrics, classification_metrics
 from mobile_ml.train.models import build_model, resolve_family
+from mobile_ml.train.rundir import RunLayout
 
-RUN_SCHEMA = "mobile_ml.run"
-METRICS_SCHEMA = "mobile_ml.metrics"
-SCHEMA_VERSION = 1
-SELECTION_METRIC = "val_accuracy"
+__all__ = ["CandidateResult", "NullReporter", "TrainReporter", "TrainResult", "fit_candidate", "train"]
+
+SCHEMA_VERSION = 1  # of the train_result document ``--json`` prints
+Split = tuple[np.ndarray, np.ndarray]  # (x, y)
 
 
 class TrainReporter(Protocol):
@@ -46,17 +60,6 @@ class TrainReporter(Protocol):
     def candidate_started(self, candidate: Candidate, total: int, max_epochs: int) -> None: ...
     def epoch_finished(self, candidate: Candidate, epoch: int, logs: dict[str, float]) -> None: ...
     def candidate_finished(self, result: CandidateResult) -> None: ...
-
-
-class NullReporter:
-    def candidate_started(self, candidate, total, max_epochs):
-        pass
-
-    def epoch_finished(self, candidate, epoch, logs):
-        pass
-
-    def candidate_finished(self, result):
-        pass
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,19 @@ class CandidateResult:
     seconds: float
     history: list[dict[str, float]] = field(repr=False)
 
+    def score(self) -> CandidateScore:
+        return CandidateScore(
+            self.candidate,
+            self.val_accuracy,
+            self.val_loss,
+            self.best_epoch,
+            self.epochs_run,
+            self.params,
+            self.seconds,
+        )
+
     def summary(self) -> dict[str, Any]:
-        return {
-            "name": self.candidate.name,
-            **to_jsonable(self.candidate),
-            "val_accuracy": self.val_accuracy,
-            "val_loss": self.val_loss,
-            "best_epoch": self.best_epoch,
-            "epochs_run": self.epochs_run,
-            "params": self.params,
-            "seconds": round(self.seconds, 3),
-        }
+        return self.score().to_dict()
 
 
 @dataclass(frozen=True)
@@ -110,21 +115,17 @@ class TrainResult:
         }
 
 
-def _selection_key(r: CandidateResult):
+def _selection_key(r: CandidateResult) -> tuple[float, float, int]:
     # Best validation accuracy; ties go to the lower validation loss, then to the smaller model.
     return (-r.val_accuracy, r.val_loss, r.params)
 
 
-def fit_candidate(spec: DataSpec, candidate: Candidate, config: TrainConfig, train, val, keras, on_epoch=None):
-    """Build and fit one candidate with early stopping; return ``(model, CandidateResult)``."""
+def fit_candidate(
+    spec: DataSpec, candidate: Candidate, config: TrainConfig, train: Split, val: Split, keras: Any, on_epoch=None
+) -> tuple[Any, CandidateResult]:
+    """Build and fit one candidate with early stopping on ``val``; return ``(model, CandidateResult)``."""
     keras.utils.set_random_seed(config.seed)  # every candidate starts from the same seed: comparable and repeatable
     model = build_model(spec, candidate, keras)
-
-    class _Progress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if on_epoch:
-                on_epoch(epoch + 1, dict(logs or {}))
-
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
     start = time.perf_counter()
     hist = model.fit(
@@ -134,7 +135,7 @@ def fit_candidate(spec: DataSpec, candidate: Candidate, config: TrainConfig, tra
         batch_size=config.batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[stop, _Progress()],
+        callbacks=[stop, epoch_callback(keras, on_epoch)],
     )
     seconds = time.perf_counter() - start
     val_loss, val_acc = model.evaluate(*val, batch_size=256, verbose=0)
@@ -178,97 +179,107 @@ def train(
 ) -> TrainResult:
     """Train ``config``'s candidate grid on ``datadir`` and write the run directory ``out``."""
     config = config or TrainConfig()
-    reporter = reporter or NullReporter()
     t0 = time.perf_counter()
     datadir = Path(datadir)
     spec = load_spec(datadir)
     family = resolve_family(config.family, spec)
-    candidates = config.candidates(family)
-    splits = {name: load_split(datadir, spec, name) for name in ("train", "validation", "test")}
+    splits = {name: load_split(datadir, spec, name) for name in SPLITS}
     with atomic_dir(out, force=force) as tmp:
-        tf, keras = _tf.tensorflow(), _tf.keras()
-        if config.deterministic:  # same seed on the same machine → same weights and metrics
-            tf.config.experimental.enable_op_determinism()
+        run = RunLayout(tmp)
         timings = {"load_s": time.perf_counter() - t0}
-        results, best_model, best = [], None, None
-        with _frozen_heap():
-            for cand in candidates:
-                reporter.candidate_started(cand, len(candidates), config.epochs)
-                model, result = fit_candidate(
-                    spec,
-                    cand,
-                    config,
-                    splits["train"],
-                    splits["validation"],
-                    keras,
-                    on_epoch=lambda e, logs, c=cand: reporter.epoch_finished(c, e, logs),
-                )
-                results.append(result)
-                reporter.candidate_finished(result)
-                if best is None or _selection_key(result) < _selection_key(best):
-                    best, best_model = result, model
+        results, best, best_model = _search(spec, config.candidates(family), config, splits, reporter or NullReporter())
         timings["train_s"] = sum(r.seconds for r in results)
 
         t = time.perf_counter()
-        x_test, y_test = splits["test"]
-        probs = best_model.predict(x_test, batch_size=256, verbose=0)
-        test = classification_metrics(y_test, probs, spec.labels)
+        x_test, y_test = splits["test"]  # looked at once, for the selected model only
+        test = classification_metrics(y_test, best_model.predict(x_test, batch_size=256, verbose=0), spec.labels)
         timings["evaluate_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        files = ModelFiles()
         with _tf.quiet_stderr():
-            best_model.save(tmp / "model.keras")
-            best_model.save(tmp / "saved_model", save_format="tf")
+            best_model.save(run.dir / files.keras)
+            best_model.save(run.dir / files.saved_model, save_format="tf")
         timings["save_s"] = time.perf_counter() - t
-        _write_history(tmp, results, best)
-        shutil.copy2(datadir / "data.json", tmp / "data.json")
-        write_json(
-            tmp / "metrics.json",
-            {
-                "schema": METRICS_SCHEMA,
-                "schema_version": SCHEMA_VERSION,
-                "split": "test",
-                "model": best.candidate.name,
-                **to_jsonable(test),
-            },
-        )
+        _write_history(run, results, best)
+        shutil.copy2(datadir / "data.json", run.data_json)  # a byte copy: its hash is the lineage check
+        write_document(run.metrics_json, MetricsReport("test", best.candidate.name, test))
         timings["total_s"] = time.perf_counter() - t0
         timings = {k: round(v, 3) for k, v in timings.items()}
-        write_json(
-            tmp / "run.json",
-            {
-                "schema": RUN_SCHEMA,
-                "schema_version": SCHEMA_VERSION,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                # Relative, so a pipeline output directory (data/ beside run/) can be moved as a whole.
-                "data": {
-                    "dir": os.path.relpath(datadir.absolute(), Path(out).absolute()),
-                    "data_json_sha256": sha256_file(datadir / "data.json"),
-                    "source": spec.source,
-                    "counts": spec.counts,
-                },
-                "config": to_jsonable(config),
-                "seed": config.seed,
-                "model": {
-                    "family": family,
-                    "name": best.candidate.name,
-                    "params": best.params,
-                    "input_shape": list(spec.input_shape),
-                    "num_classes": spec.num_classes,
-                    "files": {"keras": "model.keras", "saved_model": "saved_model"},
-                    "sha256": {"model.keras": sha256_file(tmp / "model.keras")},
-                },
-                "selection": {
-                    "metric": SELECTION_METRIC,
-                    "selected": best.candidate.name,
-                    "candidates": [r.summary() for r in results],
-                },
-                "test": {"accuracy": test.accuracy, "macro_f1": test.macro_f1, "loss": test.loss},
-                "timings": timings,
-                "environment": environment(),
-            },
+        data = RunData(
+            # Relative, so a pipeline output directory (data/ beside run/) can be moved as a whole.
+            dir=os.path.relpath(datadir.absolute(), Path(out).absolute()),
+            data_json_sha256=sha256_file(datadir / "data.json"),
+            source=spec.source,
+            counts=spec.counts,
         )
+        model = ModelRecord(
+            family=family,
+            name=best.candidate.name,
+            params=best.params,
+            input_shape=list(spec.input_shape),
+            num_classes=spec.num_classes,
+            files=files,
+            sha256={files.keras: sha256_file(run.dir / files.keras)},
+        )
+        write_document(run.run_json, _record(data, config, model, results, best, test, timings))
     return TrainResult(Path(out).absolute(), family, best, results, test, timings)
+
+
+def _search(
+    spec: DataSpec,
+    candidates: list[Candidate],
+    config: TrainConfig,
+    splits: dict[str, Split],
+    reporter: TrainReporter,
+) -> tuple[list[CandidateResult], CandidateResult, Any]:
+    """Fit every candidate and keep the best on the validation split: ``(results, best, best model)``."""
+    tf, keras = _tf.tensorflow(), _tf.keras()
+    if config.deterministic:  # same seed on the same machine → same weights and metrics
+        tf.config.experimental.enable_op_determinism()
+    results: list[CandidateResult] = []
+    best: CandidateResult | None = None
+    best_model = None
+    with _frozen_heap():
+        for cand in candidates:
+            reporter.candidate_started(cand, len(candidates), config.epochs)
+            model, result = fit_candidate(
+                spec,
+                cand,
+                config,
+                splits["train"],
+                splits["validation"],
+                keras,
+                on_epoch=lambda e, logs, c=cand: reporter.epoch_finished(c, e, logs),
+            )
+            results.append(result)
+            reporter.candidate_finished(result)
+            if best is None or _selection_key(result) < _selection_key(best):
+                best, best_model = result, model
+    assert best is not None  # TrainConfig refuses an empty grid
+    return results, best, best_model
+
+
+def _record(
+    data: RunData,
+    config: TrainConfig,
+    model: ModelRecord,
+    results: list[CandidateResult],
+    best: CandidateResult,
+    test: Metrics,
+    timings: dict[str, float],
+) -> RunRecord:
+    return RunRecord(
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        data=data,
+        config=config,
+        seed=config.seed,
+        model=model,
+        selection=Selection(SelectionMetric.VAL_ACCURACY, best.candidate.name, [r.score() for r in results]),
+        test=EvaluationSummary(accuracy=test.accuracy, macro_f1=test.macro_f1, loss=test.loss),
+        timings=timings,
+        environment=environment(),
+    )
 
 
 @contextlib.contextmanager
@@ -286,10 +297,10 @@ def _frozen_heap():
         gc.unfreeze()
 
 
-def _write_history(run_dir: Path, results: list[CandidateResult], best: CandidateResult) -> None:
+def _write_history(run: RunLayout, results: list[CandidateResult], best: CandidateResult) -> None:
     from mobile_ml.train.plots import plot_history
 
-    with open(run_dir / "history.csv", "w", newline="", encoding="utf-8") as f:
+    with open(run.history_csv, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["candidate", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"])
         for r in results:
@@ -297,6 +308,4 @@ def _write_history(run_dir: Path, results: list[CandidateResult], best: Candidat
                 w.writerow(
                     [r.candidate.name, row["epoch"], row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"]]
                 )
-    plot_history(
-        {r.candidate.name: r.history for r in results}, best.candidate.name, best.best_epoch, run_dir / "history.png"
-    )
+    plot_history({r.candidate.name: r.history for r in results}, best.candidate.name, best.best_epoch, run.history_png)

@@ -1,0 +1,91 @@
+"""One tabular column's encoding: fitted on the train split, then applied to every split.
+
+This is what an app must reproduce on the phone for a raw row, so data.json records every fitted value
+(``ColumnSpec``): imputation values, the one-hot vocabulary and its unknown bucket, the date parts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mobile_ml.data.profile import parse_dates, to_numbers
+from mobile_ml.data.spec import ColumnKind, ColumnSpec
+
+if TYPE_CHECKING:
+    from mobile_ml.data.tabular import TabularOptions
+
+UNKNOWN = "__unknown__"  # the one-hot bucket for categories outside the vocabulary (and, if asked, missing values)
+DATE_PARTS = ("year", "month", "day", "dayofweek")  # dayofweek: Monday = 0
+
+
+def convert(series: pd.Series, encoding: str) -> pd.Series:
+    """Raw values → floats (numeric), strings (categorical) or UTC timestamps (date); missing stays missing."""
+    if encoding == "numeric":
+        return to_numbers(series)
+    if encoding == "date":
+        if pd.api.types.is_datetime64_any_dtype(series.dtype):
+            return pd.to_datetime(series, utc=True)
+        return parse_dates(series)
+    return series.map(str, na_action="ignore").astype(object)
+
+
+def _date_parts(dates: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({p: getattr(dates.dt, p) for p in DATE_PARTS}).astype(float)
+
+
+def fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptions) -> ColumnSpec | None:
+    """The encoding of one column, fitted on its train values; None when train has no value to fit on."""
+    present = train.dropna()
+    if len(present) == 0:
+        return None
+    imputing = options.missing == "impute"
+    if encoding == "numeric":
+        center = float(present.median() if options.numeric_impute == "median" else present.mean())
+        return ColumnSpec(name, ColumnKind.NUMERIC, [name], impute=center if imputing else None)
+    if encoding == "date":
+        parts = _date_parts(present)
+        medians = {p: float(parts[p].median()) for p in DATE_PARTS}
+        return ColumnSpec(
+            name,
+            ColumnKind.DATE,
+            [f"{name}.{p}" for p in DATE_PARTS],
+            impute=medians if imputing else None,
+            date_parts=list(DATE_PARTS),
+        )
+    counts = present.value_counts()
+    # Ties broken by value, so the vocabulary does not depend on row order.
+    vocabulary = sorted(counts.index, key=lambda v: (-counts[v], v))[: options.max_categories]
+    unknown = f"{name}={UNKNOWN}"
+    impute: Any = None
+    if imputing:
+        impute = UNKNOWN if options.categorical_impute == "unknown" else vocabulary[0]
+    return ColumnSpec(
+        name,
+        ColumnKind.CATEGORICAL,
+        [f"{name}={v}" for v in vocabulary] + [unknown],
+        impute=impute,
+        vocabulary=list(vocabulary),
+        unknown_feature=unknown,
+    )
+
+
+def transform(spec: ColumnSpec, values: pd.Series) -> tuple[pd.DataFrame, int]:
+    """Encoded features of one column for one split, and how many missing values were imputed."""
+    n_missing = int(values.isna().sum()) if spec.impute is not None else 0
+    if spec.kind == "numeric":
+        filled = values if spec.impute is None else values.fillna(spec.impute)
+        return pd.DataFrame({spec.name: filled.astype(float)}), n_missing
+    if spec.kind == "date":
+        parts = _date_parts(values)
+        if spec.impute is not None:
+            parts = parts.fillna(spec.impute)
+        return parts.set_axis(spec.features, axis=1), n_missing
+    if spec.impute is not None and spec.impute != UNKNOWN:
+        values = values.fillna(spec.impute)
+    vocabulary = spec.vocabulary or []
+    # features = one per vocabulary entry, then the unknown bucket
+    onehot = {f: (values == v).to_numpy(dtype=float) for f, v in zip(spec.features[:-1], vocabulary, strict=True)}
+    onehot[spec.features[-1]] = (~values.isin(vocabulary)).to_numpy(dtype=float)  # missing counts as unknown
+    return pd.DataFrame(onehot), n_missing
