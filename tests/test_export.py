@@ -3,10 +3,12 @@
 import csv
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from mobile_ml.contracts import document_dict
 from mobile_ml.errors import ConfigError, DataError, GateError, InputFileError
 from mobile_ml.export import convert as convert_mod
 from mobile_ml.export import metadata, tflite_file
@@ -14,6 +16,7 @@ from mobile_ml.export.convert import ConversionError, convert
 from mobile_ml.export.exporter import evaluate_file, export
 from mobile_ml.export.options import VARIANTS, ExportOptions, parse_variants
 from mobile_ml.export.report import check_gate
+from mobile_ml.outputs import dumps
 from tests.conftest import FAST, leftovers
 
 
@@ -44,8 +47,8 @@ def test_every_variant_is_written_and_evaluated(exported):
         assert v.bytes < fp16.bytes
     assert int8.parity.agreement > 0.9
     qat, pruned = result.variant("qat-int8"), result.variant("pruned-int8")
-    assert qat.finetune["epochs"] == 1 and "conv0" in qat.finetune["wrapped_layers"]
-    assert abs(pruned.finetune["sparsity"] - 0.5) < 0.05
+    assert qat.finetune.epochs == 1 and "conv0" in qat.finetune.wrapped_layers
+    assert abs(pruned.finetune.sparsity - 0.5) < 0.05
     assert pruned.gzip_bytes < int8.gzip_bytes  # pruning's zeros compress
 
 
@@ -95,19 +98,24 @@ def test_metadata_round_trips_and_health_checks(exported):
     for v in result.variants:
         meta = metadata.read(run / "exports" / v.variant / "metadata.json")
         model = (run / "exports" / v.variant / "model.tflite").read_bytes()
-        assert meta["labels"] == [str(i) for i in range(10)] and meta["input"]["kind"] == "image"
-        assert meta["input"]["height"] == 8 and meta["input"]["value_range"] == [0.0, 16.0]
-        assert meta["model"]["bytes"] == len(model) and meta["parity"]["accuracy"] == v.parity.metrics.accuracy
-        assert any("normalization" in s for s in meta["preprocessing"]["inside_model"])
+        assert meta.labels == tuple(str(i) for i in range(10)) and meta.input.kind == "image"
+        assert meta.input.height == 8 and meta.input.value_range == (0.0, 16.0)
+        assert meta.model.bytes == len(model) and meta.parity.accuracy == v.parity.metrics.accuracy
+        assert meta.parity.passed == v.passed and meta.variant == v.variant
+        assert any("normalization" in s for s in meta.inside_model)
         if v.inputs[0].scale is not None:
-            assert meta["input"]["tensor"]["scale"] == v.inputs[0].scale
-            assert any("quantize to int8" in s for s in meta["preprocessing"]["app_must"])
-            assert np.array(meta["health_check"]["input_quantized"]).dtype.kind == "i"
+            assert meta.input.tensor.scale == v.inputs[0].scale
+            assert any("quantize to int8" in s for s in meta.app_must)
+            assert np.array(meta.health_check.input_quantized).dtype.kind == "i"
         assert metadata.health_check(model, meta).ok, v.variant
+        # The contract writes back exactly the bytes the exporter wrote: keys, order and values
+        raw = (run / "exports" / v.variant / "metadata.json").read_bytes()
+        assert dumps(document_dict(meta)).encode() == raw
     # A device must notice a model that answers differently from what the bundle promises
     meta = metadata.read(run / "exports" / "int8" / "metadata.json")
-    meta["health_check"]["expected_top1"] = (meta["health_check"]["expected_top1"] + 1) % 10
-    assert not metadata.health_check((run / "exports" / "int8" / "model.tflite").read_bytes(), meta).ok
+    wrong = replace(meta.health_check, expected_top1=(meta.health_check.expected_top1 + 1) % 10)
+    model = (run / "exports" / "int8" / "model.tflite").read_bytes()
+    assert not metadata.health_check(model, replace(meta, health_check=wrong)).ok
 
 
 def _broken_calibration(x, n, seed):
@@ -134,7 +142,7 @@ def test_gate_fails_on_a_broken_variant(tiny_run, digits_dir, tmp_path):
         run,
         ExportOptions(variants=("int8",), **FAST),
         data_dir=digits_dir,
-        force=True,
+        clean=True,
         representative=_broken_calibration(x_train, 64, 0),
     )
     with pytest.raises(GateError, match=r"best is int8 with a drop of \d+\.\d\d points"):
@@ -230,7 +238,7 @@ def test_unconvertible_op_names_op_and_layer():
     assert "--allow-flex" in e.value.hint
     flex = convert(model, "fp32", allow_flex=True)
     ops = tflite_file.ops_info(flex)
-    assert ops.select_tf_ops == ["FlexMatrixDeterminant"] and not ops.builtin_only
+    assert ops.select_tf_ops == ("FlexMatrixDeterminant",) and not ops.builtin_only
     with pytest.raises(InputFileError, match="Select-TF"):
         tflite_file.load_interpreter(flex, "flex.tflite")
 
@@ -284,7 +292,6 @@ def test_float_io_integer_variant(exported, digits_dir, tmp_path):
 
 def test_tabular_pipeline_exports_with_feature_metadata(tmp_path):
     """A CSV through the whole pipeline: the metadata tells an app how to encode a row."""
-    from dataclasses import replace
     from pathlib import Path
 
     from mobile_ml.pipeline import load_pipeline_config, run_pipeline
@@ -299,14 +306,13 @@ def test_tabular_pipeline_exports_with_feature_metadata(tmp_path):
     )
     result = run_pipeline(cfg, tmp_path / "p")
     meta = metadata.read(tmp_path / "p" / "run" / "exports" / "int8" / "metadata.json")
-    assert meta["input"]["kind"] == "tabular"
-    assert meta["input"]["features"] == result.data.features and meta["input"]["tensor"]["shape"][1] == len(
-        result.data.features
-    )
-    island = next(c for c in meta["input"]["columns"] if c["name"] == "Island")
+    assert meta.input.kind == "tabular"
+    assert list(meta.input.features) == result.data.features
+    assert meta.input.tensor.shape[1] == len(result.data.features)
+    island = next(c for c in meta.input.columns if c["name"] == "Island")
     assert island["kind"] == "categorical" and "Biscoe" in island["vocabulary"]
-    assert any("one-hot" in s for s in meta["preprocessing"]["app_must"])
-    assert meta["labels"] == result.data.labels and result.export.recommended in ("fp32", "int8")
+    assert any("one-hot" in s for s in meta.app_must)
+    assert list(meta.labels) == result.data.labels and result.export.recommended in ("fp32", "int8")
     assert metadata.health_check((tmp_path / "p" / "run" / "exports" / "int8" / "model.tflite").read_bytes(), meta).ok
 
 

@@ -21,6 +21,8 @@ import numpy as np
 
 from mobile_ml.benchmark.macs import count_macs
 from mobile_ml.benchmark.stats import LatencyStats
+from mobile_ml.contracts import document_dict
+from mobile_ml.contracts.export import read_export
 from mobile_ml.errors import ConfigError, InputFileError, UserError
 from mobile_ml.export import tflite_file
 
@@ -163,15 +165,12 @@ def resolve(target: str | Path) -> tuple[list[Target], dict[str, Any] | None, Pa
                 hint="export first (`mobile-ml export RUNDIR`) or pass a .tflite file",
             )
         return [Target(m.stem, m, m.stat().st_size) for m in models], None, None
-    try:
-        report = json.loads((path / "export.json").read_text(encoding="utf-8"))
-        rows = report["variants"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputFileError(f"{path / 'export.json'} is damaged: {e}", hint="export the run again") from e
-    targets = [Target(r["variant"], path / r["file"], int(r["bytes"]), r) for r in rows if (path / r["file"]).is_file()]
+    report = read_export(path / "export.json")
+    rows = [(v, path / v.file) for v in report.variants]
+    targets = [Target(v.variant.value, file, v.bytes, v.to_dict()) for v, file in rows if file.is_file()]
     if not targets:
         raise InputFileError(f"{path} lists variants but none of their files exist", hint="export the run again")
-    return targets, report, run_dir
+    return targets, document_dict(report), run_dir
 
 
 def default_out(target: str | Path) -> Path:
