@@ -280,7 +280,7 @@ class ExportResult:
 
     def located(self, exports_dir: Path) -> ExportResult:
         """This report with its paths resolved against the directory that holds its file."""
-        return replace(self, exports_dir=exports_dir, run_dir=exports_dir / self.run_dir)
+        return replace(self, exports_dir=exports_dir, run_dir=Path(os.path.normpath(exports_dir / self.run_dir)))
 
     @classmethod
     def from_dict(cls, f: Fields) -> ExportResult:
