@@ -26,20 +26,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ASSETS)
     args = ap.parse_args(argv)
 
+    from mobile_ml.contracts.export import read_export
+    from mobile_ml.errors import InputFileError
     from mobile_ml.export.metadata import health_check
 
     exports = args.rundir / "exports"
     try:
-        variant = args.variant or json.loads((exports / "export.json").read_text())["recommended"]
+        variant = args.variant or read_export(exports / "export.json").recommended
+        if variant is None:
+            raise InputFileError("the export recommends no variant", hint="pass --variant")
         model = (exports / variant / "model.tflite").read_bytes()
         meta_bytes = (exports / variant / "metadata.json").read_bytes()
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, InputFileError) as e:
         print(
             f"error: {exports} has no usable export ({e}); hint: run `mobile-ml export {args.rundir}` first",
             file=sys.stderr,
         )
         return 2
-    result = health_check(model, json.loads(meta_bytes))
+    try:
+        result = health_check(model, meta_bytes)  # reads metadata.json through its contract first
+    except InputFileError as e:
+        print(f"error: {variant} cannot be checked: {e.message}", file=sys.stderr)
+        return 2
     if not result.ok:
         print(f"error: {variant} fails its own health check: {result.detail}", file=sys.stderr)
         return 3

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
 
 _DEBUG = False
@@ -40,7 +41,7 @@ def configure_environment(debug: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def quiet_stderr():
+def quiet_stderr() -> Iterator[None]:
     """Silence file descriptor 2 while native code runs.
 
     Abseil prints "All log messages before absl::InitializeLog()..." and CUDA probing lines straight to fd 2 during
@@ -66,12 +67,20 @@ def quiet_stderr():
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """``quiet_stderr`` with Python warnings ignored too: TensorFlow, Keras and tfmot chatter on both channels
+    (deprecation notices, "input statistics not needed" from the converter); exceptions still propagate."""
+    with quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def tensorflow() -> ModuleType:
     """Import TensorFlow quietly, with legacy Keras selected."""
     if "tensorflow" not in sys.modules:
         configure_environment()
-        with quiet_stderr(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             import tensorflow as tf  # noqa: F401  (imported for its side effect on sys.modules)
         if not _DEBUG:
             tf.get_logger().setLevel(logging.ERROR)
@@ -87,8 +96,7 @@ def tensorflow() -> ModuleType:
 def keras() -> ModuleType:
     """Return ``tf_keras``, the Keras 2 the project uses everywhere."""
     tensorflow()
-    with quiet_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():
         import tf_keras
     return tf_keras
 

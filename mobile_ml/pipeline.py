@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mobile_ml.config import build, read_toml
+from mobile_ml.contracts import document_dict
 from mobile_ml.data.images import ImageOptions
 from mobile_ml.data.prepare import BUILTIN_PREFIX, load_images, prepare, profile, source_type
 from mobile_ml.data.spec import DataSpec
@@ -101,7 +102,7 @@ class PipelineResult:
                 "dropped_columns": self.data.dropped_columns,
             },
             "train": self.train.to_dict(),
-            "export": self.export.to_dict(),
+            "export": document_dict(self.export),
             "seconds": round(self.seconds, 3),
         }
 

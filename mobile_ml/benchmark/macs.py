@@ -21,7 +21,8 @@ class Work:
 def count_macs(data: bytes) -> Work:
     from ai_edge_litert import schema_py_generated as fb
 
-    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    from mobile_ml.export.tflite_file import op_name
+
     model = fb.Model.GetRootAs(data, 0)
     sg = model.Subgraphs(0)
 
@@ -34,8 +35,7 @@ def count_macs(data: bytes) -> Work:
     counted = 0
     for o in range(sg.OperatorsLength()):
         op = sg.Operators(o)
-        oc = model.OperatorCodes(op.OpcodeIndex())
-        name = names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "")
+        name = op_name(model.OperatorCodes(op.OpcodeIndex()))
         ins = [op.Inputs(i) for i in range(op.InputsLength())]
         out = shape(op.Outputs(0)) if op.OutputsLength() else []
         macs = 0

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.contracts import document_dict
+from mobile_ml.contracts.export import read_export
 from mobile_ml.errors import InputFileError
 from mobile_ml.export import tflite_file
 from mobile_ml.train.rundir import RunLayout
@@ -53,17 +54,12 @@ def resolve(target: str | Path) -> Resolved:
                 hint="export first (`mobile-ml export RUNDIR`) or pass a .tflite file",
             )
         return Resolved(tuple(Target(m.stem, m, m.stat().st_size) for m in models), None, None)
-    try:
-        report = json.loads((path / "export.json").read_text(encoding="utf-8"))
-        rows = report["variants"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputFileError(f"{path / 'export.json'} is damaged: {e}", hint="export the run again") from e
-    targets = tuple(
-        Target(r["variant"], path / r["file"], int(r["bytes"]), r) for r in rows if (path / r["file"]).is_file()
-    )
+    report = read_export(path / "export.json")
+    rows = [(v, path / v.file) for v in report.variants]
+    targets = tuple(Target(v.variant.value, file, v.bytes, v.to_dict()) for v, file in rows if file.is_file())
     if not targets:
         raise InputFileError(f"{path} lists variants but none of their files exist", hint="export the run again")
-    return Resolved(targets, report, run_dir)
+    return Resolved(targets, document_dict(report), run_dir)
 
 
 def default_out(target: str | Path) -> Path:

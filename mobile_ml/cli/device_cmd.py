@@ -84,10 +84,10 @@ def run_model(
         raise InputFileError(f"{state} has no current model", hint="run `mobile-ml device sync` first")
     vdir, meta = found
     try:
-        x = np.asarray(jsonlib.loads(input.read_text()) if input else meta["health_check"]["input"], np.float32)
+        x = np.asarray(jsonlib.loads(input.read_text()) if input else meta.health_check.input, np.float32)
     except (OSError, ValueError) as e:
         raise InputFileError(f"cannot read input {input}: {e}", hint="a JSON array shaped like the model input") from e
-    shape = meta["input"]["tensor"]["shape"][1:]
+    shape = list(meta.input.tensor.shape[1:])
     if x.size != int(np.prod(shape)):
         raise InputFileError(
             f"input has {x.size} values; the model takes {int(np.prod(shape))} ({shape})",
@@ -97,7 +97,7 @@ def run_model(
     t0 = time.perf_counter()
     probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
     ms = (time.perf_counter() - t0) * 1e3
-    top = [(meta["labels"][i], float(probs[i])) for i in np.argsort(-probs)[:3]]
+    top = [(meta.labels[i], float(probs[i])) for i in np.argsort(-probs)[:3]]
     if json:
         typer.echo(
             dumps(

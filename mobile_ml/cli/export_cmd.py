@@ -29,19 +29,26 @@ def export(
     finetune_epochs: int = typer.Option(3, help="Epochs of QAT / pruning fine-tuning."),
     prune_sparsity: float = typer.Option(0.5, help="Target fraction of zero weights for pruned-int8."),
     data: Path | None = typer.Option(None, "--data", help="Prepared data directory, if not where run.json says."),
-    force: bool = typer.Option(False, "--force", help="Replace RUNDIR/exports (only once the new one is complete)."),
+    force: bool = typer.Option(
+        False, "--force", help="Re-export the --variants named and keep the other variants already in RUNDIR/exports."
+    ),
+    clean: bool = typer.Option(False, "--clean", help="Replace every variant in RUNDIR/exports."),
     json: bool = typer.Option(False, "--json", help="Print export.json to stdout instead of tables."),
 ) -> None:
-    """Convert the run's model to TFLite variants, check each on the test split with LiteRT, recommend one."""
+    """Convert the run's model to TFLite variants, check each on the test split with LiteRT, recommend one.
+
+    The earlier export stays as it was until the new one is complete, whether it is kept (--force) or not (--clean).
+    """
+    from mobile_ml.contracts import document_dict
     from mobile_ml.export.exporter import check_gate
     from mobile_ml.export.exporter import export as run_export
-    from mobile_ml.export.options import ExportOptions, parse_variants
+    from mobile_ml.export.options import ExportOptions, check_variant, parse_variants
     from mobile_ml.outputs import dumps
 
     options = ExportOptions(
         variants=parse_variants(variants),
         max_accuracy_drop=max_accuracy_drop,
-        require=require,
+        require=check_variant(require) if require else None,
         allow_flex=allow_flex,
         int8_io=int8_io,
         per_channel=not per_tensor,
@@ -50,9 +57,9 @@ def export(
         prune_sparsity=prune_sparsity,
     )
     with render.ExportProgress() as progress:
-        result = run_export(rundir, options, data_dir=data, force=force, reporter=progress)
+        result = run_export(rundir, options, data_dir=data, force=force, clean=clean, reporter=progress)
     if json:
-        typer.echo(dumps(result.to_dict()), nl=False)
+        typer.echo(dumps(document_dict(result)), nl=False)
     else:
         console.out.print(render.export_table(result))
         console.out.print(render.export_files(result))

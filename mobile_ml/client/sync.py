@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.contracts import ContractError, parse_document, read_document
+from mobile_ml.contracts.model_metadata import ModelMetadata
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.trust import Rejected, check_file, check_manifest, claimed_key_id, select_release
@@ -89,13 +91,13 @@ def load_state(state_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def current_model(state_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+def current_model(state_dir: Path) -> tuple[Path, ModelMetadata] | None:
     """The live version directory and its metadata, as the app would read them."""
     try:
         pointer = json.loads((state_dir / "current.json").read_text())
         vdir = state_dir / "versions" / pointer["version"]
-        return vdir, json.loads((vdir / "metadata.json").read_text())
-    except (OSError, ValueError, KeyError):
+        return vdir, read_document(ModelMetadata, vdir / "metadata.json")
+    except (OSError, ValueError, KeyError, ContractError):
         return None
 
 
@@ -298,7 +300,7 @@ def sync(cfg: DeviceConfig) -> SyncResult:
             raise Failed("no_space", f"{need} bytes needed")
         files = {f["name"]: _download(http, f, cfg.state_dir / "staging") for f in release["files"]}
         try:
-            meta = json.loads(files["metadata.json"])
+            meta = parse_document(ModelMetadata, files["metadata.json"], where=f"{release['version']}/metadata.json")
             health = health_check(files["model.tflite"], meta, f"{release['version']}/model.tflite")
             if not health.ok:
                 raise Failed("health_check", health.detail)

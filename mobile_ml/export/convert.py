@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -84,8 +83,7 @@ def convert(
     converter.target_spec.supported_ops = ops
     try:
         # The converter warns about input statistics it does not need when a representative dataset is given.
-        with _tf.quiet_stderr(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _tf.quiet():
             return bytes(converter.convert())
     except MobileMLError:
         raise

@@ -9,33 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from mobile_ml import _tf
+from mobile_ml.contracts.export import FinetuneInfo
 from mobile_ml.export.convert import ConversionError
 from mobile_ml.progress import epoch_callback
+
+__all__ = ["EpochCallback", "FinetuneInfo", "pruned", "quantization_aware"]
 
 EpochCallback = Callable[[int, dict], None]
 
 
-@dataclass(frozen=True)
-class FinetuneInfo:
-    epochs: int
-    learning_rate: float
-    wrapped_layers: list[str]  # layers tfmot instrumented
-    val_accuracy: float | None  # of the fine-tuned model (before conversion), on the validation split
-    sparsity: float | None = None  # pruning: measured fraction of zeros in the pruned layers' kernels
-    seconds: float = 0.0
-
-
 def _tfmot():
     _tf.keras()
-    with _tf.quiet_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _tf.quiet():
         import tensorflow_model_optimization as tfmot
     return tfmot
 
@@ -47,8 +37,7 @@ def _fit(model, train, val, epochs, lr, batch_size, seed, callbacks, on_epoch: E
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    with _tf.quiet_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _tf.quiet():
         model.fit(
             *train,
             validation_data=val,
@@ -85,11 +74,10 @@ def quantization_aware(
 
     supported = registry.Default8BitQuantizeRegistry()
     annotated, wrapped = _clone_annotating(model, lambda layer: supported.supports(layer), qk.quantize_annotate_layer)
-    with qk.quantize_scope(), _tf.quiet_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with qk.quantize_scope(), _tf.quiet():
         qat = qk.quantize_apply(annotated)
     acc = _fit(qat, train, val, epochs, learning_rate, batch_size, seed, [], on_epoch)
-    return qat, FinetuneInfo(epochs, learning_rate, wrapped, acc, seconds=time.perf_counter() - start)
+    return qat, FinetuneInfo(epochs, learning_rate, tuple(wrapped), acc, seconds=time.perf_counter() - start)
 
 
 def pruned(
@@ -130,7 +118,7 @@ def pruned(
     kernels = [layer.get_weights()[0] for layer in stripped.layers if layer.name in wrapped]
     total = sum(k.size for k in kernels)
     measured = float(sum(int((k == 0).sum()) for k in kernels) / total) if total else 0.0
-    return stripped, FinetuneInfo(epochs, learning_rate, wrapped, acc, measured, time.perf_counter() - start)
+    return stripped, FinetuneInfo(epochs, learning_rate, tuple(wrapped), acc, measured, time.perf_counter() - start)
 
 
 def _clone_annotating(model, should_wrap, wrap):
@@ -147,8 +135,7 @@ def _clone_annotating(model, should_wrap, wrap):
         return layer.__class__.from_config(layer.get_config())
 
     try:
-        with _tf.quiet_stderr(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _tf.quiet():
             new = keras.models.clone_model(model, clone_function=clone)
     except (ValueError, TypeError) as e:
         raise ConversionError(
@@ -160,7 +147,7 @@ def _clone_annotating(model, should_wrap, wrap):
             "no layer of this model can be quantized or pruned by tensorflow-model-optimization",
             hint="export fp32, fp16, dynamic or int8 instead",
         )
-    for old_layer, new_layer in zip(model.layers, new.layers):
+    for old_layer, new_layer in zip(model.layers, new.layers, strict=False):
         src = old_layer.get_weights()
         if src:  # clone_model copies structure only; wrappers list the inner layer's variables first, then theirs
             new_layer.set_weights(list(src) + new_layer.get_weights()[len(src) :])

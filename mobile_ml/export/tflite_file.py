@@ -6,53 +6,32 @@ imports TensorFlow, so inspecting or evaluating a model costs milliseconds, not 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mobile_ml import _tf
+from mobile_ml.contracts.variants import OpsInfo, TensorInfo
 from mobile_ml.errors import InputFileError
 
+__all__ = [
+    "OpsInfo",
+    "TensorInfo",
+    "builtin_op_names",
+    "check_model_bytes",
+    "dequantize",
+    "io_details",
+    "load_interpreter",
+    "op_name",
+    "ops_info",
+    "predict",
+    "quantize",
+    "read_model_bytes",
+]
+
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output tensor as the app sees it."""
-
-    name: str
-    shape: list[int]  # -1 where the model accepts any size (usually the batch dimension)
-    dtype: str  # numpy name: float32, int8, uint8, ...
-    # Affine quantization of integer tensors: real = scale × (q − zero_point). None for float tensors.
-    scale: float | None = None
-    zero_point: int | None = None
-
-    @classmethod
-    def from_details(cls, d: dict[str, Any]) -> TensorInfo:
-        scale, zero = d.get("quantization", (0.0, 0))
-        quantized = np.dtype(d["dtype"]).kind in "iu" and scale
-        sig = d.get("shape_signature")
-        shape = [int(v) for v in (sig if sig is not None and len(sig) else d["shape"])]
-        return cls(
-            d["name"],
-            shape,
-            np.dtype(d["dtype"]).name,
-            float(scale) if quantized else None,
-            int(zero) if quantized else None,
-        )
-
-
-@dataclass(frozen=True)
-class OpsInfo:
-    ops: list[str]  # distinct operators, sorted: builtin names (CONV_2D), Flex* for Select-TF ops, custom names
-    select_tf_ops: list[str]  # ops that need the Flex (Select TensorFlow ops) delegate
-    custom_ops: list[str]  # other custom ops: need a registration in the app
-
-    @property
-    def builtin_only(self) -> bool:
-        return not self.select_tf_ops and not self.custom_ops
 
 
 def read_model_bytes(path: str | Path) -> bytes:
@@ -76,22 +55,33 @@ def check_model_bytes(data: bytes, where: str) -> None:
         raise InputFileError(f"{where} is {what}", hint="pass a .tflite file written by `mobile-ml export`")
 
 
+@functools.cache
+def builtin_op_names() -> dict[int, str]:
+    """TFLite builtin operator codes → names (CONV_2D, ...), from LiteRT's generated flatbuffer schema."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    return {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def op_name(opcode: Any) -> str:
+    """The name of one ``OperatorCode`` of a model: builtin name, custom code, or ``BUILTIN_<n>`` if unknown here."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    # Codes above 127 live only in builtin_code; older files keep small codes in deprecated_builtin_code.
+    code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
+    custom = opcode.CustomCode()
+    if code == fb.BuiltinOperator.CUSTOM and custom:
+        return str(custom.decode())
+    return builtin_op_names().get(code, f"BUILTIN_{code}")
+
+
 def ops_info(data: bytes) -> OpsInfo:
     """Distinct operators in every subgraph, with Select-TF (Flex) and other custom ops singled out."""
     from ai_edge_litert import schema_py_generated as fb
 
-    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
     try:
         model = fb.Model.GetRootAs(data, 0)
-        codes = []
-        for i in range(model.OperatorCodesLength()):
-            oc = model.OperatorCodes(i)
-            # Codes above 127 live only in builtin_code; older files keep small codes in deprecated_builtin_code.
-            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-            custom = oc.CustomCode()
-            codes.append(
-                custom.decode() if code == fb.BuiltinOperator.CUSTOM and custom else names.get(code, f"BUILTIN_{code}")
-            )
+        codes = [op_name(model.OperatorCodes(i)) for i in range(model.OperatorCodesLength())]
         used = set()
         for s in range(model.SubgraphsLength()):
             sg = model.Subgraphs(s)
@@ -102,11 +92,12 @@ def ops_info(data: bytes) -> OpsInfo:
             f"the model's operator table cannot be read: {e or type(e).__name__}",
             hint="the file is truncated or damaged; export it again",
         ) from e
-    flex = sorted(op for op in used if op.startswith("Flex"))
-    custom = sorted(
-        op for op in used if op not in names.values() and not op.startswith("Flex") and not op.startswith("BUILTIN_")
+    builtin = set(builtin_op_names().values())
+    flex = tuple(sorted(op for op in used if op.startswith("Flex")))
+    custom = tuple(
+        sorted(op for op in used if op not in builtin and not op.startswith("Flex") and not op.startswith("BUILTIN_"))
     )
-    return OpsInfo(sorted(used), flex, custom)
+    return OpsInfo(tuple(sorted(used)), flex, custom)
 
 
 def load_interpreter(data: bytes, where: str, *, num_threads: int | None = None):
@@ -132,10 +123,10 @@ def load_interpreter(data: bytes, where: str, *, num_threads: int | None = None)
     return interpreter
 
 
-def io_details(interpreter) -> tuple[list[TensorInfo], list[TensorInfo]]:
+def io_details(interpreter) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
     return (
-        [TensorInfo.from_details(d) for d in interpreter.get_input_details()],
-        [TensorInfo.from_details(d) for d in interpreter.get_output_details()],
+        tuple(TensorInfo.from_details(d) for d in interpreter.get_input_details()),
+        tuple(TensorInfo.from_details(d) for d in interpreter.get_output_details()),
     )
 
 
@@ -144,14 +135,14 @@ def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
     if info.scale is None:
         return np.asarray(x, dtype=info.dtype)
     lim = np.iinfo(info.dtype)
-    q = np.round(np.asarray(x, dtype=np.float64) / info.scale) + info.zero_point
+    q = np.round(np.asarray(x, dtype=np.float64) / info.scale) + (info.zero_point or 0)
     return np.clip(q, lim.min, lim.max).astype(info.dtype)
 
 
 def dequantize(q: np.ndarray, info: TensorInfo) -> np.ndarray:
     if info.scale is None:
         return np.asarray(q, dtype=np.float32)
-    return ((q.astype(np.float32) - info.zero_point) * info.scale).astype(np.float32)
+    return ((q.astype(np.float32) - (info.zero_point or 0)) * info.scale).astype(np.float32)
 
 
 def predict(interpreter, x: np.ndarray, *, batch: int = 256) -> np.ndarray:

@@ -7,7 +7,6 @@ one new manifest through ``channel.commit``. Refusals happen before anything is 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +63,12 @@ def load_variant(rundir: str | Path, variant: str | None) -> ExportedVariant:
         raise InputFileError(
             f"{rundir} has no exports (no exports/export.json)", hint="run `mobile-ml export RUNDIR` first"
         )
-    try:
-        report = json.loads((exports / "export.json").read_text(encoding="utf-8"))
-        rows = {v["variant"]: v for v in report["variants"]}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputFileError(f"{exports / 'export.json'} is damaged: {e}", hint="export the run again") from e
-    name = variant or report.get("recommended")
+    from mobile_ml.contracts.export import read_export
+    from mobile_ml.export.metadata import read as read_metadata
+
+    report = read_export(exports / "export.json")
+    rows = {v.variant.value: v for v in report.variants}
+    name = variant or report.recommended
     if name is None:
         raise RefusedError(
             "the export recommends no variant (none met the accuracy budget)",
@@ -84,16 +83,15 @@ def load_variant(rundir: str | Path, variant: str | None) -> ExportedVariant:
             hint="export the run again",
         )
     model, meta_bytes = model_path.read_bytes(), meta_path.read_bytes()
-    from mobile_ml.export.metadata import read as read_metadata
-
     meta = read_metadata(meta_path)
-    if hashlib.sha256(model).hexdigest() != meta["model"]["sha256"] or len(model) != meta["model"]["bytes"]:
+    if hashlib.sha256(model).hexdigest() != meta.model.sha256 or len(model) != meta.model.bytes:
         raise InputFileError(
             f"{model_path} does not match its metadata.json (sha256 or size differs)",
             hint="the export was modified or damaged; export the run again",
         )
     row = rows[name]
-    return ExportedVariant(name, model, meta_bytes, meta, bool(row.get("passed")), row.get("parity") or {})
+    parity = row.parity.summary() if row.parity else {}
+    return ExportedVariant(str(name), model, meta_bytes, meta.to_dict(), row.passed, parity)
 
 
 def _release_doc(model: str, version: str, ev: ExportedVariant, min_app_version: str) -> dict[str, Any]:
