@@ -86,7 +86,8 @@ class _Content:
     async def handle(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return Response("method not allowed\n", 405, headers={"Allow": "GET, HEAD"})
-        rel = request.path_params["path"]
+        # The raw decoded path, not path_params: Starlette's route regex ends in "$", which drops a trailing "\n".
+        rel = request.scope["path"].removeprefix("/")
         found = layout.resolve(self.root, rel)
         if found is None:
             return Response("not found\n", 404, media_type="text/plain")
@@ -248,6 +249,9 @@ def build_server(
         def capture_signals(self) -> Iterator[None]:
             # uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die "by signal"; a
             # service manager should see a clean exit after a requested, completed shutdown.
+            if threading.current_thread() is not threading.main_thread():
+                yield  # in a thread (tests): signals belong to the main thread
+                return
             previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
             try:
                 yield
