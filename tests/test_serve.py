@@ -373,18 +373,22 @@ def test_protocol_paths(rel, served):
     assert is_protocol_path(rel) is served
 
 
-def test_serve_refuses_a_telemetry_db_inside_the_root(careless_root, tmp_path, monkeypatch):
-    from tests.test_cli import run as cli
+def _serve_cli(*args, cwd=None):
+    """`mobile-ml serve` as a real process: a refusal exits at once; a server that starts is a timeout (failure)."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "mobile_ml", "serve", *map(str, args), "--port", "1"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=20, cwd=cwd, env=env)
 
-    r = cli("serve", careless_root, "--telemetry-db", careless_root / "sub" / "t.db")
-    assert r.exit_code == 2 and "inside the served root" in r.stderr and "--telemetry-db" in r.stderr
+
+def test_serve_refuses_a_telemetry_db_inside_the_root(careless_root, tmp_path):
+    r = _serve_cli(careless_root, "--telemetry-db", careless_root / "sub" / "t.db")
+    assert r.returncode == 2 and "inside the served root" in r.stderr and "--telemetry-db" in r.stderr
     assert "Traceback" not in r.stderr and not (careless_root / "sub").exists()
-    monkeypatch.chdir(careless_root)  # `serve .` with the default --telemetry-db telemetry.db
-    r = cli("serve", ".")
-    assert r.exit_code == 2 and "inside the served root" in r.stderr
+    r = _serve_cli(".", cwd=careless_root)  # `serve .` with the default --telemetry-db telemetry.db
+    assert r.returncode == 2 and "inside the served root" in r.stderr
     (tmp_path / "link").symlink_to(careless_root)  # a path that only looks outside
-    r = cli("serve", careless_root, "--telemetry-db", tmp_path / "link" / "t.db")
-    assert r.exit_code == 2 and "inside the served root" in r.stderr
+    r = _serve_cli(careless_root, "--telemetry-db", tmp_path / "link" / "t.db")
+    assert r.returncode == 2 and "inside the served root" in r.stderr
 
 
 # -- Range exactly per RFC 9110 (issue 12, item 15) -------------------------------------------------------------------
@@ -541,10 +545,8 @@ def test_telemetry_token(tmp_path, root):
 
 
 def test_serve_refuses_a_weak_telemetry_token(root, tmp_path):
-    from tests.test_cli import run as cli
-
-    r = cli("serve", root[0], "--telemetry-db", tmp_path / "t.db", "--telemetry-token", "short")
-    assert r.exit_code == 2 and "token" in r.stderr and "secrets.token_urlsafe" in r.stderr
+    r = _serve_cli(root[0], "--telemetry-db", tmp_path / "t.db", "--telemetry-token", "short")
+    assert r.returncode == 2 and "token" in r.stderr and "secrets.token_urlsafe" in r.stderr
 
 
 def test_telemetry_rate_limit_per_client(tmp_path, root):
