@@ -38,13 +38,13 @@ EMPTY = hashlib.sha256(b"").hexdigest()
 
 
 @contextlib.contextmanager
-def running(app, limits=None):
+def running(app, limits=None, log_level="error"):
     """``app`` on a real uvicorn (our guarded protocol) on a free loopback port, in a thread."""
     from mobile_ml.deliver.server import build_server
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    srv = build_server(app, limits, log_level="error")
+    srv = build_server(app, limits, log_level=log_level)
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     for _ in range(200):

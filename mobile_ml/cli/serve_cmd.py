@@ -27,7 +27,9 @@ def serve(
     telemetry_rate: float = typer.Option(
         20.0, "--telemetry-rate", help="Telemetry requests per second per client address (burst 10 s); 0: no limit."
     ),
-    max_connections: int = typer.Option(0, "--max-connections", help="Open connections at once; 0: from ulimit -n."),
+    max_connections: int = typer.Option(
+        1000, "--max-connections", help="Open connections at once (at most what `ulimit -n` allows)."
+    ),
     idle_timeout: float = typer.Option(5.0, "--idle-timeout", help="Seconds a connection may wait between requests."),
     header_timeout: float = typer.Option(10.0, "--header-timeout", help="Seconds to send a request's headers."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds to send a request's body."),

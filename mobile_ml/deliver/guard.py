@@ -27,12 +27,13 @@ log = logging.getLogger("uvicorn.error")
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-def default_max_connections() -> int:
-    """Leave room under the open-file limit: a connection sending a file holds two descriptors."""
+def fd_max_connections() -> int:
+    """Connections that fit under the open-file limit: one sending a file holds two descriptors, and the process
+    keeps a few for itself (database, logs, the listening socket)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return 1000
-    return max(1, min(1000, (soft - 64) // 2))
+        return 1_000_000
+    return max(1, (soft - 32) // 2)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Limits:
     idle_timeout: float = 5.0  # s a connection may wait for the first byte of a request
     header_timeout: float = 10.0  # s from a request's first byte to the end of its headers
     body_timeout: float = 30.0  # s from the end of the headers to the end of the body
-    max_connections: int = 0  # open connections at once; 0: derived from the open-file limit
+    max_connections: int = 1000  # open connections at once, never more than the open-file limit allows
     max_header_bytes: int = 16 * 1024  # request line and headers together
 
     def __post_init__(self) -> None:
@@ -48,12 +49,13 @@ class Limits:
             value = getattr(self, name)
             if not 0 < value <= 3600:
                 raise ConfigError(f"{name.replace('_', '-')} {value} is out of range", hint="use 0 < seconds ≤ 3600")
-        if self.max_connections < 0:
-            raise ConfigError(f"max-connections {self.max_connections} is negative", hint="use 0 (automatic) or more")
+        if self.max_connections < 1:
+            raise ConfigError(f"max-connections {self.max_connections} is below 1", hint="use 1 or more")
 
     @property
     def connections(self) -> int:
-        return self.max_connections or default_max_connections()
+        # Above the open-file limit, accept() fails with EMFILE and real clients wait in the backlog: refuse instead.
+        return min(self.max_connections, fd_max_connections())
 
 
 class FloodLog:
