@@ -1,4 +1,5 @@
-"""Device telemetry: strict validation, SQLite (WAL) storage, and the summary that feeds the next training round.
+"""Device telemetry: strict validation, the optional ingest token, SQLite (WAL) storage, and the summary that feeds
+the next training round.
 
 Every value is bound as an SQL parameter, never formatted into SQL text; strings are stored verbatim. A batch is
 validated whole before anything is written, and written in one transaction: a rejected batch stores nothing.
@@ -6,8 +7,8 @@ validated whole before anything is written, and written in one transaction: a re
 
 from __future__ import annotations
 
-import json
-import math
+import enum
+import hmac
 import re
 import sqlite3
 import threading
@@ -15,22 +16,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.contracts import ContractError, Fields, StrictJSONError, loads
+from mobile_ml.errors import ConfigError
+
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENTS = 100
-EVENT_TYPES = ("update_check", "update_applied", "update_failed", "inference")
-# field → (type, required, max length for strings)
-FIELDS: dict[str, tuple[type, bool, int]] = {
-    "install_id_hash": (str, True, 128),
-    "model": (str, True, 64),
-    "version": (str, True, 32),
-    "app_version": (str, True, 32),
-    "device_model": (str, True, 128),
-    "event": (str, True, 32),
-    "latency_ms": (float, False, 0),
-    "error_code": (str, False, 64),
-    "time": (str, False, 40),
-}
-_HEX = re.compile(r"^[0-9a-f]{16,128}$")
+# Columns of the events table, in order; each event may carry exactly these fields.
+FIELDS = (
+    "install_id_hash",
+    "model",
+    "version",
+    "app_version",
+    "device_model",
+    "event",
+    "latency_ms",
+    "error_code",
+    "time",
+)
+_STRINGS = {"model": 64, "version": 32, "app_version": 32, "device_model": 128}  # required text: max length
+_HEX = r"[0-9a-f]{16,128}"  # a hash of the install id, never the id itself
+_TOKEN = r"[A-Za-z0-9._~+/-]{16,256}=*"  # RFC 6750 b64token, long enough not to be guessed
+
+
+class EventType(str, enum.Enum):
+    UPDATE_CHECK = "update_check"
+    UPDATE_APPLIED = "update_applied"
+    UPDATE_FAILED = "update_failed"
+    INFERENCE = "inference"
+
+
+EVENT_TYPES = tuple(e.value for e in EventType)
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -52,47 +67,55 @@ class Invalid(ValueError):
 
 
 def validate(body: bytes) -> list[dict[str, Any]]:
+    """The rows of a ``{"events": [...]}`` body, or ``Invalid``: strict JSON, closed objects, typed fields."""
     if len(body) > MAX_BODY_BYTES:
         raise Invalid(f"body over {MAX_BODY_BYTES} bytes", 413)
     try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise Invalid(f"body is not JSON: {e}") from None
-    if not isinstance(doc, dict) or set(doc) != {"events"} or not isinstance(doc["events"], list):
-        raise Invalid('body must be {"events": [...]}')
-    events = doc["events"]
-    if not events:
-        raise Invalid("no events")
-    if len(events) > MAX_EVENTS:
-        raise Invalid(f"{len(events)} events; at most {MAX_EVENTS} per request", 413)
-    out = []
-    for i, e in enumerate(events):
-        if not isinstance(e, dict):
-            raise Invalid(f"events[{i}] is not an object")
-        unknown = set(e) - set(FIELDS)
-        if unknown:
-            raise Invalid(f"events[{i}] has unknown field '{sorted(unknown)[0]}'")
-        row: dict[str, Any] = {}
-        for name, (kind, required, limit) in FIELDS.items():
-            if name not in e or e[name] is None:
-                if required:
-                    raise Invalid(f"events[{i}].{name} is missing")
-                row[name] = None
-                continue
-            v = e[name]
-            if kind is float:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                    raise Invalid(f"events[{i}].{name} must be a non-negative number")
-                v = float(v)
-            elif not isinstance(v, str) or len(v) > limit or "\x00" in v:
-                raise Invalid(f"events[{i}].{name} must be a string of at most {limit} characters")
-            row[name] = v
-        if row["event"] not in EVENT_TYPES:
-            raise Invalid(f"events[{i}].event must be one of {', '.join(EVENT_TYPES)}")
-        if not _HEX.match(row["install_id_hash"]):
-            raise Invalid(f"events[{i}].install_id_hash must be a lowercase hex hash (never the raw install id)")
-        out.append(row)
-    return out
+        doc = loads(body)  # refuses deep nesting, huge numbers, duplicate keys, lone surrogates
+    except StrictJSONError as e:
+        raise Invalid(f"body is not accepted JSON: {e}") from None
+    try:
+        f = Fields(doc, "body")
+        events = f.array("events")
+        f.done()
+        if not events:
+            raise Invalid("no events")
+        if len(events) > MAX_EVENTS:
+            raise Invalid(f"{len(events)} events; at most {MAX_EVENTS} per request", 413)
+        return [_event(Fields(e, f"events[{i}]")) for i, e in enumerate(events)]
+    except ContractError as e:
+        raise Invalid(e.message) from None
+
+
+def _event(f: Fields) -> dict[str, Any]:
+    row: dict[str, Any] = {"install_id_hash": f.string("install_id_hash", pattern=_HEX)}
+    for name, limit in _STRINGS.items():
+        row[name] = f.string(name, max_len=limit)
+    row["event"] = f.choice("event", EventType).value
+    row["latency_ms"] = f.opt_number("latency_ms", lo=0)
+    row["error_code"] = f.opt_string("error_code", max_len=64)
+    row["time"] = f.opt_string("time", max_len=40)
+    f.done()
+    for name, value in row.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise f.error(name, "contains a NUL character")
+    return row
+
+
+def check_token(token: str) -> str:
+    """An ingest token the operator chose: printable, unguessable length (it travels as ``Bearer <token>``)."""
+    if not re.fullmatch(_TOKEN, token):
+        raise ConfigError(
+            "the telemetry token must be 16-256 characters of A-Z a-z 0-9 . _ ~ + / - (then optional '=')",
+            hint="generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+    return token
+
+
+def token_matches(authorization: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time."""
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 class Store:
@@ -117,10 +140,6 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
         return len(rows)
-
-    def count(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()

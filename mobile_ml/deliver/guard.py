@@ -1,0 +1,156 @@
+"""Connection limits for `mobile-ml serve`: idle, header and body timeouts, a connection cap, and flood logging.
+
+uvicorn's own keep-alive timeout only starts after a response and is cancelled by the first byte of the next request,
+so a socket that never sends anything, or sends one header byte every few seconds, stays open for ever; with the file
+descriptors gone, every ``accept()`` fails and asyncio logs a traceback per attempt. Here every phase of a request has
+a deadline, connections over the cap are closed as soon as they are accepted, and each kind of trouble is logged once
+per minute at most, with a count, however hard it floods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from mobile_ml.errors import ConfigError
+
+log = logging.getLogger("uvicorn.error")
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def fd_max_connections() -> int:
+    """Connections that fit under the open-file limit: one sending a file holds two descriptors, and the process
+    keeps a few for itself (database, logs, the listening socket)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1_000_000
+    return max(1, (soft - 32) // 2)
+
+
+@dataclass(frozen=True)
+class Limits:
+    idle_timeout: float = 5.0  # s a connection may wait for the first byte of a request
+    header_timeout: float = 10.0  # s from a request's first byte to the end of its headers
+    body_timeout: float = 30.0  # s from the end of the headers to the end of the body
+    max_connections: int = 1000  # open connections at once, never more than the open-file limit allows
+    max_header_bytes: int = 16 * 1024  # request line and headers together
+
+    def __post_init__(self) -> None:
+        for name in ("idle_timeout", "header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise ConfigError(f"{name.replace('_', '-')} {value} is out of range", hint="use 0 < seconds ≤ 3600")
+        if self.max_connections < 1:
+            raise ConfigError(f"max-connections {self.max_connections} is below 1", hint="use 1 or more")
+
+    @property
+    def connections(self) -> int:
+        # Above the open-file limit, accept() fails with EMFILE and real clients wait in the backlog: refuse instead.
+        return min(self.max_connections, fd_max_connections())
+
+
+class FloodLog:
+    """The first event of a kind is logged; repeats within ``interval`` seconds are only counted."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def note(self, kind: str, message: str) -> None:
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        more = self._suppressed.pop(kind, 0)
+        since = f"; {more} more since the last report" if more else ""
+        log.warning("%s%s (repeats are logged at most every %g s)", message, since, self.interval)
+        self._last[kind] = now
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each phase of a request and a cap on connections."""
+
+    limits: ClassVar[Limits] = Limits()
+    floods: ClassVar[FloodLog] = FloodLog()
+
+    @classmethod
+    def configured(cls, limits: Limits, floods: FloodLog | None = None) -> type[GuardedH11]:
+        """A subclass bound to ``limits``: uvicorn builds protocols from a class, with no room for arguments."""
+        return type("GuardedH11", (cls,), {"limits": limits, "floods": floods or FloodLog()})
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._timer: asyncio.TimerHandle | None = None
+        self._phase = ""
+        super().connection_made(transport)
+        cap = self.limits.connections
+        if len(self.connections) > cap:
+            self.floods.note("cap", f"connection limit of {cap} reached: closing new connections at once")
+            self.transport.close()
+            return
+        self._arm("idle", self.limits.idle_timeout)  # uvicorn arms nothing before the first request
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._phase != "header":
+            self._arm("header", self.limits.header_timeout)  # once per request, not per byte
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may process a pipelined request
+        self._follow()
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._unset_keepalive_if_required()  # uvicorn's whole-second timer: ours takes fractions, for tests
+            self._arm("idle", self.limits.idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        super().connection_lost(exc)
+
+    def _follow(self) -> None:
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            if self._phase != "body":
+                self._arm("body", self.limits.body_timeout)
+        elif state is not h11.IDLE:
+            self._cancel()  # the whole request is in (the app owns the connection now), or closed
+
+    def _arm(self, phase: str, seconds: float) -> None:
+        self._cancel()
+        self._phase = phase
+        self._timer = self.loop.call_later(seconds, self._expire, phase, seconds)
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._phase = None, ""
+
+    def _expire(self, phase: str, seconds: float) -> None:
+        self._timer, self._phase = None, ""
+        if not self.transport.is_closing():
+            self.floods.note(f"timeout-{phase}", f"closed a connection past its {seconds:g} s {phase} timeout")
+            self.transport.close()
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop, floods: FloodLog) -> None:
+    """asyncio reports every failed ``accept()`` with a traceback, once a second while it lasts: count them instead."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES and "accept" in context.get("message", ""):
+            floods.note("accept", f"cannot accept connections: {exc.strerror} (open-file limit reached?)")
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
