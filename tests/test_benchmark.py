@@ -36,24 +36,24 @@ def test_stats_match_numpy():
         LatencyStats.of([])
 
 
-def test_macs_of_the_tiny_cnn(exported):
+def test_macs_of_the_tiny_cnn(digits_export):
     """TINY is conv(8 filters, 3×3) on 8×8×1 → pool → 4·4·8 features → dense 10."""
-    run_dir, _ = exported
+    run_dir, _ = digits_export
     for variant in ("fp32", "int8"):
         work = count_macs((run_dir / "exports" / variant / "model.tflite").read_bytes())
         assert work.by_op == {"CONV_2D": 8 * 8 * 8 * 3 * 3 * 1, "FULLY_CONNECTED": 4 * 4 * 8 * 10}, variant
 
 
 @pytest.fixture(scope="module")
-def local_result(exported):
-    run_dir, _ = exported
+def local_result(digits_export):
+    run_dir, _ = digits_export
     return run(run_dir, BenchmarkOptions(threads=(1, 2), **QUICK))
 
 
-def test_local_run_measures_every_variant_and_thread_count(local_result, exported):
-    run_dir, export = exported
+def test_local_run_measures_every_variant_and_thread_count(local_result, digits_export):
+    run_dir, export = digits_export
     assert {(m.variant, m.threads) for m in local_result.measurements} == {
-        (v.variant, t) for v in export.variants for t in (1, 2)
+        (v["variant"], t) for v in export["variants"] for t in (1, 2)
     }
     for m in local_result.measurements:
         s = m.latency_ms
@@ -161,9 +161,9 @@ def fake_adb(tmp_path, monkeypatch):
     return tmp_path / "adb.log", binary
 
 
-def test_adb_flow(fake_adb, exported):
+def test_adb_flow(fake_adb, digits_export):
     log, binary = fake_adb
-    run_dir, _ = exported
+    run_dir, _ = digits_export
     result = android.run_adb(
         run_dir / "exports" / "int8" / "model.tflite", BenchmarkOptions(threads=(1, 4)), device="adb", binary=binary
     )
@@ -184,18 +184,18 @@ def test_adb_flow(fake_adb, exported):
         ("A", "adb:B", "device B is not connected"),
     ],
 )
-def test_adb_device_errors(fake_adb, exported, monkeypatch, devices, device, match):
+def test_adb_device_errors(fake_adb, digits_export, monkeypatch, devices, device, match):
     _, binary = fake_adb
     monkeypatch.setenv("FAKE_ADB_DEVICES", devices)
     with pytest.raises(BenchmarkError, match=match):
         android.run_adb(
-            exported[0] / "exports" / "int8" / "model.tflite", BenchmarkOptions(), device=device, binary=binary
+            digits_export[0] / "exports" / "int8" / "model.tflite", BenchmarkOptions(), device=device, binary=binary
         )
 
 
-def test_adb_missing_binary_and_tool(fake_adb, exported, monkeypatch, tmp_path):
+def test_adb_missing_binary_and_tool(fake_adb, digits_export, monkeypatch, tmp_path):
     _, binary = fake_adb
-    model = exported[0] / "exports" / "int8" / "model.tflite"
+    model = digits_export[0] / "exports" / "int8" / "model.tflite"
     with pytest.raises(BenchmarkError, match="benchmark binary .* not found"):
         android.run_adb(model, BenchmarkOptions(), device="adb", binary=tmp_path / "nope")
     monkeypatch.setenv("FAKE_ADB_OUTPUT", str(tmp_path / "garbage.txt"))
@@ -207,11 +207,11 @@ def test_adb_missing_binary_and_tool(fake_adb, exported, monkeypatch, tmp_path):
         android.run_adb(model, BenchmarkOptions(), device="adb", binary=binary)
 
 
-def test_bad_targets(exported, tmp_path):
+def test_bad_targets(digits_export, tmp_path):
     (tmp_path / "noise.tflite").write_bytes(os.urandom(512))
     with pytest.raises(InputFileError, match="not a TFLite model"):
         run(tmp_path / "noise.tflite", BenchmarkOptions(**QUICK))
-    good = (exported[0] / "exports" / "fp32" / "model.tflite").read_bytes()
+    good = (digits_export[0] / "exports" / "fp32" / "model.tflite").read_bytes()
     (tmp_path / "half.tflite").write_bytes(good[: len(good) // 2])
     with pytest.raises(InputFileError, match="LiteRT cannot load .*half.tflite") as e:
         run(tmp_path / "half.tflite", BenchmarkOptions(**QUICK))
@@ -236,11 +236,11 @@ def test_select_tf_model_is_refused(tmp_path):
         run(tmp_path / "flex.tflite", BenchmarkOptions(**QUICK))
 
 
-def test_cli_benchmark_file_json_and_errors(exported, tmp_path):
+def test_cli_benchmark_file_json_and_errors(digits_export, tmp_path):
     from tests.test_cli import run as cli
 
     model = tmp_path / "m.tflite"
-    shutil.copy(exported[0] / "exports" / "int8" / "model.tflite", model)
+    shutil.copy(digits_export[0] / "exports" / "int8" / "model.tflite", model)
     r = cli(
         "benchmark",
         model,
