@@ -65,6 +65,7 @@ def test_same_seed_same_metrics(digits_dir, tiny_run, tmp_path):
     assert again.test.confusion_matrix == first.test.confusion_matrix
 
 
+@pytest.mark.slow
 def test_best_candidate_selected_on_validation(digits_dir, tmp_path):
     # lr 0.9 makes Adam diverge; the grid search must notice and pick the sane candidate.
     cfg = replace(TINY, grid=GridConfig(width=(8,), depth=(1,), learning_rate=(0.9, 0.01), dropout=(0.0,)))
@@ -74,6 +75,7 @@ def test_best_candidate_selected_on_validation(digits_dir, tmp_path):
     assert result.selected.val_accuracy > result.candidates[0].val_accuracy
 
 
+@pytest.mark.slow
 def test_interrupt_mid_training_leaves_nothing(digits_dir, tmp_path):
     class Interrupt(NullReporter):
         def epoch_finished(self, candidate, epoch, logs):
