@@ -1,4 +1,8 @@
+import json
 import os
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
 
 # Before anything imports TensorFlow (mobile_ml does this too; tests may import tf_keras directly).
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -36,6 +40,17 @@ def tiny_run(digits_dir, tmp_path_factory):
 
 FAST = dict(calibration_samples=64, finetune_epochs=1)  # export options that keep QAT and pruning to seconds
 
+# The session fixtures that train (directly or through another): a test that uses one is marked slow below.
+TRAINING_FIXTURES = frozenset({"tiny_run", "exported"})
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_collection_modifyitems(items):
+    """Mark `slow` every test whose fixture closure trains, so `-m "not slow"` skips it without a hand-kept list."""
+    for item in items:
+        if TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def exported(tiny_run, digits_dir, tmp_path_factory):
@@ -49,6 +64,21 @@ def exported(tiny_run, digits_dir, tmp_path_factory):
     shutil.copytree(tiny_run[0], run)
     result = export(run, ExportOptions(**FAST), data_dir=digits_dir)
     return run, result
+
+
+class CommittedExport(NamedTuple):
+    run: Path  # a run directory that holds only exports/ (no Keras model, no data)
+    report: dict[str, Any]  # its exports/export.json
+
+
+@pytest.fixture(scope="session")
+def digits_export(tmp_path_factory):
+    """The committed real export of the TINY digits model (fp32 and int8, see tests/fixtures/make_fixtures.py),
+    copied so that a test which damages its run damages a copy. For publish, serve, client and benchmark tests:
+    no training. Tests that need the Keras model, the data or every variant use `exported` (slow)."""
+    run = tmp_path_factory.mktemp("committed") / "run"
+    shutil.copytree(FIXTURES / "digits_export", run / "exports")
+    return CommittedExport(run, json.loads((run / "exports" / "export.json").read_text(encoding="utf-8")))
 
 
 def leftovers(parent):

@@ -58,9 +58,9 @@ def test_median_of_an_even_number_of_repeats():
     assert d.deltas[0].base_p50 == pytest.approx(1.15) and d.deltas[0].verdict is Verdict.OK
 
 
-def test_macs_of_the_tiny_cnn(exported):
+def test_macs_of_the_tiny_cnn(digits_export):
     """TINY is conv(8 filters, 3×3) on 8×8×1 → pool → 4·4·8 features → dense 10."""
-    run_dir, _ = exported
+    run_dir, _ = digits_export
     for variant in ("fp32", "int8"):
         work = count_macs((run_dir / "exports" / variant / "model.tflite").read_bytes())
         assert work.by_op == {"CONV_2D": 8 * 8 * 8 * 3 * 3 * 1, "FULLY_CONNECTED": 4 * 4 * 8 * 10}, variant
@@ -170,15 +170,15 @@ def test_a_bigger_model_is_a_regression(tiny_models, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def local_result(exported):
-    run_dir, _ = exported
+def local_result(digits_export):
+    run_dir, _ = digits_export
     return run(run_dir, BenchmarkOptions(threads=(1, 2), **QUICK))
 
 
-def test_local_run_measures_every_variant_and_thread_count(local_result, exported):
-    run_dir, export = exported
+def test_local_run_measures_every_variant_and_thread_count(local_result, digits_export):
+    run_dir, export = digits_export
     assert {(m.variant, m.threads) for m in local_result.measurements} == {
-        (v.variant, t) for v in export.variants for t in (1, 2)
+        (v["variant"], t) for v in export["variants"] for t in (1, 2)
     }
     for m in local_result.measurements:
         s = m.latency_ms
@@ -471,11 +471,11 @@ def test_adb_missing_binary_and_tool(fake_adb, tiny_models, monkeypatch, tmp_pat
         _adb(model, BenchmarkOptions(), binary=binary)
 
 
-def test_bad_targets(exported, tmp_path):
+def test_bad_targets(digits_export, tmp_path):
     (tmp_path / "noise.tflite").write_bytes(os.urandom(512))
     with pytest.raises(InputFileError, match="not a TFLite model"):
         run(tmp_path / "noise.tflite", BenchmarkOptions(**QUICK))
-    good = (exported[0] / "exports" / "fp32" / "model.tflite").read_bytes()
+    good = (digits_export[0] / "exports" / "fp32" / "model.tflite").read_bytes()
     (tmp_path / "half.tflite").write_bytes(good[: len(good) // 2])
     with pytest.raises(InputFileError, match="LiteRT cannot load .*half.tflite") as e:
         run(tmp_path / "half.tflite", BenchmarkOptions(**QUICK))
@@ -500,11 +500,11 @@ def test_select_tf_model_is_refused(tmp_path):
         run(tmp_path / "flex.tflite", BenchmarkOptions(**QUICK))
 
 
-def test_cli_benchmark_file_json_and_errors(exported, tmp_path):
+def test_cli_benchmark_file_json_and_errors(digits_export, tmp_path):
     from tests.test_cli import run as cli
 
     model = tmp_path / "m.tflite"
-    shutil.copy(exported[0] / "exports" / "int8" / "model.tflite", model)
+    shutil.copy(digits_export[0] / "exports" / "int8" / "model.tflite", model)
     r = cli(
         "benchmark",
         model,

@@ -19,13 +19,13 @@ from mobile_ml.publish import keys, publisher
 
 
 @pytest.fixture()
-def world(exported, tmp_path):
+def world(digits_export, tmp_path):
     """A fresh publish root with 1.0.0 on digits/beta, served by a real uvicorn server, and a key."""
     import uvicorn
 
     from mobile_ml.deliver.server import create_app
 
-    run, _ = exported
+    run, _ = digits_export
     key_dir = tmp_path / "keys"
     keys.generate(key_dir)
     root = tmp_path / "root"
@@ -339,7 +339,7 @@ def test_staged_rollout_promotion_and_rollback_end_to_end(world):
         rollout=10,
     ).manifest
     salt = m["rollout"]["salt"]
-    for i, cfg in devices.items():
+    for cfg in devices.values():
         inside = mf.in_rollout(10, salt, cfg.install_id)
         assert client.sync(cfg).current == ("2.0.0" if inside else "1.0.0")
     publisher.set_rollout(str(world["root"]), "digits", "beta", percent=100, key=world["key"])

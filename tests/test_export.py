@@ -290,6 +290,7 @@ def test_float_io_integer_variant(exported, digits_dir, tmp_path):
     ).ok
 
 
+@pytest.mark.slow
 def test_tabular_pipeline_exports_with_feature_metadata(tmp_path):
     """A CSV through the whole pipeline: the metadata tells an app how to encode a row."""
     from pathlib import Path

@@ -49,12 +49,12 @@ def test_key_generation(tmp_path):
     assert (tmp_path / "k" / "private.pem").read_bytes() == before
 
 
-def test_publish_layout_and_verify(exported, key_dir, tmp_path):
-    run, result = exported
+def test_publish_layout_and_verify(digits_export, key_dir, tmp_path):
+    run, report = digits_export
     root = tmp_path / "root"
     r = publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     m = r.manifest
-    assert m["manifest_version"] == 1 and m["release"]["variant"] == result.recommended
+    assert m["manifest_version"] == 1 and m["release"]["variant"] == report["recommended"]
     assert m["key_id"] == json.loads((key_dir / "key.json").read_text())["key_id"]
     assert mf.parse_time(m["expires"]) - mf.parse_time(m["issued_at"]) == timedelta(days=30)
     for f in m["release"]["files"]:
@@ -68,11 +68,11 @@ def test_publish_layout_and_verify(exported, key_dir, tmp_path):
     assert report.ok and report.manifests == 1 and report.blobs == 2, report.problems
 
 
-def test_signature_verifies_with_openssl(exported, key_dir, tmp_path):
+def test_signature_verifies_with_openssl(digits_export, key_dir, tmp_path):
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl command line not installed")
-    run, _ = exported
+    run, _ = digits_export
     root = tmp_path / "root"
     publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     mpath = root / manifest_path("digits", "beta")
@@ -101,9 +101,9 @@ def test_signature_verifies_with_openssl(exported, key_dir, tmp_path):
     assert bad.returncode != 0
 
 
-def test_channel_lifecycle(exported, key_dir, tmp_path):
+def test_channel_lifecycle(digits_export, key_dir, tmp_path):
     """publish → staged 1.1.0 → widen → promote → halt → rollback, each a higher signed manifest."""
-    run, _ = exported
+    run, _ = digits_export
     root = str(tmp_path / "root")
     publisher.publish(root, run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     staged = publisher.publish(
@@ -152,8 +152,8 @@ def _refused(root, fn, match, exc=RefusedError):
     assert _snapshot(root) == before, "a refusal wrote something"
 
 
-def test_refusals_write_nothing(exported, key_dir, tmp_path):
-    run, _ = exported
+def test_refusals_write_nothing(digits_export, key_dir, tmp_path):
+    run, _ = digits_export
     root = tmp_path / "root"
     pub = lambda **kw: publisher.publish(str(root), run, **{"model": "digits", "channel": "beta", "key": key_dir, **kw})  # noqa: E731
     pub(version="1.1.0")
@@ -169,8 +169,8 @@ def test_refusals_write_nothing(exported, key_dir, tmp_path):
     _refused(root, lambda: publisher.set_rollout(str(root), "digits", "nope", percent=5, key=key_dir), "does not exist")
 
 
-def test_failed_gate_and_damaged_exports_are_refused(exported, key_dir, tmp_path):
-    run, _ = exported
+def test_failed_gate_and_damaged_exports_are_refused(digits_export, key_dir, tmp_path):
+    run, _ = digits_export
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     report = json.loads((copy / "exports/export.json").read_text())
@@ -198,8 +198,8 @@ def test_failed_gate_and_damaged_exports_are_refused(exported, key_dir, tmp_path
     )
 
 
-def test_two_publishers_racing_exactly_one_wins(exported, key_dir, tmp_path, monkeypatch):
-    run, _ = exported
+def test_two_publishers_racing_exactly_one_wins(digits_export, key_dir, tmp_path, monkeypatch):
+    run, _ = digits_export
     root = str(tmp_path / "root")
     publisher.publish(root, run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     _race(monkeypatch, run, root, key_dir)
@@ -238,8 +238,8 @@ def _race(monkeypatch, run, root, key_dir):
     assert state.version == winner and state.manifest_version == 2
 
 
-def test_verify_names_a_flipped_byte(exported, key_dir, tmp_path):
-    run, _ = exported
+def test_verify_names_a_flipped_byte(digits_export, key_dir, tmp_path):
+    run, _ = digits_export
     root = tmp_path / "root"
     m = publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir).manifest
     blob = root / m["release"]["files"][0]["url"]
@@ -266,8 +266,8 @@ def test_verify_names_a_flipped_byte(exported, key_dir, tmp_path):
     ]
 
 
-def test_crash_between_manifest_and_signature_is_repaired(exported, key_dir, tmp_path):
-    run, _ = exported
+def test_crash_between_manifest_and_signature_is_repaired(digits_export, key_dir, tmp_path):
+    run, _ = digits_export
     root = tmp_path / "root"
     publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     old_sig = (root / "digits/channels/beta.json.sig").read_bytes()
@@ -278,11 +278,13 @@ def test_crash_between_manifest_and_signature_is_repaired(exported, key_dir, tmp
     assert verify_root(str(root), str(key_dir / "public.pem")).ok
 
 
-def test_publisher_dying_before_the_manifest_write_leaves_the_channel_usable(exported, key_dir, tmp_path, monkeypatch):
+def test_publisher_dying_before_the_manifest_write_leaves_the_channel_usable(
+    digits_export, key_dir, tmp_path, monkeypatch
+):
     """Threat 12: abort between the history entry and the channel swap; the old manifest stays fully valid."""
     from mobile_ml.publish.storage import LocalStorage
 
-    run, _ = exported
+    run, _ = digits_export
     root = tmp_path / "root"
     publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     before = (root / "digits/channels/beta.json").read_bytes()
@@ -368,10 +370,10 @@ def test_oversized_manifest_is_rejected_before_parsing(key_dir):
         )
 
 
-def test_cli_publish_and_verify_exit_codes(exported, key_dir, tmp_path):
+def test_cli_publish_and_verify_exit_codes(digits_export, key_dir, tmp_path):
     from tests.test_cli import run as cli
 
-    run, _ = exported
+    run, _ = digits_export
     root = tmp_path / "root"
     r = cli(
         "publish",
@@ -438,9 +440,9 @@ def s3_env(s3_endpoint, monkeypatch):
     return s3_endpoint, bucket
 
 
-def test_s3_end_to_end(exported, key_dir, s3_env):
+def test_s3_end_to_end(digits_export, key_dir, s3_env):
     endpoint, bucket = s3_env
-    run, _ = exported
+    run, _ = digits_export
     root = f"s3://{bucket}/prefix"
     m1 = publisher.publish(root, run, model="digits", version="1.0.0", channel="beta", key=key_dir).manifest
     publisher.publish(root, run, model="digits", version="1.1.0", channel="beta", key=key_dir, rollout=10)
@@ -468,9 +470,9 @@ def test_s3_end_to_end(exported, key_dir, s3_env):
     assert any("does not hash to its name" in p for p in verify_root(root, str(key_dir / "public.pem")).problems)
 
 
-def test_s3_racing_publishers(exported, key_dir, s3_env, monkeypatch):
+def test_s3_racing_publishers(digits_export, key_dir, s3_env, monkeypatch):
     _, bucket = s3_env
-    run, _ = exported
+    run, _ = digits_export
     root = f"s3://{bucket}/race"
     publisher.publish(root, run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     _race(monkeypatch, run, root, key_dir)

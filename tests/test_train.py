@@ -70,6 +70,7 @@ def test_same_seed_same_metrics(digits_dir, tiny_run, tmp_path):
     assert again.test.confusion_matrix == first.test.confusion_matrix
 
 
+@pytest.mark.slow
 def test_best_candidate_selected_on_validation(digits_dir, tmp_path):
     # lr 0.9 makes Adam diverge; the grid search must notice and pick the sane candidate.
     cfg = replace(TINY, grid=GridConfig(width=(8,), depth=(1,), learning_rate=(0.9, 0.01), dropout=(0.0,)))
@@ -98,6 +99,7 @@ def test_recorded_validation_scores_are_the_saved_models_on_validation(tiny_run)
     assert kept.best_epoch == best["epoch"] and kept.val_loss == pytest.approx(best["val_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_selection_and_early_stopping_never_look_at_the_test_split(digits_dir, tmp_path):
     """A test split that disagrees with validation (its labels shifted by one) must not change what is kept.
 
@@ -129,6 +131,7 @@ def test_selection_and_early_stopping_never_look_at_the_test_split(digits_dir, t
     assert run.metrics().metrics.accuracy == run.info.test.accuracy == result.test.accuracy
 
 
+@pytest.mark.slow
 def test_interrupt_mid_training_leaves_nothing(digits_dir, tmp_path):
     class Interrupt(NullReporter):
         def epoch_finished(self, candidate, epoch, logs):
