@@ -20,7 +20,7 @@ def check_export(fixture: CommittedExport) -> None:
     for name in names:
         ev = publisher.load_variant(run, name)  # what publish reads: export.json, metadata.json, sha256 and size
         assert ev.passed and ev.metadata["variant"] == name
-        result = health_check(ev.model_bytes, ev.metadata, name)  # the model runs in LiteRT as its metadata says
+        result = health_check(ev.model_bytes, ev.metadata_bytes, name)  # the model runs in LiteRT as its metadata says
         assert result.ok, result.detail
     # no path of the machine that made it: the fixture is read wherever the repository is checked out
     assert not [k for k in ("run_dir", "exports_dir") if Path(str(report.get(k, "."))).is_absolute()]
