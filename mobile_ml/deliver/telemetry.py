@@ -160,11 +160,9 @@ class SummaryRow:
     failure_rate: float | None  # failed / (applied + failed)
 
 
-def summary(path: str | Path) -> list[SummaryRow]:
-    from mobile_ml.benchmark.stats import percentile
+def _read_events(path: Path) -> list[tuple[Any, ...]]:
     from mobile_ml.errors import InputFileError
 
-    path = Path(path)
     if not path.is_file():
         raise InputFileError(
             f"telemetry database {path} not found", hint="pass the --telemetry-db of `mobile-ml serve`"
@@ -178,6 +176,13 @@ def summary(path: str | Path) -> list[SummaryRow]:
         raise InputFileError(f"{path} is not a telemetry database: {e}", hint="pass the --telemetry-db of serve") from e
     finally:
         db.close()
+    return rows
+
+
+def summary(path: str | Path) -> list[SummaryRow]:
+    from mobile_ml.benchmark.stats import percentile
+
+    rows = _read_events(Path(path))
     model_devices: dict[str, set[str]] = {}
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for model, version, device, install, event, latency in rows:
