@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from mobile_ml.client import download
+from mobile_ml.client import state as device_state
 from mobile_ml.client import sync as client
 from mobile_ml.export.metadata import health_check
 from mobile_ml.publish import keys, publisher
@@ -222,9 +224,9 @@ def test_swapped_blob_is_refused(world):
         key=world["key"],
         variant="fp32",
     ).manifest
-    model_entry = next(f for f in m["release"]["files"] if f["name"] == "model.tflite")
+    model_entry = m.release.file("model.tflite")
     other = (world["run"] / "exports" / "int8" / "model.tflite").read_bytes()  # a valid model, the wrong one
-    (world["root"] / model_entry["url"]).write_bytes(other)
+    (world["root"] / model_entry.url).write_bytes(other)
     r = client.sync(cfg)
     assert r.outcome == "rejected" and r.reason in ("hash_mismatch", "length_mismatch")
     runs_verified_model(cfg, "1.0.0")
@@ -240,28 +242,28 @@ def _next_release(world):
         key=world["key"],
         variant="fp32",
     ).manifest
-    return next(f for f in m["release"]["files"] if f["name"] == "model.tflite")
+    return m.release.file("model.tflite")
 
 
 def test_resume_after_a_cut_download(world, monkeypatch):
     cfg = _installed(world)
     entry = _next_release(world)
-    blob = (world["root"] / entry["url"]).read_bytes()
+    blob = (world["root"] / entry.url).read_bytes()
     staging = cfg.state_dir / "staging"
-    (staging / f"{entry['sha256']}.part").write_bytes(blob[: len(blob) // 2])  # cut at 50 %
-    (staging / f"{entry['sha256']}.etag").write_text(f'"{entry["sha256"]}"')
+    (staging / f"{entry.sha256}.part").write_bytes(blob[: len(blob) // 2])  # cut at 50 %
+    (staging / f"{entry.sha256}.etag").write_text(f'"{entry.sha256}"')
     seen = []
-    real_open = client._Http.open
+    real_open = download.Http.open
 
     def spy(self, path, headers=None):
         resp = real_open(self, path, headers)
         seen.append((path, dict(headers or {}), getattr(resp, "status", None)))
         return resp
 
-    monkeypatch.setattr(client._Http, "open", spy)
+    monkeypatch.setattr(download.Http, "open", spy)
     r = client.sync(cfg)
     assert r.outcome == "installed" and r.current == "1.1.0"
-    resumed = [s for s in seen if s[0] == entry["url"]]
+    resumed = [s for s in seen if s[0] == entry.url]
     assert resumed[0][1]["Range"] == f"bytes={len(blob) // 2}-" and resumed[0][2] == 206
     runs_verified_model(cfg, "1.1.0")
 
@@ -270,16 +272,16 @@ def test_changed_content_restarts_and_corrupt_partial_is_redownloaded(world):
     cfg = _installed(world)
     cfg2 = _installed(world, install_id="device-2")
     entry = _next_release(world)
-    blob = (world["root"] / entry["url"]).read_bytes()
+    blob = (world["root"] / entry.url).read_bytes()
     staging = cfg.state_dir / "staging"
     # a partial file from other content, with a stale validator: If-Range fails, the server sends all (200)
-    (staging / f"{entry['sha256']}.part").write_bytes(b"x" * 100)
-    (staging / f"{entry['sha256']}.etag").write_text('"stale"')
+    (staging / f"{entry.sha256}.part").write_bytes(b"x" * 100)
+    (staging / f"{entry.sha256}.etag").write_text('"stale"')
     assert client.sync(cfg).current == "1.1.0"
     runs_verified_model(cfg, "1.1.0")
     # a corrupt partial with the right validator: the resumed file fails its hash once, then downloads whole
-    (cfg2.state_dir / "staging" / f"{entry['sha256']}.part").write_bytes(bytes(len(blob) // 2))
-    (cfg2.state_dir / "staging" / f"{entry['sha256']}.etag").write_text(f'"{entry["sha256"]}"')
+    (cfg2.state_dir / "staging" / f"{entry.sha256}.part").write_bytes(bytes(len(blob) // 2))
+    (cfg2.state_dir / "staging" / f"{entry.sha256}.etag").write_text(f'"{entry.sha256}"')
     assert client.sync(cfg2).current == "1.1.0"
     runs_verified_model(cfg2, "1.1.0")
 
@@ -338,7 +340,7 @@ def test_staged_rollout_promotion_and_rollback_end_to_end(world):
         variant="fp32",
         rollout=10,
     ).manifest
-    salt = m["rollout"]["salt"]
+    salt = m.rollout.salt
     for i, cfg in devices.items():
         inside = mf.in_rollout(10, salt, cfg.install_id)
         assert client.sync(cfg).current == ("2.0.0" if inside else "1.0.0")
@@ -425,14 +427,10 @@ def test_full_disk_skips_the_download(world, monkeypatch):
 def test_crash_between_staging_and_switch_keeps_a_loadable_model(world, monkeypatch):
     cfg = _installed(world)
     _next_release(world)
-    real = client._write_atomic
+    def die_on_pointer(state_dir, version):
+        raise KeyboardInterrupt  # the process dies right before the switch
 
-    def die_on_pointer(path, data):
-        if path.name == "current.json":
-            raise KeyboardInterrupt  # the process dies right before the switch
-        real(path, data)
-
-    monkeypatch.setattr(client, "_write_atomic", die_on_pointer)
+    monkeypatch.setattr(device_state, "write_pointer", die_on_pointer)
     with pytest.raises(KeyboardInterrupt):
         client.sync(cfg)
     monkeypatch.undo()
@@ -446,16 +444,16 @@ def test_crash_between_staging_and_switch_keeps_a_loadable_model(world, monkeypa
 def test_download_cut_mid_transfer_then_resumed_and_server_500(world):
     cfg = _installed(world)
     entry = _next_release(world)
-    size = entry["length"]
+    size = entry.length
     faults = world["faults"]
-    faults.target, faults.mode = entry["url"], "500"
+    faults.target, faults.mode = entry.url, "500"
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("failed", "http_500", "1.0.0")
     runs_verified_model(cfg, "1.0.0")
     faults.mode, faults.cut_at = "cut", size // 2  # the connection drops at 50 %
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("failed", "network", "1.0.0")
-    part = cfg.state_dir / "staging" / f"{entry['sha256']}.part"
+    part = cfg.state_dir / "staging" / f"{entry.sha256}.part"
     assert 0 < part.stat().st_size < size  # kept for resuming
     vdir, meta = client.current_model(cfg.state_dir)
     assert vdir.name == "1.0.0" and health_check((vdir / "model.tflite").read_bytes(), meta).ok
@@ -463,7 +461,7 @@ def test_download_cut_mid_transfer_then_resumed_and_server_500(world):
     faults.mode = "watch"  # pass through, but record the next request's headers
     r = client.sync(cfg)
     assert (r.outcome, r.current) == ("installed", "1.1.0")
-    assert faults.hits[-1][1]["range"] == f"bytes={have}-" and faults.hits[-1][1]["if-range"] == f'"{entry["sha256"]}"'
+    assert faults.hits[-1][1]["range"] == f"bytes={have}-" and faults.hits[-1][1]["if-range"] == f'"{entry.sha256}"'
     runs_verified_model(cfg, "1.1.0")
 
 
@@ -501,7 +499,7 @@ def test_key_rotation_then_the_old_key_is_refused(world):
         channel="beta",
         manifest_version=99,
         key_id=keys.key_id(old_private.public_key()),
-        release=json.loads(_channel(world).read_bytes())["release"],
+        release=mf.parse(_channel(world).read_bytes(), "beta.json").release,
         rollout_percent=100,
         salt="x",
         fallback=None,
