@@ -3,6 +3,7 @@
 Each attack or fault asserts that the device still runs a verified model and that no temporary files remain.
 """
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -60,6 +61,7 @@ class Faults:
 
     def __init__(self, app):
         self.app, self.target, self.mode, self.cut_at, self.hits = app, None, None, 0, []
+        self.stall_s = 3.0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not self.target or not scope["path"].endswith(self.target) or not self.mode:
@@ -80,6 +82,8 @@ class Faults:
                 body = message.get("body", b"")
                 if sent + len(body) >= self.cut_at:
                     await send({"type": "http.response.body", "body": body[: self.cut_at - sent], "more_body": True})
+                    if mode == "stall":  # half the body, then silence: the client's read times out
+                        await asyncio.sleep(self.stall_s)
                     raise ConnectionResetError("cut by the test")
                 sent += len(body)
             await send(message)
@@ -341,7 +345,7 @@ def test_staged_rollout_promotion_and_rollback_end_to_end(world):
         rollout=10,
     ).manifest
     salt = m.rollout.salt
-    for i, cfg in devices.items():
+    for cfg in devices.values():
         inside = mf.in_rollout(10, salt, cfg.install_id)
         assert client.sync(cfg).current == ("2.0.0" if inside else "1.0.0")
     publisher.set_rollout(str(world["root"]), "digits", "beta", percent=100, key=world["key"])
@@ -427,6 +431,7 @@ def test_full_disk_skips_the_download(world, monkeypatch):
 def test_crash_between_staging_and_switch_keeps_a_loadable_model(world, monkeypatch):
     cfg = _installed(world)
     _next_release(world)
+
     def die_on_pointer(state_dir, version):
         raise KeyboardInterrupt  # the process dies right before the switch
 
@@ -551,3 +556,127 @@ def test_switching_channels_keeps_each_channels_versions_apart(world):
     assert (r.outcome, r.current) == ("installed", "1.1.0"), r
     runs_verified_model(beta, "1.1.0")
     assert client.sync(beta).outcome == "not_modified"
+
+
+def test_download_that_stalls_mid_body_is_a_network_failure(world):
+    """Issue 12 item 2: half a blob, then a silent server. The read times out: a network failure (exit 3 at the
+    CLI), not an internal error, and the partial file is kept for the next check."""
+    cfg = _installed(world)
+    entry = _next_release(world)
+    faults = world["faults"]
+    faults.target, faults.mode, faults.cut_at = entry.url, "stall", entry.length // 2
+    r = client.sync(device(world, timeout=1.0))
+    assert (r.outcome, r.reason, r.current) == ("failed", "network", "1.0.0"), r
+    part = cfg.state_dir / "staging" / f"{entry.sha256}.part"
+    assert 0 < part.stat().st_size < entry.length
+    r = client.sync(cfg)  # the server answers again: the download resumes and completes
+    assert (r.outcome, r.current) == ("installed", "1.1.0")
+    runs_verified_model(cfg, "1.1.0")
+
+
+def _sign_channel(world, edit):
+    """Re-sign the channel's manifest with the channel's own key after ``edit`` changed its parsed form: a publisher
+    (or a stolen key) signing something hostile."""
+    from mobile_ml.publish import manifest as mf
+
+    doc = json.loads(_channel(world).read_bytes())
+    edit(doc)
+    raw = mf.dumps(doc)
+    _channel(world).write_bytes(raw)
+    (world["root"] / "digits/channels/beta.json.sig").write_bytes(keys.sign(keys.load_private(world["key"]), raw))
+
+
+def test_signed_fallback_naming_a_path_is_refused_and_writes_nothing(world):
+    """Issue 12 item 6: a signed fallback with an extra file named ../../../pwned.txt (pointing at a real blob) made a
+    new device outside the rollout write it outside its state directory."""
+    publisher.publish(
+        str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta", key=world["key"], rollout=0
+    )
+
+    def escape(doc):
+        files = doc["fallback"]["files"]
+        files.append({**files[-1], "name": "../../../pwned.txt"})
+
+    _sign_channel(world, escape)
+    cfg = device(world, install_id="new-phone")  # nothing installed: it would take the fallback
+    before = sorted(p for p in world["tmp"].rglob("*") if "state-" not in str(p))
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("rejected", "malformed", None), r
+    assert "fallback.files[2].name" in r.detail
+    assert sorted(p for p in world["tmp"].rglob("*") if "state-" not in str(p)) == before
+    assert not list(world["tmp"].rglob("pwned.txt"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["empty", "truncated", "list", "string", "null", "channels_a_list", "path_as_version", "directory", "staging_file"],
+)
+def test_corrupt_device_state_fails_closed_and_is_reported(world, damage):
+    """Issue 12 item 7 (the reporting half): a damaged state.json or staging dir is a clear failed check, never an
+    exit 1 and never a fresh empty state (which would accept a replayed old manifest)."""
+    from tests.test_cli import run as cli
+
+    cfg = _installed(world)
+    state = cfg.state_dir / "state.json"
+    good = state.read_bytes()
+    if damage == "directory":
+        state.unlink()
+        state.mkdir()
+    elif damage == "staging_file":
+        shutil.rmtree(cfg.state_dir / "staging")
+        (cfg.state_dir / "staging").write_text("not a directory")
+    else:
+        doc = json.loads(good)
+        state.write_bytes(
+            {
+                "empty": b"",
+                "truncated": good[: len(good) // 2],
+                "list": b"[]",
+                "string": b'"x"',
+                "null": b"null",
+                "channels_a_list": json.dumps({**doc, "channels": []}).encode(),
+                "path_as_version": json.dumps({**doc, "current": "../1.0.0"}).encode(),
+            }[damage]
+        )
+    snapshot = state.read_bytes() if state.is_file() else None
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason) == ("failed", "state_unreadable"), r
+    assert str(cfg.state_dir) in r.detail
+    assert (state.read_bytes() if state.is_file() else None) == snapshot  # left for inspection, not reset
+    args = ["device", "sync", "--server", world["url"], "--model", "digits", "--channel", "beta"]
+    args += ["--public-key", world["key"] / "public.pem", "--state", cfg.state_dir, "--install-id", "device-1"]
+    r = cli(*args, "--app-version", "1.0.0")
+    assert r.exit_code == 3 and "state_unreadable" in r.stdout, r.output
+    vdir, _ = client.current_model(cfg.state_dir)  # the installed model is untouched
+    assert vdir.name == "1.0.0"
+
+
+def test_state_readers_name_the_file_and_field(tmp_path):
+    from mobile_ml.contracts import ContractError
+    from mobile_ml.contracts.state import DeviceState, read_pointer, read_state
+
+    assert read_state(tmp_path / "state.json") is None  # never checked: a fresh state
+    (tmp_path / "state.json").write_text('{"channels": {"digits/beta": {"manifest_version": "7"}}}')
+    with pytest.raises(
+        ContractError, match=r"state\.json\.channels\.digits/beta\.manifest_version: expected an integer"
+    ):
+        read_state(tmp_path / "state.json")
+    (tmp_path / "state.json").write_text('{"current": "1.0.0", "current": "2.0.0"}')
+    with pytest.raises(ContractError, match="duplicate key"):
+        read_state(tmp_path / "state.json")
+    # a state.json written before the schema key existed still reads, and is rewritten with it
+    (tmp_path / "state.json").write_text(
+        '{"channels": {"digits/beta": {"manifest_version": 3, "manifest_sha256": "' + "a" * 64 + '", '
+        '"manifest_etag": "\\"x\\"", "current": "1.0.0"}}, "current": "1.0.0", "previous": null, '
+        '"trusted_key_b64": null, '
+        '"last_check": {"time": "2026-11-23T00:00:00Z", "outcome": "installed", "reason": null}}'
+    )
+    legacy = read_state(tmp_path / "state.json")
+    assert legacy.channels["digits/beta"].manifest_version == 3 and legacy.current == "1.0.0"
+    device_state.save(tmp_path, legacy)
+    assert json.loads((tmp_path / "state.json").read_text())["schema"] == DeviceState.SCHEMA
+    assert read_state(tmp_path / "state.json") == legacy
+    (tmp_path / "current.json").write_text('{"version": "../../etc"}')
+    with pytest.raises(ContractError, match=r"current\.json\.version"):
+        read_pointer(tmp_path / "current.json")
+    assert client.current_model(tmp_path) is None

@@ -52,6 +52,14 @@ class Http:
         except NETWORK_ERRORS as e:
             raise Failed(Failure.NETWORK.value, f"{what}: {e}") from None
 
+    def read_some(self, resp: Any, n: int, what: str) -> bytes:
+        """Up to ``n`` bytes, returning what has arrived (``read`` waits for all ``n``, and a timeout then loses
+        them): a download that stalls keeps every byte it got for the next check to resume from."""
+        try:
+            return bytes(resp.read1(n))
+        except NETWORK_ERRORS as e:
+            raise Failed(Failure.NETWORK.value, f"{what}: {e}") from None
+
     def read_capped(self, resp: Any, cap: int, what: str) -> bytes:
         data = self.read(resp, cap + 1, what)
         if len(data) > cap:
@@ -122,7 +130,7 @@ def _fetch(conn: Http, entry: FileEntry, part: Path, etag_file: Path) -> int:
     left = entry.length - have
     with open(part, mode) as f:
         while left > 0:
-            chunk = conn.read(resp, min(CHUNK, left), entry.url)
+            chunk = conn.read_some(resp, min(CHUNK, left), entry.url)
             if not chunk:
                 break
             f.write(chunk)

@@ -170,7 +170,9 @@ def _read(cls: type[D], path: Path) -> D:
         raw = loads(data)
     except StrictJSONError as e:
         raise ContractError(f"{path} is not valid JSON: {e}", hint="the device state is damaged") from e
-    if isinstance(raw, dict) and "schema" not in raw:  # written before the schema key existed
+    if not isinstance(raw, dict):  # parse_document takes a dict or bytes, not another parsed value
+        raise ContractError(f"{path} is not {cls.WHAT} (not a JSON object)", hint="the device state is damaged")
+    if "schema" not in raw:  # written before the schema key existed
         raw = {"schema": cls.SCHEMA, "schema_version": cls.SCHEMA_VERSION, **raw}
     return parse_document(cls, raw, where=str(path))
 
