@@ -71,20 +71,43 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write a file atomically: temp file in the same directory, fsync, rename."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, *, create_only: bool = False) -> None:
+    """Write a file atomically: temp file in the same directory, fsync, rename, fsync the directory.
+
+    A reader sees the old file or the whole new one, never half; after a crash the new content is on disk or not at
+    all. ``create_only``: link instead of rename, so an existing ``path`` is never replaced (``FileExistsError``).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, _FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if create_only:
+            os.link(tmp, path)  # atomic and create-only: fails if the name exists
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename in ``path`` durable (best effort: not every filesystem lets a directory be fsynced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def check_destination(path: Path, force: bool) -> None:

@@ -3,6 +3,7 @@
 Each attack or fault asserts that the device still runs a verified model and that no temporary files remain.
 """
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -13,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from mobile_ml.client import download
+from mobile_ml.client import state as device_state
 from mobile_ml.client import sync as client
 from mobile_ml.export.metadata import health_check
 from mobile_ml.publish import keys, publisher
@@ -58,6 +61,7 @@ class Faults:
 
     def __init__(self, app):
         self.app, self.target, self.mode, self.cut_at, self.hits = app, None, None, 0, []
+        self.stall_s = 3.0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not self.target or not scope["path"].endswith(self.target) or not self.mode:
@@ -78,6 +82,8 @@ class Faults:
                 body = message.get("body", b"")
                 if sent + len(body) >= self.cut_at:
                     await send({"type": "http.response.body", "body": body[: self.cut_at - sent], "more_body": True})
+                    if mode == "stall":  # half the body, then silence: the client's read times out
+                        await asyncio.sleep(self.stall_s)
                     raise ConnectionResetError("cut by the test")
                 sent += len(body)
             await send(message)
@@ -222,9 +228,9 @@ def test_swapped_blob_is_refused(world):
         key=world["key"],
         variant="fp32",
     ).manifest
-    model_entry = next(f for f in m["release"]["files"] if f["name"] == "model.tflite")
+    model_entry = m.release.file("model.tflite")
     other = (world["run"] / "exports" / "int8" / "model.tflite").read_bytes()  # a valid model, the wrong one
-    (world["root"] / model_entry["url"]).write_bytes(other)
+    (world["root"] / model_entry.url).write_bytes(other)
     r = client.sync(cfg)
     assert r.outcome == "rejected" and r.reason in ("hash_mismatch", "length_mismatch")
     runs_verified_model(cfg, "1.0.0")
@@ -240,28 +246,28 @@ def _next_release(world):
         key=world["key"],
         variant="fp32",
     ).manifest
-    return next(f for f in m["release"]["files"] if f["name"] == "model.tflite")
+    return m.release.file("model.tflite")
 
 
 def test_resume_after_a_cut_download(world, monkeypatch):
     cfg = _installed(world)
     entry = _next_release(world)
-    blob = (world["root"] / entry["url"]).read_bytes()
+    blob = (world["root"] / entry.url).read_bytes()
     staging = cfg.state_dir / "staging"
-    (staging / f"{entry['sha256']}.part").write_bytes(blob[: len(blob) // 2])  # cut at 50 %
-    (staging / f"{entry['sha256']}.etag").write_text(f'"{entry["sha256"]}"')
+    (staging / f"{entry.sha256}.part").write_bytes(blob[: len(blob) // 2])  # cut at 50 %
+    (staging / f"{entry.sha256}.etag").write_text(f'"{entry.sha256}"')
     seen = []
-    real_open = client._Http.open
+    real_open = download.Http.open
 
     def spy(self, path, headers=None):
         resp = real_open(self, path, headers)
         seen.append((path, dict(headers or {}), getattr(resp, "status", None)))
         return resp
 
-    monkeypatch.setattr(client._Http, "open", spy)
+    monkeypatch.setattr(download.Http, "open", spy)
     r = client.sync(cfg)
     assert r.outcome == "installed" and r.current == "1.1.0"
-    resumed = [s for s in seen if s[0] == entry["url"]]
+    resumed = [s for s in seen if s[0] == entry.url]
     assert resumed[0][1]["Range"] == f"bytes={len(blob) // 2}-" and resumed[0][2] == 206
     runs_verified_model(cfg, "1.1.0")
 
@@ -270,16 +276,16 @@ def test_changed_content_restarts_and_corrupt_partial_is_redownloaded(world):
     cfg = _installed(world)
     cfg2 = _installed(world, install_id="device-2")
     entry = _next_release(world)
-    blob = (world["root"] / entry["url"]).read_bytes()
+    blob = (world["root"] / entry.url).read_bytes()
     staging = cfg.state_dir / "staging"
     # a partial file from other content, with a stale validator: If-Range fails, the server sends all (200)
-    (staging / f"{entry['sha256']}.part").write_bytes(b"x" * 100)
-    (staging / f"{entry['sha256']}.etag").write_text('"stale"')
+    (staging / f"{entry.sha256}.part").write_bytes(b"x" * 100)
+    (staging / f"{entry.sha256}.etag").write_text('"stale"')
     assert client.sync(cfg).current == "1.1.0"
     runs_verified_model(cfg, "1.1.0")
     # a corrupt partial with the right validator: the resumed file fails its hash once, then downloads whole
-    (cfg2.state_dir / "staging" / f"{entry['sha256']}.part").write_bytes(bytes(len(blob) // 2))
-    (cfg2.state_dir / "staging" / f"{entry['sha256']}.etag").write_text(f'"{entry["sha256"]}"')
+    (cfg2.state_dir / "staging" / f"{entry.sha256}.part").write_bytes(bytes(len(blob) // 2))
+    (cfg2.state_dir / "staging" / f"{entry.sha256}.etag").write_text(f'"{entry.sha256}"')
     assert client.sync(cfg2).current == "1.1.0"
     runs_verified_model(cfg2, "1.1.0")
 
@@ -338,7 +344,7 @@ def test_staged_rollout_promotion_and_rollback_end_to_end(world):
         variant="fp32",
         rollout=10,
     ).manifest
-    salt = m["rollout"]["salt"]
+    salt = m.rollout.salt
     for cfg in devices.values():
         inside = mf.in_rollout(10, salt, cfg.install_id)
         assert client.sync(cfg).current == ("2.0.0" if inside else "1.0.0")
@@ -425,14 +431,11 @@ def test_full_disk_skips_the_download(world, monkeypatch):
 def test_crash_between_staging_and_switch_keeps_a_loadable_model(world, monkeypatch):
     cfg = _installed(world)
     _next_release(world)
-    real = client._write_atomic
 
-    def die_on_pointer(path, data):
-        if path.name == "current.json":
-            raise KeyboardInterrupt  # the process dies right before the switch
-        real(path, data)
+    def die_on_pointer(state_dir, version):
+        raise KeyboardInterrupt  # the process dies right before the switch
 
-    monkeypatch.setattr(client, "_write_atomic", die_on_pointer)
+    monkeypatch.setattr(device_state, "write_pointer", die_on_pointer)
     with pytest.raises(KeyboardInterrupt):
         client.sync(cfg)
     monkeypatch.undo()
@@ -446,16 +449,16 @@ def test_crash_between_staging_and_switch_keeps_a_loadable_model(world, monkeypa
 def test_download_cut_mid_transfer_then_resumed_and_server_500(world):
     cfg = _installed(world)
     entry = _next_release(world)
-    size = entry["length"]
+    size = entry.length
     faults = world["faults"]
-    faults.target, faults.mode = entry["url"], "500"
+    faults.target, faults.mode = entry.url, "500"
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("failed", "http_500", "1.0.0")
     runs_verified_model(cfg, "1.0.0")
     faults.mode, faults.cut_at = "cut", size // 2  # the connection drops at 50 %
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("failed", "network", "1.0.0")
-    part = cfg.state_dir / "staging" / f"{entry['sha256']}.part"
+    part = cfg.state_dir / "staging" / f"{entry.sha256}.part"
     assert 0 < part.stat().st_size < size  # kept for resuming
     vdir, meta = client.current_model(cfg.state_dir)
     assert vdir.name == "1.0.0" and health_check((vdir / "model.tflite").read_bytes(), meta).ok
@@ -463,7 +466,7 @@ def test_download_cut_mid_transfer_then_resumed_and_server_500(world):
     faults.mode = "watch"  # pass through, but record the next request's headers
     r = client.sync(cfg)
     assert (r.outcome, r.current) == ("installed", "1.1.0")
-    assert faults.hits[-1][1]["range"] == f"bytes={have}-" and faults.hits[-1][1]["if-range"] == f'"{entry["sha256"]}"'
+    assert faults.hits[-1][1]["range"] == f"bytes={have}-" and faults.hits[-1][1]["if-range"] == f'"{entry.sha256}"'
     runs_verified_model(cfg, "1.1.0")
 
 
@@ -501,7 +504,7 @@ def test_key_rotation_then_the_old_key_is_refused(world):
         channel="beta",
         manifest_version=99,
         key_id=keys.key_id(old_private.public_key()),
-        release=json.loads(_channel(world).read_bytes())["release"],
+        release=mf.parse(_channel(world).read_bytes(), "beta.json").release,
         rollout_percent=100,
         salt="x",
         fallback=None,
@@ -553,3 +556,127 @@ def test_switching_channels_keeps_each_channels_versions_apart(world):
     assert (r.outcome, r.current) == ("installed", "1.1.0"), r
     runs_verified_model(beta, "1.1.0")
     assert client.sync(beta).outcome == "not_modified"
+
+
+def test_download_that_stalls_mid_body_is_a_network_failure(world):
+    """Issue 12 item 2: half a blob, then a silent server. The read times out: a network failure (exit 3 at the
+    CLI), not an internal error, and the partial file is kept for the next check."""
+    cfg = _installed(world)
+    entry = _next_release(world)
+    faults = world["faults"]
+    faults.target, faults.mode, faults.cut_at = entry.url, "stall", entry.length // 2
+    r = client.sync(device(world, timeout=1.0))
+    assert (r.outcome, r.reason, r.current) == ("failed", "network", "1.0.0"), r
+    part = cfg.state_dir / "staging" / f"{entry.sha256}.part"
+    assert 0 < part.stat().st_size < entry.length
+    r = client.sync(cfg)  # the server answers again: the download resumes and completes
+    assert (r.outcome, r.current) == ("installed", "1.1.0")
+    runs_verified_model(cfg, "1.1.0")
+
+
+def _sign_channel(world, edit):
+    """Re-sign the channel's manifest with the channel's own key after ``edit`` changed its parsed form: a publisher
+    (or a stolen key) signing something hostile."""
+    from mobile_ml.publish import manifest as mf
+
+    doc = json.loads(_channel(world).read_bytes())
+    edit(doc)
+    raw = mf.dumps(doc)
+    _channel(world).write_bytes(raw)
+    (world["root"] / "digits/channels/beta.json.sig").write_bytes(keys.sign(keys.load_private(world["key"]), raw))
+
+
+def test_signed_fallback_naming_a_path_is_refused_and_writes_nothing(world):
+    """Issue 12 item 6: a signed fallback with an extra file named ../../../pwned.txt (pointing at a real blob) made a
+    new device outside the rollout write it outside its state directory."""
+    publisher.publish(
+        str(world["root"]), world["run"], model="digits", version="1.1.0", channel="beta", key=world["key"], rollout=0
+    )
+
+    def escape(doc):
+        files = doc["fallback"]["files"]
+        files.append({**files[-1], "name": "../../../pwned.txt"})
+
+    _sign_channel(world, escape)
+    cfg = device(world, install_id="new-phone")  # nothing installed: it would take the fallback
+    before = sorted(p for p in world["tmp"].rglob("*") if "state-" not in str(p))
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("rejected", "malformed", None), r
+    assert "fallback.files[2].name" in r.detail
+    assert sorted(p for p in world["tmp"].rglob("*") if "state-" not in str(p)) == before
+    assert not list(world["tmp"].rglob("pwned.txt"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["empty", "truncated", "list", "string", "null", "channels_a_list", "path_as_version", "directory", "staging_file"],
+)
+def test_corrupt_device_state_fails_closed_and_is_reported(world, damage):
+    """Issue 12 item 7 (the reporting half): a damaged state.json or staging dir is a clear failed check, never an
+    exit 1 and never a fresh empty state (which would accept a replayed old manifest)."""
+    from tests.test_cli import run as cli
+
+    cfg = _installed(world)
+    state = cfg.state_dir / "state.json"
+    good = state.read_bytes()
+    if damage == "directory":
+        state.unlink()
+        state.mkdir()
+    elif damage == "staging_file":
+        shutil.rmtree(cfg.state_dir / "staging")
+        (cfg.state_dir / "staging").write_text("not a directory")
+    else:
+        doc = json.loads(good)
+        state.write_bytes(
+            {
+                "empty": b"",
+                "truncated": good[: len(good) // 2],
+                "list": b"[]",
+                "string": b'"x"',
+                "null": b"null",
+                "channels_a_list": json.dumps({**doc, "channels": []}).encode(),
+                "path_as_version": json.dumps({**doc, "current": "../1.0.0"}).encode(),
+            }[damage]
+        )
+    snapshot = state.read_bytes() if state.is_file() else None
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason) == ("failed", "state_unreadable"), r
+    assert str(cfg.state_dir) in r.detail
+    assert (state.read_bytes() if state.is_file() else None) == snapshot  # left for inspection, not reset
+    args = ["device", "sync", "--server", world["url"], "--model", "digits", "--channel", "beta"]
+    args += ["--public-key", world["key"] / "public.pem", "--state", cfg.state_dir, "--install-id", "device-1"]
+    r = cli(*args, "--app-version", "1.0.0")
+    assert r.exit_code == 3 and "state_unreadable" in r.stdout, r.output
+    vdir, _ = client.current_model(cfg.state_dir)  # the installed model is untouched
+    assert vdir.name == "1.0.0"
+
+
+def test_state_readers_name_the_file_and_field(tmp_path):
+    from mobile_ml.contracts import ContractError
+    from mobile_ml.contracts.state import DeviceState, read_pointer, read_state
+
+    assert read_state(tmp_path / "state.json") is None  # never checked: a fresh state
+    (tmp_path / "state.json").write_text('{"channels": {"digits/beta": {"manifest_version": "7"}}}')
+    with pytest.raises(
+        ContractError, match=r"state\.json\.channels\.digits/beta\.manifest_version: expected an integer"
+    ):
+        read_state(tmp_path / "state.json")
+    (tmp_path / "state.json").write_text('{"current": "1.0.0", "current": "2.0.0"}')
+    with pytest.raises(ContractError, match="duplicate key"):
+        read_state(tmp_path / "state.json")
+    # a state.json written before the schema key existed still reads, and is rewritten with it
+    (tmp_path / "state.json").write_text(
+        '{"channels": {"digits/beta": {"manifest_version": 3, "manifest_sha256": "' + "a" * 64 + '", '
+        '"manifest_etag": "\\"x\\"", "current": "1.0.0"}}, "current": "1.0.0", "previous": null, '
+        '"trusted_key_b64": null, '
+        '"last_check": {"time": "2026-11-23T00:00:00Z", "outcome": "installed", "reason": null}}'
+    )
+    legacy = read_state(tmp_path / "state.json")
+    assert legacy.channels["digits/beta"].manifest_version == 3 and legacy.current == "1.0.0"
+    device_state.save(tmp_path, legacy)
+    assert json.loads((tmp_path / "state.json").read_text())["schema"] == DeviceState.SCHEMA
+    assert read_state(tmp_path / "state.json") == legacy
+    (tmp_path / "current.json").write_text('{"version": "../../etc"}')
+    with pytest.raises(ContractError, match=r"current\.json\.version"):
+        read_pointer(tmp_path / "current.json")
+    assert client.current_model(tmp_path) is None

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -54,13 +55,13 @@ def test_publish_layout_and_verify(digits_export, key_dir, tmp_path):
     root = tmp_path / "root"
     r = publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     m = r.manifest
-    assert m["manifest_version"] == 1 and m["release"]["variant"] == report["recommended"]
-    assert m["key_id"] == json.loads((key_dir / "key.json").read_text())["key_id"]
-    assert mf.parse_time(m["expires"]) - mf.parse_time(m["issued_at"]) == timedelta(days=30)
-    for f in m["release"]["files"]:
-        data = (root / f["url"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == f["sha256"] == f["url"].rsplit("/", 1)[1]
-        assert len(data) == f["length"]
+    assert m.manifest_version == 1 and m.release.variant == report["recommended"]
+    assert m.key_id == json.loads((key_dir / "key.json").read_text())["key_id"]
+    assert m.expires - m.issued_at == timedelta(days=30)
+    for f in m.release.files:
+        data = (root / f.url).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f.sha256 == f.url.rsplit("/", 1)[1]
+        assert len(data) == f.length
     assert (root / "digits/releases/1.0.0.json").is_file()
     raw = (root / manifest_path("digits", "beta")).read_bytes()
     assert raw == (root / "digits/history/beta/00000001.json").read_bytes() == mf.dumps(m)
@@ -109,24 +110,24 @@ def test_channel_lifecycle(digits_export, key_dir, tmp_path):
     staged = publisher.publish(
         root, run, model="digits", version="1.1.0", channel="beta", key=key_dir, variant="fp32", rollout=10
     ).manifest
-    assert staged["fallback"]["version"] == "1.0.0" and staged["rollout"]["percent"] == 10
+    assert staged.fallback is not None and staged.fallback.version == "1.0.0" and staged.rollout.percent == 10
     wider = publisher.set_rollout(root, "digits", "beta", percent=20, key=key_dir).manifest
-    assert wider["rollout"]["salt"] == staged["rollout"]["salt"] and wider["manifest_version"] == 3
+    assert wider.rollout.salt == staged.rollout.salt and wider.manifest_version == 3
     ids = [f"device-{i}" for i in range(2000)]
-    in10 = {i for i in ids if mf.in_rollout(10, staged["rollout"]["salt"], i)}
-    in20 = {i for i in ids if mf.in_rollout(20, staged["rollout"]["salt"], i)}
+    in10 = {i for i in ids if mf.in_rollout(10, staged.rollout.salt, i)}
+    in20 = {i for i in ids if mf.in_rollout(20, staged.rollout.salt, i)}
     assert in10 <= in20 and 150 < len(in10) < 250 and 330 < len(in20) < 470
     stable = publisher.promote(root, "digits", source="beta", target="stable", key=key_dir).manifest
-    assert stable["channel"] == "stable" and stable["release"]["version"] == "1.1.0"
+    assert stable.channel == "stable" and stable.release.version == "1.1.0"
     halted = publisher.halt(root, "digits", "beta", key=key_dir).manifest
-    assert halted["rollout"]["halted"]
+    assert halted.rollout.halted
     newcomer = next(i for i in in10)
-    assert trust.select_release(halted, newcomer, "1.0.0")["version"] == "1.0.0"  # no new adopters
-    assert trust.select_release(halted, newcomer, "1.1.0")["version"] == "1.1.0"  # adopters keep it
+    assert trust.select_release(halted, newcomer, "1.0.0").version == "1.0.0"  # no new adopters
+    assert trust.select_release(halted, newcomer, "1.1.0").version == "1.1.0"  # adopters keep it
     back = publisher.rollback(root, "digits", "beta", key=key_dir).manifest
-    assert back["release"]["version"] == "1.0.0" and back["manifest_version"] == 5 and back["fallback"] is None
+    assert back.release.version == "1.0.0" and back.manifest_version == 5 and back.fallback is None
     refreshed = publisher.refresh(root, "digits", "beta", key=key_dir, expires_days=60).manifest
-    assert refreshed["manifest_version"] == 6 and refreshed["release"] == back["release"]
+    assert refreshed.manifest_version == 6 and refreshed.release == back.release
     hist = channel_mod.history(open_root(root), "digits", "beta", keys.load_public(key_dir))
     assert [h["action"] for h in hist] == ["publish", "publish", "rollout", "halt", "rollback from 1.1.0", "refresh"]
     assert all(h["signature_ok"] for h in hist)
@@ -242,7 +243,7 @@ def test_verify_names_a_flipped_byte(digits_export, key_dir, tmp_path):
     run, _ = digits_export
     root = tmp_path / "root"
     m = publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir).manifest
-    blob = root / m["release"]["files"][0]["url"]
+    blob = root / m.release.files[0].url
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0x40
     blob.chmod(0o644)
@@ -301,45 +302,73 @@ def test_publisher_dying_before_the_manifest_write_leaves_the_channel_usable(
     assert not [p for p in _files(root) if p.endswith(".tmp")]
     # the next publish skips the orphaned history number instead of colliding with it
     again = publisher.publish(str(root), run, model="digits", version="1.1.0", channel="beta", key=key_dir).manifest
-    assert again["manifest_version"] == 3 and verify_root(str(root), str(key_dir / "public.pem")).ok
+    assert again.manifest_version == 3 and verify_root(str(root), str(key_dir / "public.pem")).ok
 
 
-def test_vectors_are_honoured_by_the_reference_checks():
-    from pathlib import Path
+VECTORS = Path(__file__).parent / "vectors"
 
-    here = Path(__file__).parent / "vectors"
+
+def _vectors():
     from cryptography.hazmat.primitives import serialization
 
-    doc = json.loads((here / "manifests.json").read_text())
+    doc = json.loads((VECTORS / "manifests.json").read_text())
     public = serialization.load_pem_public_key(doc["public_key_pem"].encode())
     assert keys.key_id(public) == doc["key_id"]
+    return doc, public
+
+
+def _decide(case, public, now):
+    """The device's decision on one vector: "accept", or the refusal reason and the field it names."""
+    try:
+        trust.check_manifest(
+            base64.b64decode(case["manifest_b64"]),
+            base64.b64decode(case["signature_b64"]),
+            public,
+            now=now,
+            model=case["model"],
+            channel=case["channel"],
+            last_version=case["last_version"],
+            last_sha256=case["last_sha256"],
+        )
+        return "accept", None
+    except trust.Rejected as e:
+        return e.reason.value, (e.field.removeprefix("manifest").removeprefix(".") or None) if e.field else None
+
+
+def test_every_manifest_vector_gets_its_decision_and_names_its_field():
+    """tests/vectors/manifests.json: signed edge cases (duplicate keys, "halted": "false", 2^70, NaN, a fallback that
+    names ../../../pwned.txt, ...) through the client's own check; a malformed one must be refused for its field."""
+    doc, public = _vectors()
     now = mf.parse_time(doc["now"])
+    wrong = []
     for case in doc["cases"]:
-        raw, sig = base64.b64decode(case["manifest_b64"]), base64.b64decode(case["signature_b64"])
-        try:
-            trust.check_manifest(
-                raw,
-                sig,
-                public,
-                now=now,
-                model=case["model"],
-                channel=case["channel"],
-                last_version=case["last_version"],
-                last_sha256=case["last_sha256"],
-            )
-            outcome = "accept"
-        except trust.Rejected as e:
-            outcome = e.reason
-        assert outcome == case["expect"], case["name"]
-    for f in doc["files"]:
-        try:
-            trust.check_file(base64.b64decode(f["data_b64"]), f["entry"])
-            outcome = "accept"
-        except trust.Rejected as e:
-            outcome = e.reason
-        assert outcome == f["expect"], f["name"]
+        got = _decide(case, public, now)
+        want = (case["expect"], case.get("field") or None)
+        if got != want:
+            wrong.append(f"{case['name']}: expected {want}, got {got}")
+    assert wrong == []
+    assert len(doc["cases"]) >= 40 and sum(c["expect"] == "accept" for c in doc["cases"]) >= 5
+    names = {c["name"] for c in doc["cases"]}
+    for listed in ("duplicate_key", "halted_string_false", "manifest_version_fraction", "manifest_version_string",
+                   "manifest_version_2_pow_70", "manifest_version_5000_digits", "manifest_version_1e400",
+                   "percent_nan", "key_id_missing", "release_without_model_tflite", "fallback_string",
+                   "fallback_file_escapes_the_state_dir"):  # fmt: skip
+        assert listed in names  # the cases issue 12 names
+
+
+def test_file_rotation_and_bucketing_vectors():
+    from mobile_ml.contracts import Fields
+    from mobile_ml.contracts.manifest import FileEntry
     from mobile_ml.publish.rotation import check_statement
 
+    doc, public = _vectors()
+    for f in doc["files"]:
+        try:
+            trust.check_file(base64.b64decode(f["data_b64"]), FileEntry.from_dict(Fields(f["entry"], "entry")))
+            outcome = "accept"
+        except trust.Rejected as e:
+            outcome = e.reason.value
+        assert outcome == f["expect"], f["name"]
     for rot in doc["rotations"]:
         new = check_statement(
             base64.b64decode(rot["statement_b64"]),
@@ -349,11 +378,25 @@ def test_vectors_are_honoured_by_the_reference_checks():
             new_key_id=rot["new_key_id"],
         )
         assert ("accept" if new is not None else "reject") == rot["expect"], rot["name"]
-    buckets = json.loads((here / "bucketing.json").read_text())["cases"]
+    buckets = json.loads((VECTORS / "bucketing.json").read_text())["cases"]
     assert len(buckets) >= 50 and any(c["in_rollout"] for c in buckets) and not all(c["in_rollout"] for c in buckets)
     for c in buckets:
         assert mf.bucket(c["salt"], c["install_id"]) == c["bucket"]
         assert mf.in_rollout(c["percent"], c["salt"], c["install_id"]) == c["in_rollout"]
+
+
+def test_signature_is_checked_before_parsing(monkeypatch):
+    """An unverified manifest is never parsed: a forged one fails as bad_signature even when it is also malformed,
+    and the parser is not even called."""
+    doc, public = _vectors()
+    case = next(c for c in doc["cases"] if c["name"] == "halted_string_false")
+    calls = []
+    real = mf.parse
+    monkeypatch.setattr(mf, "parse", lambda *a, **k: calls.append(a) or real(*a, **k))
+    forged = dict(case, signature_b64=next(c for c in doc["cases"] if c["name"] == "valid")["signature_b64"])
+    assert _decide(forged, public, mf.parse_time(doc["now"])) == ("bad_signature", None)
+    assert calls == []
+    assert _decide(case, public, mf.parse_time(doc["now"])) == ("malformed", "rollout.halted") and len(calls) == 1
 
 
 def test_oversized_manifest_is_rejected_before_parsing(key_dir):
@@ -448,7 +491,7 @@ def test_s3_end_to_end(digits_export, key_dir, s3_env):
     publisher.publish(root, run, model="digits", version="1.1.0", channel="beta", key=key_dir, rollout=10)
     publisher.promote(root, "digits", source="beta", target="stable", key=key_dir)
     back = publisher.rollback(root, "digits", "beta", key=key_dir).manifest
-    assert back["release"]["version"] == "1.0.0" and back["manifest_version"] == 3
+    assert back.release.version == "1.0.0" and back.manifest_version == 3
     report = verify_root(root, str(key_dir / "public.pem"))
     assert report.ok and report.manifests == 2, report.problems
     import boto3  # moto's dependency: a second, independent S3 client reading the real HTTP responses
@@ -459,11 +502,11 @@ def test_s3_end_to_end(digits_export, key_dir, s3_env):
     served = got["Body"].read()
     sig = s3.get_object(Bucket=bucket, Key="prefix/digits/channels/beta.json.sig")["Body"].read()
     assert keys.verify(keys.load_public(key_dir), served, sig)
-    blob = s3.get_object(Bucket=bucket, Key=f"prefix/{m1['release']['files'][0]['url']}")
+    blob = s3.get_object(Bucket=bucket, Key=f"prefix/{m1.release.files[0].url}")
     assert "immutable" in blob["CacheControl"]
     # a flipped byte in a blob is named by verify
     storage = open_root(root)
-    path = m1["release"]["files"][0]["url"]
+    path = m1.release.files[0].url
     data = bytearray(storage.read(path))
     data[0] ^= 1
     storage.put(path, bytes(data))

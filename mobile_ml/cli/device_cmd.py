@@ -29,6 +29,7 @@ def sync(
     current model stays)."""
     from mobile_ml.client.sync import DeviceConfig
     from mobile_ml.client.sync import sync as run
+    from mobile_ml.contracts.state import Outcome
     from mobile_ml.errors import GateError
     from mobile_ml.outputs import dumps
     from mobile_ml.publish.keys import load_public
@@ -51,11 +52,13 @@ def sync(
     else:
         why = f" ({result.reason}: {render.escape(result.detail)})" if result.reason else ""
         console.out.print(
-            f"{result.outcome}{why}: running {result.current or 'no model'}"
+            f"{result.outcome.value}{why}: running {result.current or 'no model'}"
             + (f", previous {result.previous}" if result.previous else "")
         )
-    if result.outcome in ("rejected", "failed"):
-        raise GateError(f"update {result.outcome}: {result.reason}", hint="the current model stays; see state.json")
+    if result.outcome in (Outcome.REJECTED, Outcome.FAILED):
+        raise GateError(
+            f"update {result.outcome.value}: {result.reason}", hint="the current model stays; see state.json"
+        )
 
 
 @app.command("run")
@@ -69,43 +72,15 @@ def run_model(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run the device's current model on one input with LiteRT and show the top predictions."""
-    import json as jsonlib
-    import time
-
-    import numpy as np
-
-    from mobile_ml.client.sync import current_model
-    from mobile_ml.errors import InputFileError
-    from mobile_ml.export import tflite_file
+    from mobile_ml.client.run import run_model as predict
     from mobile_ml.outputs import dumps
 
-    found = current_model(state)
-    if found is None:
-        raise InputFileError(f"{state} has no current model", hint="run `mobile-ml device sync` first")
-    vdir, meta = found
-    try:
-        x = np.asarray(jsonlib.loads(input.read_text()) if input else meta.health_check.input, np.float32)
-    except (OSError, ValueError) as e:
-        raise InputFileError(f"cannot read input {input}: {e}", hint="a JSON array shaped like the model input") from e
-    shape = list(meta.input.tensor.shape[1:])
-    if x.size != int(np.prod(shape)):
-        raise InputFileError(
-            f"input has {x.size} values; the model takes {int(np.prod(shape))} ({shape})",
-            hint="see input in the model's metadata.json",
-        )
-    interpreter = tflite_file.load_interpreter((vdir / "model.tflite").read_bytes(), str(vdir / "model.tflite"))
-    t0 = time.perf_counter()
-    probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
-    ms = (time.perf_counter() - t0) * 1e3
-    top = [(meta.labels[i], float(probs[i])) for i in np.argsort(-probs)[:3]]
+    p = predict(state, input)
     if json:
-        typer.echo(
-            dumps(
-                {"version": vdir.name, "top": [{"label": lab, "probability": p} for lab, p in top], "latency_ms": ms}
-            ),
-            nl=False,
-        )
+        typer.echo(dumps(p.to_dict()), nl=False)
         return
     console.out.print(
-        f"model {vdir.name}: " + ", ".join(f"{render.escape(lab)} {p:.3f}" for lab, p in top) + f"  ({ms:.2f} ms)"
+        f"model {p.version}: "
+        + ", ".join(f"{render.escape(lab)} {pr:.3f}" for lab, pr in p.top)
+        + f"  ({p.latency_ms:.2f} ms)"
     )

@@ -64,15 +64,16 @@ def keys_rotate(
     json: bool = JSON,
 ) -> None:
     """Hand a model's channels over to a new key: the old key signs a statement naming the new one."""
+    from mobile_ml.contracts import document_dict
     from mobile_ml.outputs import dumps
     from mobile_ml.publish.rotation import rotate
 
     doc = rotate(root, model, old_key=old, new_key=new)
     if json:
-        typer.echo(dumps(doc), nl=False)
+        typer.echo(dumps(document_dict(doc)), nl=False)
         return
     console.out.print(
-        f"{render.escape(model)}: key {doc['old_key_id'][:16]}… → {doc['new_key_id'][:16]}…; "
+        f"{render.escape(model)}: key {doc.old_key_id[:16]}… → {doc.new_key_id[:16]}…; "
         "devices switch on their next check, and refuse the old key after that"
     )
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from mobile_ml.contracts.manifest import Manifest, Release
 from mobile_ml.errors import InputFileError, UserError
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
@@ -41,19 +43,26 @@ def history_path(model: str, channel: str, manifest_version: int) -> str:
 class ChannelState:
     model: str
     channel: str
-    manifest: dict[str, Any] | None  # verified; None: the channel does not exist yet
+    manifest: Manifest | None  # verified; None: the channel does not exist yet
     tag: str | None  # compare-and-swap token of the manifest file
 
     @property
     def version(self) -> str | None:
-        return self.manifest["release"]["version"] if self.manifest else None
+        return self.manifest.release.version if self.manifest else None
 
     @property
     def manifest_version(self) -> int:
-        return int(self.manifest["manifest_version"]) if self.manifest else 0
+        return self.manifest.manifest_version if self.manifest else 0
+
+    @property
+    def current(self) -> Manifest:
+        """The manifest of a channel known to exist (callers check first, with a message of their own)."""
+        if self.manifest is None:
+            raise RefusedError(f"channel {self.model}/{self.channel} does not exist", hint="publish to it first")
+        return self.manifest
 
 
-def read_state(storage, model: str, channel: str, public_key) -> ChannelState:
+def read_state(storage: Any, model: str, channel: str, public_key: Any) -> ChannelState:
     """The channel's current manifest, verified with ``public_key``; repairs a signature a crash left behind."""
     path = manifest_path(model, channel)
     tag = storage.tag(path)
@@ -85,7 +94,7 @@ def read_state(storage, model: str, channel: str, public_key) -> ChannelState:
     return ChannelState(model, channel, mf.parse(raw, f"{storage.url}/{path}"), tag)
 
 
-def _repair_signature(storage, model, channel, raw, public_key) -> bool:
+def _repair_signature(storage: Any, model: str, channel: str, raw: bytes, public_key: Any) -> bool:
     m = re.search(rb'"manifest_version":\s*(\d+)', raw)
     if not m:
         return False
@@ -99,13 +108,13 @@ def _repair_signature(storage, model, channel, raw, public_key) -> bool:
     return True
 
 
-def _rotated(storage, state: ChannelState, public_key) -> bool:
+def _rotated(storage: Any, manifest: Manifest, public_key: Any) -> bool:
     from mobile_ml.publish.rotation import old_key_for
 
-    return old_key_for(storage, state.model, public_key, state.manifest["key_id"]) is not None
+    return old_key_for(storage, manifest.model, public_key, manifest.key_id) is not None
 
 
-def next_manifest_version(storage, state: ChannelState) -> int:
+def next_manifest_version(storage: Any, state: ChannelState) -> int:
     """One above both the current manifest and any history entry (an aborted commit may have left one)."""
     highest = state.manifest_version
     for p in storage.list(f"{state.model}/history/{state.channel}"):
@@ -116,25 +125,25 @@ def next_manifest_version(storage, state: ChannelState) -> int:
 
 
 def commit(
-    storage,
+    storage: Any,
     state: ChannelState,
-    private_key,
+    private_key: Any,
     *,
-    release: dict[str, Any],
-    fallback: dict[str, Any] | None,
+    release: Release,
+    fallback: Release | None,
     percent: float,
     salt: str,
     action: str,
     halted: bool = False,
     expires_days: float = mf.DEFAULT_EXPIRY_DAYS,
-    now=None,
-) -> dict[str, Any]:
+    now: datetime | None = None,
+) -> Manifest:
     """Sign and make current a new manifest for ``state``'s channel; returns it."""
     kid = keys.key_id(private_key.public_key())
-    if state.manifest and state.manifest["key_id"] != kid and not _rotated(storage, state, private_key.public_key()):
+    old = state.manifest
+    if old and old.key_id != kid and not _rotated(storage, old, private_key.public_key()):
         raise RefusedError(
-            f"channel {state.model}/{state.channel} is signed by key {state.manifest['key_id'][:16]}…, "
-            f"not by this key ({kid[:16]}…)",
+            f"channel {state.model}/{state.channel} is signed by key {old.key_id[:16]}…, not by this key ({kid[:16]}…)",
             hint="sign with the channel's key",
         )
     version = next_manifest_version(storage, state)
@@ -170,7 +179,7 @@ def commit(
     return new
 
 
-def history(storage, model: str, channel: str, public_key) -> list[dict[str, Any]]:
+def history(storage: Any, model: str, channel: str, public_key: Any) -> list[dict[str, Any]]:
     """Every manifest issued on the channel, oldest first, each with whether its signature verifies (with
     ``public_key`` or a key linked to it by rotation statements)."""
     from mobile_ml.publish.rotation import trusted_keys, verify_any
@@ -189,13 +198,13 @@ def history(storage, model: str, channel: str, public_key) -> list[dict[str, Any
             continue
         out.append(
             {
-                "manifest_version": m["manifest_version"],
-                "issued_at": m["issued_at"],
-                "action": m.get("action"),
-                "version": m["release"]["version"],
-                "percent": m["rollout"]["percent"],
-                "halted": m["rollout"].get("halted", False),
-                "fallback": (m.get("fallback") or {}).get("version"),
+                "manifest_version": m.manifest_version,
+                "issued_at": mf.utc(m.issued_at),
+                "action": m.action,
+                "version": m.release.version,
+                "percent": m.rollout.percent,
+                "halted": m.rollout.halted,
+                "fallback": m.fallback.version if m.fallback else None,
                 "signature_ok": ok,
                 "path": p,
             }

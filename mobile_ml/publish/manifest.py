@@ -8,39 +8,44 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from mobile_ml.contracts import Document, document_dict, parse_document
+from mobile_ml.contracts.manifest import (
+    NAME,
+    Manifest,
+    Release,
+    Rollout,
+    format_time,
+    version_key,
+)
+from mobile_ml.contracts.manifest import parse_time as parse_time  # re-exported: "YYYY-MM-DDTHH:MM:SSZ" → UTC
 from mobile_ml.errors import ConfigError, InputFileError
 
-SCHEMA = "mobile_ml.manifest"
-SCHEMA_VERSION = 1
-RELEASE_SCHEMA = "mobile_ml.release"
+SCHEMA = Manifest.SCHEMA
+SCHEMA_VERSION = Manifest.SCHEMA_VERSION
+RELEASE_SCHEMA = Release.SCHEMA
 DEFAULT_EXPIRY_DAYS = 30
 MAX_MANIFEST_BYTES = 1 << 20  # clients refuse larger manifests before parsing (threat 6)
 BUCKETS = 10_000
 
-_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-# A release's file names and hashes become file names on devices: plain names only, never a path.
-_FILE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+utc = format_time
 
 
-def parse_version(text: str) -> tuple:
+def parse_version(text: str) -> tuple[Any, ...]:
     """Semantic version → a sortable key (a pre-release sorts before its release, as semver says)."""
-    m = _SEMVER.match(str(text))
-    if not m:
-        raise ConfigError(f"'{text}' is not a semantic version", hint="use MAJOR.MINOR.PATCH, e.g. 1.2.0")
-    major, minor, patch, pre = m.groups()
-    pre_key = (1,) if pre is None else (0, *[(0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")])
-    return (int(major), int(minor), int(patch), pre_key)
+    try:
+        return version_key(str(text))
+    except ValueError:
+        raise ConfigError(f"'{text}' is not a semantic version", hint="use MAJOR.MINOR.PATCH, e.g. 1.2.0") from None
 
 
 def check_name(kind: str, value: str) -> str:
-    if not _NAME.match(value or ""):
+    import re
+
+    if not re.fullmatch(NAME, value or ""):
         raise ConfigError(
             f"{kind} name '{value}' is not allowed",
             hint="use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -71,79 +76,47 @@ def new_salt() -> str:
     return secrets.token_hex(8)
 
 
-def utc(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-
-
 def build(
     *,
     model: str,
     channel: str,
     manifest_version: int,
     key_id: str,
-    release: dict[str, Any],
+    release: Release,
     rollout_percent: float,
     salt: str,
-    fallback: dict[str, Any] | None,
+    fallback: Release | None,
     action: str,
     halted: bool = False,
     now: datetime | None = None,
     expires_days: float = DEFAULT_EXPIRY_DAYS,
-) -> dict[str, Any]:
+) -> Manifest:
     now = now or datetime.now(timezone.utc)
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "model": model,
-        "channel": channel,
-        "manifest_version": manifest_version,
-        "issued_at": utc(now),
-        "expires": utc(now + timedelta(days=expires_days)),
-        "key_id": key_id,
-        "action": action,
-        "release": release,
-        "rollout": {"percent": rollout_percent, "salt": salt, "halted": halted},
-        "fallback": fallback,
-    }
+    return Manifest(
+        model=model,
+        channel=channel,
+        manifest_version=manifest_version,
+        issued_at=now.replace(microsecond=0),
+        expires=(now + timedelta(days=expires_days)).replace(microsecond=0),
+        key_id=key_id,
+        action=action,
+        release=release,
+        rollout=Rollout(float(rollout_percent), salt, halted),
+        fallback=fallback,
+    )
 
 
-def dumps(manifest: dict[str, Any]) -> bytes:
+def dumps(doc: Document | dict[str, Any]) -> bytes:
     """The canonical bytes that get signed and served: sorted keys, two-space indent, trailing newline."""
-    return (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    obj = doc if isinstance(doc, dict) else document_dict(doc)
+    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
-def parse(data: bytes, where: str) -> dict[str, Any]:
-    """Parse a manifest whose signature was already verified, and check its shape."""
+def parse(data: bytes, where: str) -> Manifest:
+    """A manifest whose signature was already verified, through its one strict validator (``ContractError``)."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise InputFileError(
             f"{where} is {len(data)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
             hint="the manifest is not one mobile-ml wrote",
         )
-    try:
-        m = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"{where} is not valid JSON: {e}", hint="republish the channel") from e
-    if not isinstance(m, dict) or m.get("schema") != SCHEMA:
-        raise InputFileError(f"{where} is not a mobile-ml manifest", hint="republish the channel")
-    if m.get("schema_version") != SCHEMA_VERSION:
-        raise InputFileError(
-            f"{where} has schema_version {m.get('schema_version')}; this mobile-ml reads {SCHEMA_VERSION}",
-            hint="upgrade mobile-ml",
-        )
-    try:
-        int(m["manifest_version"])
-        parse_time(m["issued_at"]), parse_time(m["expires"])
-        release, rollout = m["release"], m["rollout"]
-        parse_version(release["version"])
-        for f in release["files"]:
-            f["url"], int(f["length"])
-            if not _FILE_NAME.match(f["name"]) or not _SHA256.match(f["sha256"]):
-                raise ValueError(f"file entry {f['name']!r} / {f['sha256']!r} is not a plain name and a sha256")
-        float(rollout["percent"]), rollout["salt"]
-    except (KeyError, TypeError, ValueError, ConfigError) as e:
-        raise InputFileError(f"{where} is incomplete: {e}", hint="republish the channel") from e
-    return m
+    return parse_document(Manifest, data, where=where)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.contracts.manifest import FileEntry, Manifest, Parity, Release, Runtime
 from mobile_ml.errors import InputFileError
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
@@ -18,14 +19,14 @@ from mobile_ml.publish.channel import ChannelState, RefusedError, commit, read_s
 from mobile_ml.publish.storage import open_root
 from mobile_ml.train.rundir import RunLayout
 
-RUNTIME = {"name": "litert", "min_version": "1.0.0"}  # .tflite builtin ops: any LiteRT / TFLite 2.x runtime
+RUNTIME = Runtime("litert", "1.0.0")  # .tflite builtin ops: any LiteRT / TFLite 2.x runtime
 
 
 @dataclass(frozen=True)
 class ReleaseResult:
     root: str
     action: str
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     def to_dict(self) -> dict[str, Any]:
         m = self.manifest
@@ -34,14 +35,14 @@ class ReleaseResult:
             "schema_version": 1,
             "root": self.root,
             "action": self.action,
-            "model": m["model"],
-            "channel": m["channel"],
-            "manifest_version": m["manifest_version"],
-            "version": m["release"]["version"],
-            "rollout": m["rollout"],
-            "fallback": (m.get("fallback") or {}).get("version"),
-            "expires": m["expires"],
-            "manifest": f"{m['model']}/channels/{m['channel']}.json",
+            "model": m.model,
+            "channel": m.channel,
+            "manifest_version": m.manifest_version,
+            "version": m.release.version,
+            "rollout": m.rollout.to_dict(),
+            "fallback": m.fallback.version if m.fallback else None,
+            "expires": mf.utc(m.expires),
+            "manifest": f"{m.model}/channels/{m.channel}.json",
         }
 
 
@@ -94,33 +95,35 @@ def load_variant(rundir: str | Path, variant: str | None) -> ExportedVariant:
     return ExportedVariant(str(name), model, meta_bytes, meta.to_dict(), row.passed, parity)
 
 
-def _release_doc(model: str, version: str, ev: ExportedVariant, min_app_version: str) -> dict[str, Any]:
-    files = []
-    for fname, data in (("model.tflite", ev.model_bytes), ("metadata.json", ev.metadata_bytes)):
-        digest = hashlib.sha256(data).hexdigest()
-        files.append({"name": fname, "url": f"blobs/sha256/{digest}", "sha256": digest, "length": len(data)})
+def _blob(name: str, data: bytes) -> FileEntry:
+    digest = hashlib.sha256(data).hexdigest()
+    return FileEntry(name, f"blobs/sha256/{digest}", digest, len(data))
+
+
+def _release_doc(model: str, version: str, ev: ExportedVariant, min_app_version: str) -> Release:
     meta = ev.metadata
-    summary = {k: meta[k] for k in ("labels", "input", "output", "preprocessing") if k in meta}
+    summary: dict[str, Any] = {k: meta[k] for k in ("labels", "input", "output", "preprocessing") if k in meta}
+    figures = {k: ev.parity.get(k) for k in ("accuracy", "accuracy_drop_pp", "agreement")}
     # No timestamps: the same version published again must produce the same immutable document.
-    return {
-        "model": model,
-        "version": version,
-        "variant": ev.variant,
-        "files": files,
-        "metadata": summary,
-        "parity": {k: ev.parity.get(k) for k in ("accuracy", "accuracy_drop_pp", "agreement") if k in ev.parity},
-        "min_app_version": min_app_version,
-        "runtime": RUNTIME,
-    }
+    return Release(
+        model=model,
+        version=version,
+        variant=ev.variant,
+        files=(_blob("model.tflite", ev.model_bytes), _blob("metadata.json", ev.metadata_bytes)),
+        metadata=summary,
+        parity=Parity(**{k: None if v is None else float(v) for k, v in figures.items()}),
+        min_app_version=min_app_version,
+        runtime=RUNTIME,
+    )
 
 
-def _fallback_for(state: ChannelState) -> dict[str, Any] | None:
+def _fallback_for(state: ChannelState) -> Release | None:
     """What devices outside a new rollout keep: the release the whole channel has now."""
     m = state.manifest
     if m is None:
         return None
-    whole = m["rollout"]["percent"] >= 100 and not m["rollout"].get("halted")
-    return m["release"] if whole else m.get("fallback")
+    whole = m.rollout.percent >= 100 and not m.rollout.halted
+    return m.release if whole else m.fallback
 
 
 def _check_newer(version: str, state: ChannelState) -> None:
@@ -160,11 +163,9 @@ def publish(
     _check_newer(version, state)
     release = _release_doc(model, version, ev, min_app_version)
     # Blobs first, then the release document: nothing refers to them until the manifest does.
-    for f, data in zip(release["files"], (ev.model_bytes, ev.metadata_bytes)):
-        storage.create(f["url"], data)
-    storage.create(
-        f"{model}/releases/{version}.json", mf.dumps({"schema": mf.RELEASE_SCHEMA, "schema_version": 1, **release})
-    )
+    for f, data in zip(release.files, (ev.model_bytes, ev.metadata_bytes), strict=True):
+        storage.create(f.url, data)
+    storage.create(f"{model}/releases/{version}.json", mf.dumps(release))
     new = commit(
         storage,
         state,
@@ -180,7 +181,7 @@ def publish(
     return ReleaseResult(storage.url, "publish", new)
 
 
-def _current(storage, model, channel, private) -> ChannelState:
+def _current(storage: Any, model: str, channel: str, private: Any) -> ChannelState:
     mf.check_name("model", model), mf.check_name("channel", channel)
     state = read_state(storage, model, channel, private.public_key())
     if state.manifest is None:
@@ -198,12 +199,12 @@ def promote(
     mf.check_percent(rollout)
     src = _current(storage, model, source, private)
     dst = read_state(storage, model, mf.check_name("channel", target), private.public_key())
-    _check_newer(src.version, dst)
+    _check_newer(src.current.release.version, dst)
     new = commit(
         storage,
         dst,
         private,
-        release=src.manifest["release"],
+        release=src.current.release,
         fallback=_fallback_for(dst),
         percent=rollout,
         salt=mf.new_salt(),
@@ -217,16 +218,16 @@ def set_rollout(root: str, model: str, channel: str, *, percent: float, key: str
     private, storage = keys.load_private(key), open_root(root)
     mf.check_percent(percent)
     st = _current(storage, model, channel, private)
-    m = st.manifest
+    m = st.current
     # Same salt: raising the percentage keeps every device that was already in.
     new = commit(
         storage,
         st,
         private,
-        release=m["release"],
-        fallback=m.get("fallback"),
+        release=m.release,
+        fallback=m.fallback,
         percent=percent,
-        salt=m["rollout"]["salt"],
+        salt=m.rollout.salt,
         action="rollout",
         now=now,
     )
@@ -236,8 +237,8 @@ def set_rollout(root: str, model: str, channel: str, *, percent: float, key: str
 def halt(root: str, model: str, channel: str, *, key: str | Path, now=None) -> ReleaseResult:
     private, storage = keys.load_private(key), open_root(root)
     st = _current(storage, model, channel, private)
-    m = st.manifest
-    if m.get("fallback") is None:
+    m = st.current
+    if m.fallback is None:
         raise RefusedError(
             f"{model}/{channel} has no fallback release to hold devices on",
             hint="a channel's first release has nothing to fall back to; stage the next release "
@@ -247,10 +248,10 @@ def halt(root: str, model: str, channel: str, *, key: str | Path, now=None) -> R
         storage,
         st,
         private,
-        release=m["release"],
-        fallback=m["fallback"],
-        percent=m["rollout"]["percent"],
-        salt=m["rollout"]["salt"],
+        release=m.release,
+        fallback=m.fallback,
+        percent=m.rollout.percent,
+        salt=m.rollout.salt,
         action="halt",
         halted=True,
         now=now,
@@ -264,7 +265,7 @@ def rollback(root: str, model: str, channel: str, *, key: str | Path, now=None) 
 
     private, storage = keys.load_private(key), open_root(root)
     st = _current(storage, model, channel, private)
-    target = st.manifest.get("fallback")
+    target = st.current.fallback
     if target is None:
         raise RefusedError(
             f"{model}/{channel} has no earlier release to roll back to",
@@ -273,9 +274,8 @@ def rollback(root: str, model: str, channel: str, *, key: str | Path, now=None) 
     # The new fallback is what devices kept when `target` itself was the channel's release.
     earlier = None
     for entry in history(storage, model, channel, private.public_key()):
-        if entry.get("version") == target["version"] and entry.get("signature_ok"):
-            hist = mf.parse(storage.read(entry["path"]), entry["path"])
-            earlier = hist.get("fallback")
+        if entry.get("version") == target.version and entry.get("signature_ok"):
+            earlier = mf.parse(storage.read(entry["path"]) or b"", entry["path"]).fallback
     new = commit(
         storage,
         st,
@@ -295,17 +295,17 @@ def refresh(
 ) -> ReleaseResult:
     private, storage = keys.load_private(key), open_root(root)
     st = _current(storage, model, channel, private)
-    m = st.manifest
+    m = st.current
     new = commit(
         storage,
         st,
         private,
-        release=m["release"],
-        fallback=m.get("fallback"),
-        percent=m["rollout"]["percent"],
-        salt=m["rollout"]["salt"],
+        release=m.release,
+        fallback=m.fallback,
+        percent=m.rollout.percent,
+        salt=m.rollout.salt,
         action="refresh",
-        halted=m["rollout"].get("halted", False),
+        halted=m.rollout.halted,
         expires_days=expires_days,
         now=now,
     )

@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from mobile_ml.errors import InputFileError, OutputError, UserError
+from mobile_ml.outputs import write_bytes
 
 IMMUTABLE = "public, max-age=31536000, immutable"  # content-addressed blobs, releases, history
 SHORT = "public, max-age=60, must-revalidate"  # channel manifests: a stale CDN copy lives a minute at most
@@ -64,33 +65,25 @@ class LocalStorage:
             str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
 
-    def _tmp(self, path: str, data: bytes) -> Path:
+    def _write(self, path: str, data: bytes, *, create_only: bool = False) -> None:
         target = self._p(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
+            write_bytes(target, data, create_only=create_only)
+        except FileExistsError:
+            raise
         except OSError as e:
             raise OutputError(
                 f"cannot write {target}: {e.strerror}", hint="check the publish root's permissions"
             ) from e
-        return Path(tmp)
 
     def create(self, path: str, data: bytes) -> bool:
         """Returns True if written, False if identical bytes were already there."""
-        tmp = self._tmp(path, data)
         try:
-            os.link(tmp, self._p(path))  # atomic and create-only: fails if the name exists
-            _fsync_dir(self._p(path).parent)
+            self._write(path, data, create_only=True)
             return True
         except FileExistsError:
             return _already_there(self, path, data, str(self._p(path)))
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def replace(self, path: str, data: bytes, expected: str | None) -> None:
         with self._lock(path):
@@ -99,17 +92,13 @@ class LocalStorage:
                     f"{self._p(path)} changed while this command ran",
                     hint="another publisher wrote the channel; check `release history` and rerun",
                 )
-            tmp = self._tmp(path, data)
-            os.replace(tmp, self._p(path))
-            _fsync_dir(self._p(path).parent)
+            self._write(path, data)
 
     def put(self, path: str, data: bytes) -> None:
-        tmp = self._tmp(path, data)
-        os.replace(tmp, self._p(path))
-        _fsync_dir(self._p(path).parent)
+        self._write(path, data)
 
     @contextlib.contextmanager
-    def _lock(self, path: str):
+    def _lock(self, path: str) -> Iterator[None]:
         import fcntl
 
         lock = self._p(path).with_name(f".{self._p(path).name}.lock")
@@ -120,15 +109,6 @@ class LocalStorage:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class S3Storage:

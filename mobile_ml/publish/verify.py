@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from mobile_ml.contracts import ContractError, parse_document
+from mobile_ml.contracts.manifest import Manifest, Release
 from mobile_ml.errors import GateError, InputFileError
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
@@ -60,70 +61,89 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
         raise InputFileError(
             f"publish root {storage.url} is empty or does not exist", hint="pass the --root you published to"
         )
-    blob_ok: dict[str, bool] = {}
-    for path in everything:
-        if path.startswith("blobs/sha256/"):
-            report.blobs += 1
-            data = storage.read(path) or b""
-            ok = hashlib.sha256(data).hexdigest() == path.rsplit("/", 1)[-1]
-            blob_ok[path] = ok
-            if not ok:
-                report.problems.append(f"{path}: content does not hash to its name (blob damaged)")
-
-    def check_release(where: str, release: dict[str, Any]) -> None:
-        for f in release.get("files", []):
-            url = f.get("url", "")
-            if url not in blob_ok:
-                report.problems.append(f"{where}: {f.get('name')} → {url} does not exist")
-                continue
-            data = storage.read(url) or b""
-            if len(data) != f.get("length") or hashlib.sha256(data).hexdigest() != f.get("sha256"):
-                report.problems.append(f"{where}: {f.get('name')} → {url} does not match the signed sha256/length")
-
-    trusted_by_model: dict[str, dict] = {}
+    blobs = _check_blobs(storage, everything, report)
+    trusted_by_model: dict[str, dict[str, Any]] = {}
     for path in everything:
         parts = path.split("/")
-        if len(parts) == 3 and parts[1] == "releases" and path.endswith(".json"):
-            report.releases += 1
-            try:
-                check_release(path, json.loads(storage.read(path) or b""))
-            except ValueError as e:
-                report.problems.append(f"{path}: not valid JSON ({e})")
-        is_channel = len(parts) == 3 and parts[1] == "channels" and path.endswith(".json")
-        is_history = len(parts) == 4 and parts[1] == "history" and path.endswith(".json")
-        if not (is_channel or is_history):
+        if not path.endswith(".json") or len(parts) not in (3, 4):
             continue
-        raw = storage.read(path) or b""
-        sig = storage.read(path + ".sig")
-        if sig is None:
-            report.problems.append(f"{path}: signature file {path}.sig is missing")
-            continue
-        trusted = trusted_by_model.setdefault(parts[0], trusted_keys(storage, parts[0], public))
-        if not verify_any(trusted, raw, sig):
-            report.problems.append(
-                f"{path}: signature does not verify with key {report.key_id[:16]}…"
-                + (" or its rotations" if len(trusted) > 1 else "")
-            )
-            continue
-        try:
-            m = mf.parse(raw, path)
-        except InputFileError as e:
-            report.problems.append(f"{path}: {e.message}")
-            continue
-        if is_history:
-            report.history_entries += 1
-        else:
-            report.manifests += 1
-            if mf.parse_time(m["expires"]) <= now:
-                report.problems.append(f"{path}: expired at {m['expires']} (devices refuse it; `release refresh`)")
-            elif (mf.parse_time(m["expires"]) - now).days < 7:
-                report.warnings.append(f"{path}: expires {m['expires']}, in under 7 days")
-        check_release(path, m["release"])
-        if m.get("fallback"):
-            check_release(f"{path} (fallback)", m["fallback"])
+        if len(parts) == 3 and parts[1] == "releases":
+            _check_release_document(storage, blobs, report, path)
+        elif (len(parts) == 3 and parts[1] == "channels") or (len(parts) == 4 and parts[1] == "history"):
+            trusted = trusted_by_model.setdefault(parts[0], trusted_keys(storage, parts[0], public))
+            m = _verified_manifest(storage, report, path, trusted)
+            if m is None:
+                continue
+            if parts[1] == "history":
+                report.history_entries += 1
+            else:
+                report.manifests += 1
+                _check_expiry(report, path, m, now)
+            _check_release(storage, blobs, report, path, m.release)
+            if m.fallback:
+                _check_release(storage, blobs, report, f"{path} (fallback)", m.fallback)
     if report.manifests == 0:
         report.warnings.append("no channel manifests found")
     return report
+
+
+def _check_blobs(storage: Any, everything: list[str], report: VerifyReport) -> set[str]:
+    """Every content-addressed blob must hash to its name; returns the paths of the blobs that exist."""
+    found = set()
+    for path in everything:
+        if path.startswith("blobs/sha256/"):
+            report.blobs += 1
+            found.add(path)
+            if hashlib.sha256(storage.read(path) or b"").hexdigest() != path.rsplit("/", 1)[-1]:
+                report.problems.append(f"{path}: content does not hash to its name (blob damaged)")
+    return found
+
+
+def _check_release(storage: Any, blobs: set[str], report: VerifyReport, where: str, release: Release) -> None:
+    for f in release.files:
+        if f.url not in blobs:
+            report.problems.append(f"{where}: {f.name} → {f.url} does not exist")
+            continue
+        data = storage.read(f.url) or b""
+        if len(data) != f.length or hashlib.sha256(data).hexdigest() != f.sha256:
+            report.problems.append(f"{where}: {f.name} → {f.url} does not match the signed sha256/length")
+
+
+def _check_release_document(storage: Any, blobs: set[str], report: VerifyReport, path: str) -> None:
+    report.releases += 1
+    try:
+        release = parse_document(Release, storage.read(path) or b"", where=path)
+    except ContractError as e:
+        report.problems.append(e.message)
+        return
+    _check_release(storage, blobs, report, path, release)
+
+
+def _verified_manifest(storage: Any, report: VerifyReport, path: str, trusted: dict[str, Any]) -> Manifest | None:
+    """The manifest at ``path`` if its signature verifies (before parsing, as on a device) and it parses."""
+    raw = storage.read(path) or b""
+    sig = storage.read(path + ".sig")
+    if sig is None:
+        report.problems.append(f"{path}: signature file {path}.sig is missing")
+        return None
+    if not verify_any(trusted, raw, sig):
+        report.problems.append(
+            f"{path}: signature does not verify with key {report.key_id[:16]}…"
+            + (" or its rotations" if len(trusted) > 1 else "")
+        )
+        return None
+    try:
+        return mf.parse(raw, path)
+    except InputFileError as e:
+        report.problems.append(e.message if e.message.startswith(path) else f"{path}: {e.message}")
+        return None
+
+
+def _check_expiry(report: VerifyReport, path: str, m: Manifest, now: datetime) -> None:
+    if m.expires <= now:
+        report.problems.append(f"{path}: expired at {mf.utc(m.expires)} (devices refuse it; `release refresh`)")
+    elif (m.expires - now).days < 7:
+        report.warnings.append(f"{path}: expires {mf.utc(m.expires)}, in under 7 days")
 
 
 def check(report: VerifyReport) -> None:
