@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -80,15 +81,19 @@ def _publish(result, publish: dict):
 
 
 def quickstart(
-    out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Output directory."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new one is complete)."),
-    json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout instead of tables."),
-    publish_root: str = typer.Option("exports", "--publish-root", help="Where to publish the recommended variant."),
-    key_dir: Path = typer.Option(
-        Path("keys/dev"), "--key-dir", help="Signing key; a development key is created here if there is none."
-    ),
-    no_publish: bool = typer.Option(False, "--no-publish", help="Do not publish."),
-    no_benchmark: bool = typer.Option(False, "--no-benchmark", help="Do not benchmark the variants."),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/quickstart"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace OUT if it exists (only once the new one is complete).")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the result as JSON to stdout instead of tables.")] = False,
+    publish_root: Annotated[
+        str, typer.Option("--publish-root", help="Where to publish the recommended variant.")
+    ] = "exports",
+    key_dir: Annotated[
+        Path, typer.Option("--key-dir", help="Signing key; a development key is created here if there is none.")
+    ] = Path("keys/dev"),
+    no_publish: Annotated[bool, typer.Option("--no-publish", help="Do not publish.")] = False,
+    no_benchmark: Annotated[bool, typer.Option("--no-benchmark", help="Do not benchmark the variants.")] = False,
 ) -> None:
     """Profile, prepare, train, export, benchmark and publish the built-in 8×8 digits, with no data of your own."""
     from mobile_ml.pipeline import QUICKSTART
@@ -104,10 +109,14 @@ def quickstart(
 
 
 def pipeline(
-    config: Path = typer.Argument(..., help="Pipeline TOML file (see README: 'Pipeline config')."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output directory (overrides `out` in the file)."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new one is complete)."),
-    json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout instead of tables."),
+    config: Annotated[Path, typer.Argument(help="Pipeline TOML file (see README: 'Pipeline config').")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory (overrides `out` in the file).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace OUT if it exists (only once the new one is complete).")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the result as JSON to stdout instead of tables.")] = False,
 ) -> None:
     """Run profile → prepare → train → export on your own data, described in one TOML file."""
     from mobile_ml.errors import ConfigError

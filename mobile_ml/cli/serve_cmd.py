@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,12 +13,12 @@ telemetry_app = typer.Typer(help="Device telemetry collected by `mobile-ml serve
 
 
 def serve(
-    root: Path = typer.Argument(Path("exports"), help="Publish root to serve (read-only)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface; 0.0.0.0 exposes it to the network."),
-    port: int = typer.Option(8000, "--port"),
-    telemetry_db: Path | None = typer.Option(
-        Path("telemetry.db"), "--telemetry-db", help="SQLite file for POST /v1/telemetry."
-    ),
+    root: Annotated[Path, typer.Argument(help="Publish root to serve (read-only).")] = Path("exports"),
+    host: Annotated[str, typer.Option("--host", help="Interface; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    telemetry_db: Annotated[
+        Path | None, typer.Option("--telemetry-db", help="SQLite file for POST /v1/telemetry.")
+    ] = Path("telemetry.db"),
 ) -> None:
     """Serve a publish root over HTTP with ETags, ranges and cache headers, and accept device telemetry."""
     from mobile_ml.deliver.server import serve as run
@@ -31,8 +32,8 @@ def serve(
 
 @telemetry_app.command("summary")
 def summary(
-    db: Path = typer.Option(Path("telemetry.db"), "--db", help="The --telemetry-db of `mobile-ml serve`."),
-    json: bool = typer.Option(False, "--json", help="Print JSON to stdout."),
+    db: Annotated[Path, typer.Option("--db", help="The --telemetry-db of `mobile-ml serve`.")] = Path("telemetry.db"),
+    json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Per model version and device model: devices, adoption, on-device latency p50/p90, failure rate."""
     from dataclasses import asdict
