@@ -29,8 +29,7 @@ def train(
     from mobile_ml.train.trainer import train as run_train
 
     cfg = load_train_config(config) if config else TrainConfig()
-    overrides = {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
-    cfg = replace(cfg, **overrides)
+    cfg = replace(cfg, epochs=cfg.epochs if epochs is None else epochs, seed=cfg.seed if seed is None else seed)
     with render.TrainProgress() as progress:
         result = run_train(datadir, out, cfg, force=force, reporter=progress)
     if json:
