@@ -51,7 +51,7 @@ class Fit:
             yield from self.rows(console)
 
     def rows(self, console: Console) -> Iterator[Text]:
-        """The vertical form: the row's name (its leading cells) on one line, then one ``header  value`` per column."""
+        """The vertical form: the row's name (its leading columns) on one line, then one ``header  value`` each."""
         t = self.table
         columns = [[_text(console, c) for c in col.cells] for col in t.columns]
         headers = [str(col.header) if t.show_header else "" for col in t.columns]
@@ -60,7 +60,8 @@ class Fit:
         if t.title:
             yield _text(console, t.title)
         for r in range(t.row_count):
-            name = [columns[i][r] for i in range(lead) if columns[i][r].plain]
+            # e.g. "variant int8", "candidate ★ cnn-w16-d2-lr0.003-do0.1": the headers keep their meaning in blocks
+            name = [Text(h) for h in headers[:lead] if h] + [columns[i][r] for i in range(lead) if columns[i][r].plain]
             yield Text(" ").join(name) if name else Text("·")
             for i in range(lead, len(columns)):
                 yield Text.assemble("  ", (headers[i].ljust(pad) + "  ") if pad else "", columns[i][r])

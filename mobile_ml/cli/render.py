@@ -44,8 +44,8 @@ def profile_tables(report: dict) -> list[Fit]:
             t.add_row(k, escape(str(v)))
         tables.append(Fit(t))
     else:
-        t = Table(
-            title=f"{report['rows']} rows × {report['columns']} columns  ·  {report['duplicate_rows']} duplicate rows"
+        t = _compact(
+            f"{report['rows']} rows × {report['columns']} columns  ·  {report['duplicate_rows']} duplicate rows"
         )
         for col in ("column", "dtype", "kind", "missing", "unique", "min", "median", "max", "outliers", "note"):
             t.add_column(

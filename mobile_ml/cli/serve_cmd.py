@@ -21,9 +21,11 @@ def serve(
     ] = Path("telemetry.db"),
 ) -> None:
     """Serve a publish root over HTTP with ETags, ranges and cache headers, and accept device telemetry."""
+    from mobile_ml.deliver.ports import check_free
     from mobile_ml.deliver.server import serve as run
 
-    console.err().print(
+    check_free(host, port)  # before "serving…": a busy port is one line and exit 2, not uvicorn's [Errno 98]
+    console.info(
         f"serving {render.escape(str(root))} on http://{host}:{port}/ "
         f"(telemetry → {render.escape(str(telemetry_db))}); Ctrl-C or SIGTERM stops it"
     )
