@@ -133,3 +133,12 @@ def test_deep_nesting_is_a_config_error(tmp_path, value):
 def test_train_config_accepts_a_pipeline_file_with_every_table(tmp_path):
     p = write(tmp_path, '[data]\nsource = "x.csv"\n[train]\nepochs = 4\n[benchmark]\n[publish]\nmodel = "m"\n')
     assert load_train_config(p).epochs == 4
+
+
+def test_readme_pipeline_config_block_is_a_valid_config(tmp_path):
+    """The documented format is the real one: the README's ```toml block loads, every table included."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Pipeline config", 1)[1].split("```toml\n", 1)[1].split("\n```", 1)[0]
+    cfg = load_pipeline_config(write(tmp_path, block))
+    assert cfg.export.prune_sparsity == 0.5 and cfg.benchmark.threads == (1,) and cfg.publish.model == "penguins"
+    assert readme.count("\n```") % 2 == 0  # every fence that opens also closes
