@@ -256,7 +256,7 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
         "keys/dev/public.pem --state device-state --install-id demo-device --app-version 1.0.0"
     ) in lines
     names = [c["name"] for c in meta["selection"]["candidates"]]
-    assert len(names) == 2 and all(any(n in line for line in lines) for n in names), names
+    assert len(names) == 4 and all(any(n in line for line in lines) for n in names), names
     assert "…" not in r.stdout
     v = _subprocess(
         "release", "verify", "--root", "exports", "--public-key", "keys/dev/public.pem", "--json", cwd=tmp_path

@@ -38,7 +38,7 @@ def _show(result, publish) -> None:
     console.out.print(render.pipeline_files(result))
     if result.release is not None:
         console.out.print(render.release_summary(result.release.to_dict()))
-        console.out.print(render.deliver_commands(result.release.to_dict(), publish.key_dir))
+        console.out.print(render.deliver_commands(result.release.to_dict(), publish.root, publish.key_dir))
 
 
 def quickstart(

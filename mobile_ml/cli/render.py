@@ -189,9 +189,12 @@ def pipeline_files(result) -> str:
     return "\n".join(lines)
 
 
-def deliver_commands(r: dict, key_dir: str) -> str:
-    """How to serve what was just published and sync a device to it: whole command lines, to copy as they are."""
-    root, key = escape(r["root"]), escape(str(key_dir))
+def deliver_commands(r: dict, root: str, key_dir: str) -> str:
+    """How to serve what was just published and sync a device to it: whole command lines, to copy as they are.
+
+    ``root`` and ``key_dir`` as the user gave them (relative stays relative), not as the publisher resolved them.
+    """
+    root, key = escape(root), escape(key_dir)
     model, channel = escape(r["model"]), escape(r["channel"])
     return (
         f"deliver it (any static web server or CDN can serve {root}/ too):\n"
