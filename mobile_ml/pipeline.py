@@ -1,19 +1,24 @@
 """Whole-pipeline runs: ``quickstart`` on the built-in digits, ``pipeline CONFIG.toml`` on the user's data.
 
-Output directory (written atomically, like every stage's):
+Output directory (profile → export written atomically, like every stage's):
     profile.json    the data profile
     data/           the prepared data directory (data.json + splits)
     run/            the training run directory (see mobile_ml.train.trainer)
     run/exports/    the exported TFLite variants (see mobile_ml.export.exporter)
+    run/benchmark/  with a [benchmark] table: every variant measured (see mobile_ml.benchmark.runner)
+With a ``[publish]`` table the recommended variant is then published, once the export gate passes.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.benchmark import report as benchmark_report
+from mobile_ml.benchmark.runner import BenchmarkOptions, BenchmarkResult
+from mobile_ml.benchmark.runner import run as run_benchmark
 from mobile_ml.config import build, read_toml
 from mobile_ml.contracts import document_dict
 from mobile_ml.data.images import ImageOptions
@@ -21,11 +26,12 @@ from mobile_ml.data.prepare import BUILTIN_PREFIX, load_images, prepare, profile
 from mobile_ml.data.spec import DataSpec
 from mobile_ml.data.split import SplitOptions
 from mobile_ml.data.tabular import TabularOptions
-from mobile_ml.errors import ConfigError
+from mobile_ml.errors import ConfigError, GateError
 from mobile_ml.export.exporter import export_run
 from mobile_ml.export.options import ExportOptions
-from mobile_ml.export.report import ExportResult
+from mobile_ml.export.report import ExportResult, check_gate
 from mobile_ml.outputs import atomic_dir, write_json
+from mobile_ml.publish.publisher import ReleaseResult, publish_dev
 from mobile_ml.train.config import TrainConfig
 from mobile_ml.train.rundir import PipelineLayout, load_run
 from mobile_ml.train.trainer import TrainResult, train
@@ -43,17 +49,48 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class BenchmarkStage(BenchmarkOptions):
+    """``[benchmark]``: the keys of `mobile-ml benchmark`, with quickstart's short phases as defaults.
+
+    Every exported variant is measured on this machine once export recommends one; `mobile-ml benchmark RUNDIR`
+    measures again with LiteRT's full defaults.
+    """
+
+    threads: tuple[int, ...] = (1,)
+    warmup_seconds: float = 0.1  # seconds
+    min_seconds: float = 0.3  # seconds
+
+
+@dataclass(frozen=True)
+class PublishStage:
+    """``[publish]``: quickstart's publish step: the recommended variant, the next patch version, a signed manifest."""
+
+    model: str  # model name in the publish root
+    channel: str = "dev"
+    root: str = "exports"  # a directory (relative to the TOML file) or s3://BUCKET/PREFIX
+    key_dir: str = "keys/dev"  # signing key directory; a development key is created there if it has none
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     data: DataConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportOptions = field(default_factory=ExportOptions)
+    benchmark: BenchmarkStage | None = None  # no [benchmark] table: no benchmark
+    publish: PublishStage | None = None  # no [publish] table: nothing is published
     out: str | None = None  # output directory; relative to the TOML file; --out overrides it
 
 
+# profile → export on the built-in digits; `mobile-ml quickstart` adds BenchmarkStage() and PublishStage("digits").
 QUICKSTART = PipelineConfig(
     data=DataConfig(source=f"{BUILTIN_PREFIX}digits"),
     train=TrainConfig(grid=replace(TrainConfig().grid, width=(16, 32))),
 )
+
+
+def _relative_to(base: Path, path: str) -> str:
+    """A path from the TOML file, resolved against the file's directory (URLs such as s3:// stay as they are)."""
+    return path if "://" in path or Path(path).is_absolute() else str(base / path)
 
 
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
@@ -61,17 +98,20 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
     config = build(PipelineConfig, read_toml(path), origin_file=str(path))
     base = path.resolve().parent
     source = config.data.source
-    if not source.startswith(BUILTIN_PREFIX) and not Path(source).is_absolute():
-        source = str(base / source)
-    out = config.out if config.out is None or Path(config.out).is_absolute() else str(base / config.out)
-    return replace(config, data=replace(config.data, source=source), out=out)
+    if not source.startswith(BUILTIN_PREFIX):
+        source = _relative_to(base, source)
+    out = None if config.out is None else _relative_to(base, config.out)
+    publish = config.publish
+    if publish is not None:
+        publish = replace(publish, root=_relative_to(base, publish.root), key_dir=_relative_to(base, publish.key_dir))
+    return replace(config, data=replace(config.data, source=source), out=out, publish=publish)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """``[train]`` from a TOML file; a whole pipeline file is accepted too (its other sections are ignored)."""
     path = Path(path)
     raw = read_toml(path)
-    unknown = set(raw) - {"train", "data", "export", "out"}
+    unknown = set(raw) - {f.name for f in fields(PipelineConfig)}
     if unknown:
         raise ConfigError(f"{path}: unknown key '{sorted(unknown)[0]}'", hint="a training config has a [train] table")
     section = raw.get("train", {})
@@ -88,9 +128,11 @@ class PipelineResult:
     train: TrainResult
     export: ExportResult
     seconds: float
+    benchmark: BenchmarkResult | None = None  # when the config has [benchmark] and export recommends a variant
+    release: ReleaseResult | None = None  # when the config has [publish] and the export gate passed
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "schema": PIPELINE_SCHEMA,
             "schema_version": 1,
             "out": str(self.out),
@@ -105,15 +147,47 @@ class PipelineResult:
             "export": document_dict(self.export),
             "seconds": round(self.seconds, 3),
         }
+        if self.benchmark is not None:
+            doc["benchmark"] = document_dict(self.benchmark)
+        if self.release is not None:
+            doc["publish"] = self.release.to_dict()
+        return doc
 
 
 def run_pipeline(config: PipelineConfig, out: str | Path, *, force: bool = False, reporter=None) -> PipelineResult:
-    """profile → prepare → train → export, into ``out`` as one atomic unit.
+    """profile → prepare → train → export into ``out`` as one atomic unit, then benchmark and publish if configured.
 
-    The export gate is not checked here: the caller decides (the CLI exits 3 after showing the evidence).
+    The export gate is not raised here: the caller decides (the CLI exits 3 after showing the evidence). It only
+    decides whether there is anything to benchmark (a recommended variant) and to publish (the gate passed).
     """
     start = time.perf_counter()
     out = Path(out).absolute()
+    stage = getattr(reporter, "stage", lambda name: None)
+    report, spec, trained, exports = _build(config, out, force=force, reporter=reporter)
+    bench = release = None
+    if config.benchmark is not None and exports.recommended:
+        stage("benchmark")
+        run = PipelineLayout(out).run
+        bench = run_benchmark(run.dir, config.benchmark, reporter=reporter)
+        benchmark_report.write(bench, run.benchmark)
+    if config.publish is not None and _gate_passes(exports):
+        stage("publish")
+        p = config.publish
+        release = publish_dev(p.root, PipelineLayout(out).run.dir, model=p.model, channel=p.channel, key_dir=p.key_dir)
+    return PipelineResult(out, report, spec, trained, exports, time.perf_counter() - start, bench, release)
+
+
+def _gate_passes(exports: ExportResult) -> bool:
+    try:
+        check_gate(exports)
+    except GateError:
+        return False
+    return True
+
+
+def _build(
+    config: PipelineConfig, out: Path, *, force: bool, reporter
+) -> tuple[dict, DataSpec, TrainResult, ExportResult]:
     stage = getattr(reporter, "stage", lambda name: None)
     with atomic_dir(out, force=force) as tmp:
         layout = PipelineLayout(tmp)
@@ -134,4 +208,4 @@ def run_pipeline(config: PipelineConfig, out: str | Path, *, force: bool = False
     run = PipelineLayout(out).run
     result = replace(result, run_dir=run.dir)
     exports = replace(exports, run_dir=run.dir, exports_dir=run.exports)
-    return PipelineResult(out, report, spec, result, exports, time.perf_counter() - start)
+    return report, spec, result, exports

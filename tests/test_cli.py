@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -133,6 +135,10 @@ BAD_INPUTS = {
         lambda t: ["pipeline", csv_file(t, '[data]\nsource = "builtin:digits"\n[train]\nepoch = 3\n', "p.toml")],
         "'train.epoch'",
     ),
+    "deeply nested toml": (
+        lambda t: ["pipeline", csv_file(t, "[data]\nsource = " + "[" * 5000 + "]" * 5000 + "\n", "p.toml")],
+        "nested too deeply",
+    ),
     "bad option value": (lambda t: ["data", "prepare", "builtin:digits", "--split", "0.9,0.2,0.1"], "add up"),
     "unknown builtin": (lambda t: ["data", "prepare", "builtin:mnist"], "unknown built-in dataset"),
     "not a data dir": (lambda t: ["train", t], "not a prepared data directory"),
@@ -179,8 +185,8 @@ def test_force_replaces_only_after_success(tmp_path):
     assert json.loads((out / "data.json").read_text())["split"]["seed"] == 7
 
 
-def _subprocess(*args, cwd):
-    env = {**os.environ, "COLUMNS": "120"}
+def _subprocess(*args, cwd, columns=120):
+    env = {**os.environ, "COLUMNS": str(columns)}
     return subprocess.run(
         [sys.executable, "-m", "mobile_ml", *map(str, args)],
         capture_output=True,
@@ -215,7 +221,7 @@ def test_light_commands_do_not_import_tensorflow():
 @pytest.mark.slow
 def test_quickstart_end_to_end_in_a_real_process(tmp_path):
     """The README's main command: real process, real training, the accuracy the issue promises, quiet output."""
-    r = _subprocess("quickstart", "--out", tmp_path / "qs", cwd=tmp_path)
+    r = _subprocess("quickstart", "--out", tmp_path / "qs", cwd=tmp_path, columns=80)  # a pipe's width
     assert r.returncode == 0, r.stderr
     meta = json.loads((tmp_path / "qs" / "run" / "run.json").read_text())
     assert meta["test"]["accuracy"] >= 0.95, meta["test"]
@@ -238,7 +244,18 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
     assert len(bench["measurements"]) == 6 and "Latency per inference" in r.stdout
     # ... and published, signed with a development key created on the spot
     assert (tmp_path / "keys" / "dev" / "private.pem").stat().st_mode & 0o777 == 0o600
-    assert "mobile-ml serve exports" in r.stdout and "mobile-ml device sync --server" in r.stdout
+    # the commands it prints are whole lines, to copy as they are, even at 80 columns
+    lines = [line.strip() for line in r.stdout.splitlines()]
+    assert "mobile-ml serve exports --port 8000" in lines
+    assert (
+        "mobile-ml device sync --server http://127.0.0.1:8000/ --model digits --channel dev --public-key "
+        "keys/dev/public.pem --state device-state --install-id demo-device --app-version 1.0.0"
+    ) in lines
+    names = [c["name"] for c in meta["selection"]["candidates"]]
+    assert len(names) == 4 and all(any(n in line for line in lines) for n in names), names
+    for header in BENCHMARK_HEADERS:
+        assert re.search(rf"(^|\s){re.escape(header)}(\s|$)", r.stdout, re.M), header
+    assert "…" not in r.stdout
     v = _subprocess(
         "release", "verify", "--root", "exports", "--public-key", "keys/dev/public.pem", "--json", cwd=tmp_path
     )
@@ -246,3 +263,111 @@ def test_quickstart_end_to_end_in_a_real_process(tmp_path):
     # TensorFlow's own log noise must not reach the user's terminal
     for noise in ("absl", "cuInit", "cuda", "oneDNN", "I0000", "E0000", "WARNING"):
         assert noise not in r.stderr and noise not in r.stdout, noise
+
+
+def test_serve_on_a_busy_port_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "root").mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = _subprocess("serve", "root", "--port", port, "--telemetry-db", "t.db", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0] == f"error: 127.0.0.1:{port} is already in use by another process", lines
+    assert lines[1].startswith("hint: ") and "--port" in lines[1]
+    assert "serving" not in r.stderr and "Errno" not in r.stderr and r.stdout == ""
+
+
+def test_port_check_passes_a_free_port_and_names_bad_hosts():
+    from mobile_ml.deliver.ports import PortError, check_free
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    check_free("127.0.0.1", port)  # free again once closed
+    with pytest.raises(PortError, match="nonexistent.invalid"):
+        check_free("nonexistent.invalid", port)
+    with pytest.raises(PortError, match="0–65535"):
+        check_free("127.0.0.1", 70000)
+
+
+def _profile_csv(tmp_path):
+    columns = ["Culmen Length (mm)", "Flipper Length (mm)", "Individual ID", "Clutch Completion Date", "label"]
+    rows = [f"{30 + i % 17},{180 + i % 23},N{i}A{i % 2},2007-11-{1 + i % 28:02d},{'ab'[i % 2]}" for i in range(60)]
+    return csv_file(tmp_path, ",".join(columns) + "\n" + "\n".join(rows) + "\n"), columns
+
+
+@pytest.mark.parametrize("columns", [80, 40])
+def test_tables_keep_every_name_whole_at_any_width(tmp_path, columns):
+    """Piped output is 80 columns or fewer: rich would cut cells with "…"; ours fold free text or go vertical."""
+    path, names = _profile_csv(tmp_path)
+    r = runner.invoke(app, ["data", "profile", str(path), "--target", "label"], env={"COLUMNS": str(columns)})
+    assert r.exit_code == 0, r.output
+    assert all(n in r.stdout for n in names), r.stdout
+    assert "…" not in r.stdout
+    if columns == 40:  # too narrow for ten columns: one block per column profiled, each name on its own line
+        assert all(f"column {n}" in r.stdout.splitlines() for n in names[:-1]), r.stdout
+    r = runner.invoke(
+        app, ["data", "prepare", "builtin:digits", "--out", tmp_path / "d"], env={"COLUMNS": str(columns)}
+    )
+    assert r.exit_code == 0, r.output
+    assert "validation" in r.stdout and "…" not in r.stdout
+
+
+PIPELINE_TOML = """
+out = "runs/tiny"
+[data]
+source = "builtin:digits"
+[train]
+epochs = 2
+patience = 1
+batch_size = 64
+[train.grid]
+width = [8, 16]
+depth = [1]
+learning_rate = [0.003]
+dropout = [0.1]
+[export]
+variants = ["fp32", "int8"]
+calibration_samples = 32
+[benchmark]
+min_seconds = 0.1
+[publish]
+model = "tiny"
+channel = "beta"
+root = "pub"
+key_dir = "keys"
+"""
+BENCHMARK_HEADERS = ("variant", "thr", "init ms", "first", "p50", "p90", "p99", "std", "runs", "GOP/s", "MiB")
+
+
+@pytest.mark.slow
+def test_pipeline_benchmarks_and_publishes_and_prints_whole_when_narrow(tmp_path):
+    """[benchmark] and [publish] run those stages too; names, headers and commands stay whole at 40 columns (the
+    quickstart test checks 80)."""
+    (tmp_path / "p.toml").write_text(PIPELINE_TOML)
+    r = _subprocess("pipeline", "p.toml", cwd=tmp_path, columns=40)
+    assert r.returncode == 0, r.stderr
+    run_dir = tmp_path / "runs" / "tiny" / "run"
+    bench = json.loads((run_dir / "benchmark" / "benchmark.json").read_text())
+    assert sorted(m["variant"] for m in bench["measurements"]) == ["fp32", "int8"]
+    # the table's keys over quickstart's short phases
+    assert bench["options"]["min_seconds"] == 0.1 and bench["options"]["warmup_seconds"] == 0.1
+    assert bench["options"]["threads"] == [1]
+    pub, keys = (tmp_path / "pub").resolve(), (tmp_path / "keys").resolve()
+    v = _subprocess("release", "verify", "--root", pub, "--public-key", keys / "public.pem", "--json", cwd=tmp_path)
+    assert v.returncode == 0 and json.loads(v.stdout)["manifests"] == 1, v.stderr
+    assert (pub / "tiny" / "channels" / "beta.json").is_file()
+
+    lines = [line.strip() for line in r.stdout.splitlines()]
+    names = [c["name"] for c in json.loads((run_dir / "run.json").read_text())["selection"]["candidates"]]
+    assert len(names) == 2 and all(any(n in line for line in lines) for n in names), names
+    for header in BENCHMARK_HEADERS:
+        assert re.search(rf"(^|\s){re.escape(header)}(\s|$)", r.stdout, re.M), header
+    assert f"mobile-ml serve {pub} --port 8000" in lines
+    assert (
+        f"mobile-ml device sync --server http://127.0.0.1:8000/ --model tiny --channel beta --public-key "
+        f"{keys}/public.pem --state device-state --install-id demo-device --app-version 1.0.0"
+    ) in lines
+    assert "…" not in r.stdout

@@ -85,3 +85,60 @@ def test_pipeline_export_section(tmp_path):
     p.write_text('[data]\nsource = "builtin:digits"\n[export]\nvariants = ["int9"]\n')
     with pytest.raises(ConfigError, match="unknown variant 'int9'"):
         load_pipeline_config(p)
+
+
+def test_benchmark_and_publish_tables(tmp_path):
+    cfg = load_pipeline_config(write(tmp_path, '[data]\nsource = "builtin:digits"\n'))
+    assert cfg.benchmark is None and cfg.publish is None  # no tables: the pipeline stops after export
+    p = write(tmp_path, '[data]\nsource = "builtin:digits"\n[benchmark]\nthreads = [1, 2]\n[publish]\nmodel = "m"\n')
+    cfg = load_pipeline_config(p)
+    # keys not given take quickstart's short phases, not `mobile-ml benchmark`'s full ones
+    assert cfg.benchmark.threads == (1, 2) and cfg.benchmark.warmup_seconds == 0.1 and cfg.benchmark.min_seconds == 0.3
+    assert cfg.publish.model == "m" and cfg.publish.channel == "dev"
+    assert Path(cfg.publish.root) == tmp_path.resolve() / "exports"  # relative to the TOML file, like every path
+    assert Path(cfg.publish.key_dir) == tmp_path.resolve() / "keys" / "dev"
+    p.write_text('[data]\nsource = "builtin:digits"\n[publish]\nmodel = "m"\nroot = "s3://bucket/models"\n')
+    assert load_pipeline_config(p).publish.root == "s3://bucket/models"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[benchmark]\ntreads = [1]\n", r"unknown key 'benchmark\.treads'"),
+        ("[benchmark]\nthreads = [0]\n", r"\[benchmark\] thread counts must be positive"),
+        ('[benchmark]\nmin_seconds = "long"\n', r"benchmark\.min_seconds must be a number"),
+        ('[publish]\nchannel = "beta"\n', r"required key 'publish\.model' is missing"),
+        ("benchmark = true\n", r"benchmark must be a table"),
+    ],
+)
+def test_benchmark_and_publish_tables_are_strict(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_pipeline_config(write(tmp_path, text + '[data]\nsource = "builtin:digits"\n'))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[" * 5000 + "]" * 5000,  # tomllib itself recurses on these
+        "{a = " * 3000 + "1" + "}" * 3000,
+        "[" * 30 + "]" * 30,  # readable, but deeper than any config: refused before anything walks it
+    ],
+)
+def test_deep_nesting_is_a_config_error(tmp_path, value):
+    with pytest.raises(ConfigError, match="nested") as e:
+        load_pipeline_config(write(tmp_path, '[data]\nsource = "builtin:digits"\n[train]\nepochs = ' + value + "\n"))
+    assert e.value.hint and "16" in e.value.hint
+
+
+def test_train_config_accepts_a_pipeline_file_with_every_table(tmp_path):
+    p = write(tmp_path, '[data]\nsource = "x.csv"\n[train]\nepochs = 4\n[benchmark]\n[publish]\nmodel = "m"\n')
+    assert load_train_config(p).epochs == 4
+
+
+def test_readme_pipeline_config_block_is_a_valid_config(tmp_path):
+    """The documented format is the real one: the README's ```toml block loads, every table included."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Pipeline config", 1)[1].split("```toml\n", 1)[1].split("\n```", 1)[0]
+    cfg = load_pipeline_config(write(tmp_path, block))
+    assert cfg.export.prune_sparsity == 0.5 and cfg.benchmark.threads == (1,) and cfg.publish.model == "penguins"
+    assert readme.count("\n```") % 2 == 0  # every fence that opens also closes

@@ -43,7 +43,7 @@ def test_image_folder_resized_and_labelled(tmp_path):
     assert spec.counts == {"train": 8, "validation": 2, "test": 2}
     x, y = load_split(tmp_path / "data", spec, "test")
     # cats are dark, dogs are bright: the label follows the folder
-    assert all((img.mean() < 100) == (lab == 0) for img, lab in zip(x, y))
+    assert all((img.mean() < 100) == (lab == 0) for img, lab in zip(x, y, strict=True))
     data = json.loads((tmp_path / "data" / "data.json").read_text())
     assert data["schema"] == "mobile_ml.data" and data["source"]["type"] == "image_folder"
 

@@ -21,7 +21,7 @@ def test_seed_reproducible_and_different():
     a = stratified_split(y, SplitOptions(seed=1))
     b = stratified_split(y, SplitOptions(seed=1))
     c = stratified_split(y, SplitOptions(seed=2))
-    assert all((x == z).all() for x, z in zip(a, b))
+    assert all((x == z).all() for x, z in zip(a, b, strict=True))
     assert not (a[2] == c[2]).all()
 
 

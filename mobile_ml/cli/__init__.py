@@ -6,7 +6,7 @@ failed · 4 a benchmark regression · 130 interrupted.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -80,10 +80,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and TensorFlow's own logs."),
-    version: bool | None = typer.Option(
-        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and TensorFlow's own logs.")] = False,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
 ) -> None:
     console.state.debug = debug
     _tf.configure_environment(debug=debug)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -43,24 +44,30 @@ def _threads(text: str) -> tuple[int, ...]:
 
 @app.command("run")
 def run(
-    target: Path = typer.Argument(..., help="A .tflite file, an export directory, or a run (all its variants)."),
-    threads: str = typer.Option("1", "--threads", "-t", help="Thread counts to sweep, e.g. 1,2,4."),
-    no_xnnpack: bool = typer.Option(False, "--no-xnnpack", help="Run LiteRT's builtin kernels without XNNPACK."),
-    warmup_runs: int = typer.Option(1, help="Minimum warm-up runs."),
-    warmup_seconds: float = typer.Option(0.5, help="Minimum warm-up time."),
-    runs: int = typer.Option(50, help="Minimum timed runs."),
-    min_seconds: float = typer.Option(1.0, help="Minimum timed duration."),
-    max_runs: int = typer.Option(100_000, help="Maximum timed runs."),
-    max_seconds: float = typer.Option(150.0, help="Maximum duration of each phase."),
-    repeats: int = typer.Option(1, help="Fresh-process repeats per (model, threads), for noise-aware comparisons."),
-    device: str = typer.Option("local", "--device", help="local, or adb[:SERIAL] for an Android phone."),
-    benchmark_binary: Path | None = typer.Option(
-        None, "--benchmark-binary", help="LiteRT's benchmark_model built for the phone (adb only)."
-    ),
-    compare_keras: bool = typer.Option(False, "--compare-keras", help="Also time the run's Keras model."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Results directory (default: beside TARGET)."),
-    force: bool = typer.Option(False, "--force", help="Replace the results directory (once the new one is done)."),
-    json: bool = typer.Option(False, "--json", help="Print benchmark.json to stdout instead of a table."),
+    target: Annotated[Path, typer.Argument(help="A .tflite file, an export directory, or a run (all its variants).")],
+    threads: Annotated[str, typer.Option("--threads", "-t", help="Thread counts to sweep, e.g. 1,2,4.")] = "1",
+    no_xnnpack: Annotated[
+        bool, typer.Option("--no-xnnpack", help="Run LiteRT's builtin kernels without XNNPACK.")
+    ] = False,
+    warmup_runs: Annotated[int, typer.Option(help="Minimum warm-up runs.")] = 1,
+    warmup_seconds: Annotated[float, typer.Option(help="Minimum warm-up time.")] = 0.5,
+    runs: Annotated[int, typer.Option(help="Minimum timed runs.")] = 50,
+    min_seconds: Annotated[float, typer.Option(help="Minimum timed duration.")] = 1.0,
+    max_runs: Annotated[int, typer.Option(help="Maximum timed runs.")] = 100_000,
+    max_seconds: Annotated[float, typer.Option(help="Maximum duration of each phase.")] = 150.0,
+    repeats: Annotated[
+        int, typer.Option(help="Fresh-process repeats per (model, threads), for noise-aware comparisons.")
+    ] = 1,
+    device: Annotated[str, typer.Option("--device", help="local, or adb[:SERIAL] for an Android phone.")] = "local",
+    benchmark_binary: Annotated[
+        Path | None, typer.Option("--benchmark-binary", help="LiteRT's benchmark_model built for the phone (adb only).")
+    ] = None,
+    compare_keras: Annotated[bool, typer.Option("--compare-keras", help="Also time the run's Keras model.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Results directory (default: beside TARGET).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the results directory (once the new one is done).")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print benchmark.json to stdout instead of a table.")] = False,
 ) -> None:
     """Benchmark TARGET: init, first inference, warm-up, timed runs (p50…p99), memory, MACs and GOP/s."""
     from mobile_ml.benchmark import report
@@ -99,10 +106,10 @@ def run(
 
 @app.command("compare")
 def compare(
-    base: Path = typer.Argument(..., help="benchmark.json of the baseline."),
-    new: Path = typer.Argument(..., help="benchmark.json to check."),
-    max_regression: float = typer.Option(10.0, "--max-regression", help="Allowed p50 slowdown, percent."),
-    json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    base: Annotated[Path, typer.Argument(help="benchmark.json of the baseline.")],
+    new: Annotated[Path, typer.Argument(help="benchmark.json to check.")],
+    max_regression: Annotated[float, typer.Option("--max-regression", help="Allowed p50 slowdown, percent.")] = 10.0,
+    json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Per (variant, threads) p50 deltas; exit 4 if any regressed beyond the limit and beyond the noise.
 

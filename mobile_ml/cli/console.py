@@ -24,14 +24,16 @@ state = _State()
 
 def _stderr_file():
     try:
-        if sys.stderr is sys.__stderr__ and sys.stderr.fileno() == 2:
+        if sys.__stderr__ is not None and sys.stderr is sys.__stderr__ and sys.stderr.fileno() == 2:
             return os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     except (OSError, ValueError, AttributeError):  # no real fd 2, e.g. under a test runner's capture
         pass
     return None
 
 
-out = Console(highlight=False, soft_wrap=False)
+# soft_wrap: plain lines (paths, commands to copy) are never wrapped or cut at the width rich guesses for a pipe
+# (80 columns); tables lay themselves out (mobile_ml.cli.layout).
+out = Console(highlight=False, soft_wrap=True)
 _err = Console(file=f, highlight=False) if (f := _stderr_file()) is not None else None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -17,13 +18,16 @@ SOURCE_HELP = "A CSV file, a folder with one sub-folder of PNG/JPEG images per c
 
 @app.command("profile")
 def profile(
-    source: str = typer.Argument(..., help=SOURCE_HELP),
-    target: str | None = typer.Option(None, "--target", "-t", help="Target column, for the class balance (CSV)."),
-    json_path: str | None = typer.Option(
-        None, "--json", metavar="PATH", help="Also write the report as JSON to PATH ('-' for stdout only)."
-    ),
-    image_size: str = typer.Option("32x32", help="Image folders: resize every image to HEIGHTxWIDTH."),
-    color: str = typer.Option("grayscale", help="Image folders: grayscale or rgb."),
+    source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Target column, for the class balance (CSV).")
+    ] = None,
+    json_path: Annotated[
+        str | None,
+        typer.Option("--json", metavar="PATH", help="Also write the report as JSON to PATH ('-' for stdout only)."),
+    ] = None,
+    image_size: Annotated[str, typer.Option(help="Image folders: resize every image to HEIGHTxWIDTH.")] = "32x32",
+    color: Annotated[str, typer.Option(help="Image folders: grayscale or rgb.")] = "grayscale",
 ) -> None:
     """Report rows, types, missing values, outliers, ID-like and free-text columns, and class balance."""
     from mobile_ml.data.images import ImageOptions, parse_size
@@ -57,28 +61,37 @@ def _writable_file(path: str) -> Path:
 
 @app.command("prepare")
 def prepare(
-    source: str = typer.Argument(..., help=SOURCE_HELP),
-    out: Path = typer.Option(..., "--out", "-o", help="Data directory to create (data.json + splits)."),
-    target: str | None = typer.Option(None, "--target", "-t", help="Target column (required for CSV)."),
-    missing: str = typer.Option("impute", help="Missing values: impute, or drop the rows."),
-    numeric_impute: str = typer.Option("median", help="Numeric imputation: median or mean (train split only)."),
-    categorical_impute: str = typer.Option("most_frequent", help="Categorical imputation: most_frequent or unknown."),
-    dates: str = typer.Option("parse", help="Date columns: parse into year/month/day/dayofweek, or drop."),
-    outliers: str = typer.Option("keep", help="Outliers (IQR rule, train split only): keep or remove."),
-    outlier_factor: float = typer.Option(1.5, help="IQR multiplier for the outlier fences."),
-    drop: list[str] = typer.Option([], "--drop", help="Column to drop (repeatable)."),
-    keep: list[str] = typer.Option(
-        [], "--keep", help="Column to keep even if it looks like an ID or constant (repeatable)."
-    ),
-    max_categories: int = typer.Option(20, help="One-hot at most this many categories per column; the rest → unknown."),
-    drop_duplicates: bool = typer.Option(True, help="Drop exact duplicate rows before splitting."),
-    split: str = typer.Option("0.7,0.15,0.15", help="Train,validation,test ratios."),
-    seed: int = typer.Option(42, help="Random seed of the split."),
-    stratify: bool = typer.Option(True, help="Keep class proportions equal across splits."),
-    image_size: str = typer.Option("32x32", help="Image folders: resize every image to HEIGHTxWIDTH."),
-    color: str = typer.Option("grayscale", help="Image folders: grayscale or rgb."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (only once the new one is complete)."),
-    json: bool = typer.Option(False, "--json", help="Print data.json to stdout instead of tables."),
+    source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Data directory to create (data.json + splits).")],
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Target column (required for CSV).")] = None,
+    missing: Annotated[str, typer.Option(help="Missing values: impute, or drop the rows.")] = "impute",
+    numeric_impute: Annotated[
+        str, typer.Option(help="Numeric imputation: median or mean (train split only).")
+    ] = "median",
+    categorical_impute: Annotated[
+        str, typer.Option(help="Categorical imputation: most_frequent or unknown.")
+    ] = "most_frequent",
+    dates: Annotated[str, typer.Option(help="Date columns: parse into year/month/day/dayofweek, or drop.")] = "parse",
+    outliers: Annotated[str, typer.Option(help="Outliers (IQR rule, train split only): keep or remove.")] = "keep",
+    outlier_factor: Annotated[float, typer.Option(help="IQR multiplier for the outlier fences.")] = 1.5,
+    drop: Annotated[list[str] | None, typer.Option("--drop", help="Column to drop (repeatable).")] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Column to keep even if it looks like an ID or constant (repeatable)."),
+    ] = None,
+    max_categories: Annotated[
+        int, typer.Option(help="One-hot at most this many categories per column; the rest → unknown.")
+    ] = 20,
+    drop_duplicates: Annotated[bool, typer.Option(help="Drop exact duplicate rows before splitting.")] = True,
+    split: Annotated[str, typer.Option(help="Train,validation,test ratios.")] = "0.7,0.15,0.15",
+    seed: Annotated[int, typer.Option(help="Random seed of the split.")] = 42,
+    stratify: Annotated[bool, typer.Option(help="Keep class proportions equal across splits.")] = True,
+    image_size: Annotated[str, typer.Option(help="Image folders: resize every image to HEIGHTxWIDTH.")] = "32x32",
+    color: Annotated[str, typer.Option(help="Image folders: grayscale or rgb.")] = "grayscale",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace OUT if it exists (only once the new one is complete).")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print data.json to stdout instead of tables.")] = False,
 ) -> None:
     """Clean, encode and split a dataset into a data directory for `mobile-ml train`."""
     from mobile_ml.contracts import document_dict
@@ -101,8 +114,8 @@ def prepare(
             dates=dates,
             outliers=outliers,
             outlier_factor=outlier_factor,
-            drop_columns=tuple(drop),
-            keep_columns=tuple(keep),
+            drop_columns=tuple(drop or ()),
+            keep_columns=tuple(keep or ()),
             max_categories=max_categories,
             drop_duplicates=drop_duplicates,
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,16 +14,18 @@ app = typer.Typer(help="The reference device client: check for updates, run the 
 
 @app.command("sync")
 def sync(
-    server: str = typer.Option(..., "--server", help="Base URL of the publish root, e.g. http://127.0.0.1:8000/."),
-    model: str = typer.Option(..., "--model", "-m"),
-    channel: str = typer.Option(..., "--channel", "-c"),
-    public_key: Path = typer.Option(..., "--public-key", help="The pinned public key (public.pem or public.b64)."),
-    state: Path = typer.Option(..., "--state", help="The device's state directory."),
-    install_id: str = typer.Option(..., "--install-id", help="This install's id (only its hash leaves the device)."),
-    app_version: str = typer.Option(..., "--app-version"),
-    timeout: float = typer.Option(10.0, "--timeout", help="Seconds per connection and read."),
-    no_telemetry: bool = typer.Option(False, "--no-telemetry"),
-    json: bool = typer.Option(False, "--json"),
+    server: Annotated[str, typer.Option("--server", help="Base URL of the publish root, e.g. http://127.0.0.1:8000/.")],
+    model: Annotated[str, typer.Option("--model", "-m")],
+    channel: Annotated[str, typer.Option("--channel", "-c")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="The pinned public key (public.pem or public.b64).")],
+    state: Annotated[Path, typer.Option("--state", help="The device's state directory.")],
+    install_id: Annotated[
+        str, typer.Option("--install-id", help="This install's id (only its hash leaves the device).")
+    ],
+    app_version: Annotated[str, typer.Option("--app-version")],
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per connection and read.")] = 10.0,
+    no_telemetry: Annotated[bool, typer.Option("--no-telemetry")] = False,
+    json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One update check, exactly as the Android updater does it. Exit 0 when the device ends on a verified model
     it chose (installed, up to date, not modified, skipped); exit 3 when an update was rejected or failed (the
@@ -63,13 +66,15 @@ def sync(
 
 @app.command("run")
 def run_model(
-    state: Path = typer.Option(..., "--state", help="The device's state directory."),
-    input: Path | None = typer.Option(
-        None,
-        "--input",
-        help="JSON file: one input as nested lists of numbers (default: the model's own health-check input).",
-    ),
-    json: bool = typer.Option(False, "--json"),
+    state: Annotated[Path, typer.Option("--state", help="The device's state directory.")],
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="JSON file: one input as nested lists of numbers (default: the model's own health-check input).",
+        ),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the device's current model on one input with LiteRT and show the top predictions."""
     from mobile_ml.client.run import run_model as predict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -10,30 +11,43 @@ from mobile_ml.cli import console, render
 
 
 def export(
-    rundir: Path = typer.Argument(..., help="A run directory (or a quickstart/pipeline output directory)."),
-    variants: str = typer.Option(
-        "all", "--variants", "-v", help="Comma-separated: fp32,fp16,dynamic,int8,qat-int8,pruned-int8, or all."
-    ),
-    max_accuracy_drop: float = typer.Option(
-        1.0, "--max-accuracy-drop", metavar="PP", help="Accuracy budget: percentage points below the Keras model."
-    ),
-    require: str | None = typer.Option(
-        None, "--require", metavar="VARIANT", help="Exit 3 unless this variant meets the budget."
-    ),
-    allow_flex: bool = typer.Option(False, "--allow-flex", help="Allow Select-TF ops (the app then needs Flex)."),
-    int8_io: str = typer.Option("int8", "--int8-io", help="Input/output type of integer variants: int8 or float."),
-    per_tensor: bool = typer.Option(
-        False, "--per-tensor", help="One quantization scale per tensor, not per channel: smaller, coarser."
-    ),
-    calibration_samples: int = typer.Option(200, help="Train rows used to calibrate integer variants."),
-    finetune_epochs: int = typer.Option(3, help="Epochs of QAT / pruning fine-tuning."),
-    prune_sparsity: float = typer.Option(0.5, help="Target fraction of zero weights for pruned-int8."),
-    data: Path | None = typer.Option(None, "--data", help="Prepared data directory, if not where run.json says."),
-    force: bool = typer.Option(
-        False, "--force", help="Re-export the --variants named and keep the other variants already in RUNDIR/exports."
-    ),
-    clean: bool = typer.Option(False, "--clean", help="Replace every variant in RUNDIR/exports."),
-    json: bool = typer.Option(False, "--json", help="Print export.json to stdout instead of tables."),
+    rundir: Annotated[Path, typer.Argument(help="A run directory (or a quickstart/pipeline output directory).")],
+    variants: Annotated[
+        str,
+        typer.Option("--variants", "-v", help="Comma-separated: fp32,fp16,dynamic,int8,qat-int8,pruned-int8, or all."),
+    ] = "all",
+    max_accuracy_drop: Annotated[
+        float,
+        typer.Option(
+            "--max-accuracy-drop", metavar="PP", help="Accuracy budget: percentage points below the Keras model."
+        ),
+    ] = 1.0,
+    require: Annotated[
+        str | None, typer.Option("--require", metavar="VARIANT", help="Exit 3 unless this variant meets the budget.")
+    ] = None,
+    allow_flex: Annotated[
+        bool, typer.Option("--allow-flex", help="Allow Select-TF ops (the app then needs Flex).")
+    ] = False,
+    int8_io: Annotated[
+        str, typer.Option("--int8-io", help="Input/output type of integer variants: int8 or float.")
+    ] = "int8",
+    per_tensor: Annotated[
+        bool, typer.Option("--per-tensor", help="One quantization scale per tensor, not per channel: smaller, coarser.")
+    ] = False,
+    calibration_samples: Annotated[int, typer.Option(help="Train rows used to calibrate integer variants.")] = 200,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of QAT / pruning fine-tuning.")] = 3,
+    prune_sparsity: Annotated[float, typer.Option(help="Target fraction of zero weights for pruned-int8.")] = 0.5,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Prepared data directory, if not where run.json says.")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Re-export the --variants named and keep the other variants already in RUNDIR/exports."
+        ),
+    ] = False,
+    clean: Annotated[bool, typer.Option("--clean", help="Replace every variant in RUNDIR/exports.")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print export.json to stdout instead of tables.")] = False,
 ) -> None:
     """Convert the run's model to TFLite variants, check each on the test split with LiteRT, recommend one.
 
@@ -67,11 +81,15 @@ def export(
 
 
 def evaluate(
-    model: Path = typer.Argument(..., help="A .tflite file."),
-    run: Path = typer.Option(..., "--run", "-r", help="The run directory whose Keras model and test split to use."),
-    data: Path | None = typer.Option(None, "--data", help="Prepared data directory, if not where run.json says."),
-    split: str = typer.Option("test", help="Split to evaluate on: train, validation or test."),
-    json: bool = typer.Option(False, "--json", help="Print the figures as JSON to stdout."),
+    model: Annotated[Path, typer.Argument(help="A .tflite file.")],
+    run: Annotated[
+        Path, typer.Option("--run", "-r", help="The run directory whose Keras model and test split to use.")
+    ],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Prepared data directory, if not where run.json says.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate on: train, validation or test.")] = "test",
+    json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON to stdout.")] = False,
 ) -> None:
     """Check any .tflite file against a run's Keras model with LiteRT (accuracy, agreement, output difference)."""
     from mobile_ml.data.spec import SPLITS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,9 +14,10 @@ release_app = typer.Typer(
     help="Move a channel: promote, staged rollout, halt, rollback, history, refresh, verify.", no_args_is_help=True
 )
 
-ROOT = typer.Option("exports", "--root", help="Publish root: a directory or s3://BUCKET/PREFIX.")
-KEY = typer.Option(..., "--key", "-k", help="Private key (private.pem, or the directory holding it).")
-JSON = typer.Option(False, "--json", help="Print the result as JSON to stdout.")
+# Options shared by every command here.
+Root = Annotated[str, typer.Option("--root", help="Publish root: a directory or s3://BUCKET/PREFIX.")]
+Key = Annotated[Path, typer.Option("--key", "-k", help="Private key (private.pem, or the directory holding it).")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON to stdout.")]
 
 
 def _show(result, json: bool) -> None:
@@ -29,7 +31,8 @@ def _show(result, json: bool) -> None:
 
 @keys_app.command("generate")
 def keys_generate(
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for the new key pair."), json: bool = JSON
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the new key pair.")],
+    json: Json = False,
 ) -> None:
     """Create a signing key pair: private.pem (0600, never overwritten), public.pem, public.b64, key.json."""
     from mobile_ml.outputs import dumps
@@ -57,11 +60,11 @@ def keys_generate(
 
 @keys_app.command("rotate")
 def keys_rotate(
-    model: str = typer.Option(..., "--model", "-m"),
-    old: Path = typer.Option(..., "--old", help="The key devices trust now (private.pem or its dir)."),
-    new: Path = typer.Option(..., "--new", help="The key that signs from now on."),
-    root: str = ROOT,
-    json: bool = JSON,
+    model: Annotated[str, typer.Option("--model", "-m")],
+    old: Annotated[Path, typer.Option("--old", help="The key devices trust now (private.pem or its dir).")],
+    new: Annotated[Path, typer.Option("--new", help="The key that signs from now on.")],
+    root: Root = "exports",
+    json: Json = False,
 ) -> None:
     """Hand a model's channels over to a new key: the old key signs a statement naming the new one."""
     from mobile_ml.contracts import document_dict
@@ -79,17 +82,25 @@ def keys_rotate(
 
 
 def publish(
-    rundir: Path = typer.Argument(..., help="Run directory (or quickstart/pipeline output) with exports."),
-    model: str = typer.Option(..., "--model", "-m", help="Model name in the publish root, e.g. digits."),
-    version: str = typer.Option(..., "--version", help="Semantic version of this release, e.g. 1.2.0."),
-    channel: str = typer.Option(..., "--channel", "-c", help="Channel, e.g. beta or stable."),
-    key: Path = KEY,
-    variant: str | None = typer.Option(None, "--variant", help="Exported variant (default: the recommended one)."),
-    rollout: float = typer.Option(100.0, "--rollout", help="Percent of devices that get it (staged rollout)."),
-    min_app_version: str = typer.Option("0.0.0", "--min-app-version", help="Oldest app version that may load it."),
-    root: str = ROOT,
-    force: bool = typer.Option(False, "--force", help="Publish a variant that failed the export's accuracy gate."),
-    json: bool = JSON,
+    rundir: Annotated[Path, typer.Argument(help="Run directory (or quickstart/pipeline output) with exports.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name in the publish root, e.g. digits.")],
+    version: Annotated[str, typer.Option("--version", help="Semantic version of this release, e.g. 1.2.0.")],
+    channel: Annotated[str, typer.Option("--channel", "-c", help="Channel, e.g. beta or stable.")],
+    key: Key,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Exported variant (default: the recommended one).")
+    ] = None,
+    rollout: Annotated[
+        float, typer.Option("--rollout", help="Percent of devices that get it (staged rollout).")
+    ] = 100.0,
+    min_app_version: Annotated[
+        str, typer.Option("--min-app-version", help="Oldest app version that may load it.")
+    ] = "0.0.0",
+    root: Root = "exports",
+    force: Annotated[
+        bool, typer.Option("--force", help="Publish a variant that failed the export's accuracy gate.")
+    ] = False,
+    json: Json = False,
 ) -> None:
     """Publish an exported variant: immutable blobs, a release document, a signed channel manifest."""
     from mobile_ml.publish.publisher import publish as run_publish
@@ -113,13 +124,14 @@ def publish(
 
 @release_app.command("promote")
 def promote(
-    model: str = typer.Argument(...),
-    source: str = typer.Option(..., "--from"),
-    target: str = typer.Option(..., "--to"),
-    rollout: float = typer.Option(100.0, "--rollout"),
-    key: Path = KEY,
-    root: str = ROOT,
-    json: bool = JSON,
+    model: Annotated[str, typer.Argument()],
+    source: Annotated[str, typer.Option("--from")],
+    target: Annotated[str, typer.Option("--to")],
+    rollout: Annotated[float, typer.Option("--rollout")] = 100.0,
+    *,
+    key: Key,
+    root: Root = "exports",
+    json: Json = False,
 ) -> None:
     """Put the release of one channel on another (e.g. --from beta --to stable)."""
     from mobile_ml.publish.publisher import promote as run
@@ -129,12 +141,12 @@ def promote(
 
 @release_app.command("rollout")
 def rollout(
-    model: str = typer.Argument(...),
-    channel: str = typer.Option(..., "--channel", "-c"),
-    percent: float = typer.Option(..., "--percent"),
-    key: Path = KEY,
-    root: str = ROOT,
-    json: bool = JSON,
+    model: Annotated[str, typer.Argument()],
+    channel: Annotated[str, typer.Option("--channel", "-c")],
+    percent: Annotated[float, typer.Option("--percent")],
+    key: Key,
+    root: Root = "exports",
+    json: Json = False,
 ) -> None:
     """Change the share of devices that get the channel's release (same salt: devices already in stay in)."""
     from mobile_ml.publish.publisher import set_rollout
@@ -144,11 +156,11 @@ def rollout(
 
 @release_app.command("halt")
 def halt(
-    model: str = typer.Argument(...),
-    channel: str = typer.Option(..., "--channel", "-c"),
-    key: Path = KEY,
-    root: str = ROOT,
-    json: bool = JSON,
+    model: Annotated[str, typer.Argument()],
+    channel: Annotated[str, typer.Option("--channel", "-c")],
+    key: Key,
+    root: Root = "exports",
+    json: Json = False,
 ) -> None:
     """Stop a staged rollout: no more devices adopt the release; devices that have it keep it."""
     from mobile_ml.publish.publisher import halt as run
@@ -158,11 +170,11 @@ def halt(
 
 @release_app.command("rollback")
 def rollback(
-    model: str = typer.Argument(...),
-    channel: str = typer.Option(..., "--channel", "-c"),
-    key: Path = KEY,
-    root: str = ROOT,
-    json: bool = JSON,
+    model: Annotated[str, typer.Argument()],
+    channel: Annotated[str, typer.Option("--channel", "-c")],
+    key: Key,
+    root: Root = "exports",
+    json: Json = False,
 ) -> None:
     """Issue a new, higher manifest that points every device at the previous release."""
     from mobile_ml.publish.publisher import rollback as run
@@ -172,12 +184,13 @@ def rollback(
 
 @release_app.command("refresh")
 def refresh(
-    model: str = typer.Argument(...),
-    channel: str = typer.Option(..., "--channel", "-c"),
-    expires_days: float = typer.Option(30.0, "--expires-days"),
-    key: Path = KEY,
-    root: str = ROOT,
-    json: bool = JSON,
+    model: Annotated[str, typer.Argument()],
+    channel: Annotated[str, typer.Option("--channel", "-c")],
+    expires_days: Annotated[float, typer.Option("--expires-days")] = 30.0,
+    *,
+    key: Key,
+    root: Root = "exports",
+    json: Json = False,
 ) -> None:
     """Re-sign the current manifest with a new expiry (devices refuse expired manifests)."""
     from mobile_ml.publish.publisher import refresh as run
@@ -187,11 +200,11 @@ def refresh(
 
 @release_app.command("history")
 def history(
-    model: str = typer.Argument(...),
-    channel: str = typer.Option(..., "--channel", "-c"),
-    public_key: Path = typer.Option(..., "--public-key", help="public.pem (or the key directory)."),
-    root: str = ROOT,
-    json: bool = JSON,
+    model: Annotated[str, typer.Argument()],
+    channel: Annotated[str, typer.Option("--channel", "-c")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="public.pem (or the key directory).")],
+    root: Root = "exports",
+    json: Json = False,
 ) -> None:
     """Every manifest the channel has issued, oldest first, with each signature checked."""
     from mobile_ml.outputs import dumps
@@ -219,9 +232,10 @@ def history(
 
 @release_app.command("verify")
 def verify(
-    root: str = ROOT,
-    public_key: Path = typer.Option(..., "--public-key", help="public.pem (or the key directory)."),
-    json: bool = JSON,
+    root: Root = "exports",
+    *,
+    public_key: Annotated[Path, typer.Option("--public-key", help="public.pem (or the key directory).")],
+    json: Json = False,
 ) -> None:
     """Check every manifest signature, every blob's hash and length and every reference; exit 3 on any problem."""
     from mobile_ml.outputs import dumps

@@ -1,12 +1,18 @@
-"""Rich tables and progress bars for the library's result objects."""
+"""Rich tables for the library's result objects, each wrapped in :class:`layout.Fit` so no cell is ever cut."""
 
 from __future__ import annotations
 
 from rich.markup import escape  # noqa: F401  (re-exported for commands)
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mobile_ml.cli import console
+from mobile_ml.cli.layout import Fit
+from mobile_ml.cli.progress import (  # noqa: F401  (re-exported for commands)
+    BenchmarkProgress,
+    ExportProgress,
+    PipelineProgress,
+    TrainProgress,
+    kib,
+)
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -17,68 +23,14 @@ def _fmt(v, digits: int = 4) -> str:
     return str(v)
 
 
-class _LiveProgress:
-    """Bars on stderr, redrawn only when an event arrives (never by rich's refresh thread).
+def _compact(title: str) -> Table:
+    """A table without side borders and with single-space gutters: wide tables fit 80 columns across."""
+    from rich import box
 
-    rich's default 10 Hz refresh thread competes with Keras's Python training loop for the GIL and cost up to a
-    third of training throughput on 2 cores (benchmarks/train_throughput.py).
-    """
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=console.err(),
-            transient=True,
-            auto_refresh=False,
-        )
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def stage(self, name: str) -> None:
-        self.progress.console.print(f"[bold]▸ {name}[/]")
+    return Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False, show_edge=False)
 
 
-class TrainProgress(_LiveProgress):
-    """A bar for the candidate grid and one for the current candidate's epochs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.grid = None
-        self.epochs = None
-
-    def candidate_started(self, candidate, total, max_epochs) -> None:
-        if self.grid is None:
-            self.grid = self.progress.add_task("candidates", total=total, status="")
-        if self.epochs is not None:
-            self.progress.remove_task(self.epochs)
-        self.epochs = self.progress.add_task(f"  {candidate.name}", total=max_epochs, status="")
-        self.progress.refresh()
-
-    def epoch_finished(self, candidate, epoch, logs) -> None:
-        status = (
-            f"val_acc {logs.get('val_accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}"
-        )
-        self.progress.update(self.epochs, completed=epoch, status=status, refresh=True)
-
-    def candidate_finished(self, result) -> None:
-        self.progress.update(self.grid, advance=1, refresh=True)
-        self.progress.console.print(
-            f"  trained {escape(result.candidate.name)}: val_accuracy {result.val_accuracy:.4f}, "
-            f"val_loss {result.val_loss:.4f}, best epoch {result.best_epoch}/{result.epochs_run}, "
-            f"{result.seconds:.1f} s"
-        )
-
-
-def profile_tables(report: dict) -> list:
+def profile_tables(report: dict) -> list[Fit]:
     tables = []
     if report.get("kind") == "image":
         t = Table(title="Image dataset", show_header=False)
@@ -90,14 +42,16 @@ def profile_tables(report: dict) -> list:
             ("duplicate images", report["duplicate_images"]),
         ):
             t.add_row(k, escape(str(v)))
-        tables.append(t)
+        tables.append(Fit(t))
     else:
-        t = Table(
-            title=f"{report['rows']} rows × {report['columns']} columns  ·  {report['duplicate_rows']} duplicate rows"
+        t = _compact(
+            f"{report['rows']} rows × {report['columns']} columns  ·  {report['duplicate_rows']} duplicate rows"
         )
         for col in ("column", "dtype", "kind", "missing", "unique", "min", "median", "max", "outliers", "note"):
             t.add_column(
-                col, justify="right" if col in ("missing", "unique", "min", "median", "max", "outliers") else "left"
+                col,
+                justify="right" if col in ("missing", "unique", "min", "median", "max", "outliers") else "left",
+                overflow="fold" if col == "note" else "ellipsis",  # only the free-text note may wrap
             )
         for c in report["column_profiles"]:
             num = c.get("numeric") or {}
@@ -114,7 +68,7 @@ def profile_tables(report: dict) -> list:
                 _fmt(num.get("outliers")),
                 escape(c.get("reason", "")),
             )
-        tables.append(t)
+        tables.append(Fit(t))
     target = report.get("target")
     if target:
         t = Table(
@@ -126,31 +80,31 @@ def profile_tables(report: dict) -> list:
         t.add_column("share", justify="right")
         for name, n in target["classes"].items():
             t.add_row(escape(str(name)), str(n), f"{n / total:.1%}")
-        tables.append(t)
+        tables.append(Fit(t))
     return tables
 
 
-def data_spec_tables(spec, out) -> list:
+def data_spec_tables(spec, out) -> list[Fit]:
     t = Table(title=f"Prepared {spec.kind} data → {escape(str(out))}")
     t.add_column("split")
     t.add_column("rows", justify="right")
     t.add_column("per class", overflow="fold")
     for name in ("train", "validation", "test"):
-        per = ", ".join(f"{lab}:{n}" for lab, n in zip(spec.labels, spec.class_counts[name]))
+        per = ", ".join(f"{lab}:{n}" for lab, n in zip(spec.labels, spec.class_counts[name], strict=True))
         t.add_row(name, str(spec.counts[name]), escape(per))
-    tables = [t]
+    tables = [Fit(t)]
     if spec.dropped_columns:
         d = Table(title="Dropped columns")
         d.add_column("column")
-        d.add_column("reason")
+        d.add_column("reason", overflow="fold")
         for c in spec.dropped_columns:
             d.add_row(escape(c["name"]), escape(c["reason"]))
-        tables.append(d)
+        tables.append(Fit(d))
     return tables
 
 
-def train_tables(result) -> list:
-    t = Table(title="Candidates (selected by validation accuracy)")
+def train_tables(result) -> list[Fit]:
+    t = _compact("Candidates (selected by validation accuracy)")
     for col in ("", "candidate", "params", "val_accuracy", "val_loss", "best epoch", "seconds"):
         t.add_column(col, justify="right" if col not in ("", "candidate") else "left")
     for r in result.candidates:
@@ -165,70 +119,26 @@ def train_tables(result) -> list:
             f"{r.seconds:.1f}",
         )
     m = result.test
-    c = Table(title=f"Test split: accuracy {m.accuracy:.4f} · macro F1 {m.macro_f1:.4f} · {m.examples} examples")
+    c = _compact(f"Test split: accuracy {m.accuracy:.4f} · macro F1 {m.macro_f1:.4f} · {m.examples} examples")
     for col in ("class", "precision", "recall", "f1", "support"):
         c.add_column(col, justify="right")
     for pc in m.per_class:
         c.add_row(escape(pc.label), f"{pc.precision:.3f}", f"{pc.recall:.3f}", f"{pc.f1:.3f}", str(pc.support))
-    cm = Table(title="Confusion matrix (rows: true, columns: predicted)")
+    cm = _compact("Confusion matrix (rows: true, columns: predicted)")
     cm.add_column("")
     for lab in result.test.per_class:
         cm.add_column(escape(lab.label), justify="right")
-    for i, (lab, row) in enumerate(zip(m.per_class, m.confusion_matrix)):
+    for i, (lab, row) in enumerate(zip(m.per_class, m.confusion_matrix, strict=True)):
         cells = [f"[bold]{v}[/]" if i == j else (str(v) if v else "·") for j, v in enumerate(row)]
         cm.add_row(escape(lab.label), *cells)
-    return [t, c, cm]
+    return [Fit(t, name_columns=2), Fit(c), Fit(cm)]
 
 
 def run_files(run_dir) -> str:
     return f"wrote {escape(str(run_dir))}/: model.keras, saved_model/, metrics.json, history.csv, history.png, run.json"
 
 
-class _ExportEvents:
-    """Export progress on an existing rich ``Progress``: one bar over the variants, fine-tuning in the status."""
-
-    progress: Progress
-    export_task = None
-
-    def variant_started(self, variant, index, total) -> None:
-        if self.export_task is None:
-            self.export_task = self.progress.add_task("variants", total=total, status="")
-        self.progress.update(self.export_task, completed=index, status=f"building {variant}", refresh=True)
-
-    def finetune_epoch(self, variant, epoch, epochs, logs) -> None:
-        self.progress.update(
-            self.export_task,
-            status=f"{variant}: fine-tuning epoch {epoch}/{epochs}, "
-            f"val_acc {logs.get('val_accuracy', float('nan')):.4f}",
-            refresh=True,
-        )
-
-    def variant_finished(self, result) -> None:
-        self.progress.update(self.export_task, advance=1, status="", refresh=True)
-        p = result.parity
-        figures = (
-            f"accuracy {p.metrics.accuracy:.4f} (drop {p.accuracy_drop_pp:.2f} pt), agreement {p.agreement:.4f}"
-            if p
-            else result.note
-        )
-        self.progress.console.print(
-            f"  exported {result.variant}: {_kib(result.bytes)}, {figures}, {sum(result.seconds.values()):.1f} s"
-        )
-
-
-class ExportProgress(_LiveProgress, _ExportEvents):
-    """One bar over the variants."""
-
-
-class PipelineProgress(TrainProgress, _ExportEvents):
-    """Training bars, then export bars, in one live display."""
-
-
-def _kib(n: int) -> str:
-    return f"{n / 1024:.1f} KiB"
-
-
-def export_table(result) -> Table:
+def export_table(result) -> Fit:
     from rich import box
 
     budget = result.options.max_accuracy_drop
@@ -238,6 +148,7 @@ def export_table(result) -> Table:
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
         pad_edge=False,
+        show_edge=False,
     )
     for col in ("", "variant", "KiB", "ratio", "gzip KiB", "accuracy", "drop pt", "agreement", "gate"):
         t.add_column(col, justify="left" if col in ("", "variant", "gate") else "right", no_wrap=True)
@@ -255,7 +166,7 @@ def export_table(result) -> Table:
         t.caption = f"★ recommended: {result.recommended}, the smallest variant within budget"
     else:
         t.caption = "[red]no variant is within budget[/]"
-    return t
+    return Fit(t, name_columns=2)
 
 
 def export_files(result) -> str:
@@ -265,12 +176,43 @@ def export_files(result) -> str:
     )
 
 
-def evaluation_table(r: dict) -> Table:
+def pipeline_files(result) -> str:
+    lines = [
+        f"wrote {escape(str(result.out))}/ in {result.seconds:.1f} s:",
+        "  profile.json    data profile",
+        "  data/           data.json + train/validation/test splits",
+        "  run/            model.keras, saved_model/, metrics.json, history.png, run.json",
+        "  run/exports/    <variant>/model.tflite + metadata.json, export.json/csv/png",
+    ]
+    if result.benchmark is not None:
+        lines.append("  run/benchmark/  benchmark.json/csv, latency.png, tradeoff.png")
+    return "\n".join(lines)
+
+
+def deliver_commands(r: dict, root: str, key_dir: str) -> str:
+    """How to serve what was just published and sync a device to it: whole command lines, to copy as they are.
+
+    ``root`` and ``key_dir`` as the user gave them (relative stays relative), not as the publisher resolved them.
+    """
+    root, key = escape(root), escape(key_dir)
+    model, channel = escape(r["model"]), escape(r["channel"])
+    return (
+        f"deliver it (any static web server or CDN can serve {root}/ too):\n"
+        f"  mobile-ml serve {root} --port 8000\n"
+        f"  mobile-ml device sync --server http://127.0.0.1:8000/ --model {model} --channel {channel} "
+        f"--public-key {key}/public.pem --state device-state --install-id demo-device --app-version 1.0.0\n"
+        f"  mobile-ml device run --state device-state\n"
+        f"  check the root: mobile-ml release verify --root {root} --public-key {key}/public.pem\n"
+        f"  app key: {key}/public.b64 (a development key: make your own with `mobile-ml keys generate`)"
+    )
+
+
+def evaluation_table(r: dict) -> Fit:
     t = Table(
         title=f"{escape(r['model'])} on the {r['split']} split ({r['metrics']['examples']} rows)", show_header=False
     )
     for k, v in (
-        ("size", _kib(r["bytes"])),
+        ("size", kib(r["bytes"])),
         ("accuracy (LiteRT)", f"{r['accuracy']:.4f}"),
         ("accuracy (Keras)", f"{r['keras_accuracy']:.4f}"),
         ("drop", f"{r['accuracy_drop_pp']:+.2f} pt"),
@@ -281,7 +223,7 @@ def evaluation_table(r: dict) -> Table:
         ("input", ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in r["inputs"])),
     ):
         t.add_row(k, escape(str(v)))
-    return t
+    return Fit(t)
 
 
 def release_summary(r: dict) -> str:
@@ -299,7 +241,7 @@ def release_summary(r: dict) -> str:
     )
 
 
-def history_table(model: str, channel: str, entries: list) -> Table:
+def history_table(model: str, channel: str, entries: list) -> Fit:
     t = Table(title=f"{escape(model)}/{escape(channel)}: every manifest issued")
     for col in ("manifest", "issued", "action", "version", "rollout", "fallback", "signature"):
         t.add_column(col, justify="right" if col in ("manifest", "rollout") else "left")
@@ -317,7 +259,7 @@ def history_table(model: str, channel: str, entries: list) -> Table:
             e["fallback"] or "—",
             "[green]ok[/]" if e["signature_ok"] else "[red]BAD[/]",
         )
-    return t
+    return Fit(t)
 
 
 def verify_summary(report) -> str:
@@ -332,26 +274,13 @@ def verify_summary(report) -> str:
     return "\n".join(lines)
 
 
-class BenchmarkProgress(_LiveProgress):
-    """One bar over the measurements (each is a fresh process of a second or more)."""
-
-    task = None
-
-    def measuring(self, target, threads, repeat, index, total) -> None:
-        if self.task is None:
-            self.task = self.progress.add_task("benchmark", total=total, status="")
-        self.progress.update(
-            self.task, completed=index, refresh=True, status=f"{target.name}, {threads} thread(s), repeat {repeat + 1}"
-        )
-
-
 def _ms(v) -> str:
     if v is None:
         return "—"
     return f"{v * 1000:.1f} µs" if v < 1 else f"{v:.2f} ms"
 
 
-def benchmark_table(result) -> Table:
+def benchmark_table(result) -> Fit:
     from rich import box
 
     d = result.device
@@ -368,6 +297,7 @@ def benchmark_table(result) -> Table:
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
         pad_edge=False,
+        show_edge=False,
     )
     for col in ("variant", "thr", "init ms", "first", "p50", "p90", "p99", "std", "runs", "GOP/s", "MiB"):
         t.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
@@ -393,10 +323,10 @@ def benchmark_table(result) -> Table:
             f"Keras on the same example: predict() p50 {_ms(kr['predict']['p50'])}, direct call p50 "
             f"{_ms(kr['call']['p50'])}"
         )
-    return t
+    return Fit(t)
 
 
-def compare_table(deltas, limit: float) -> Table:
+def compare_table(deltas, limit: float) -> Fit:
     t = Table(title=f"p50 change (limit +{limit:g}%, noise-aware)")
     for col in ("variant", "threads", "base", "new", "change", "noise", "verdict"):
         t.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
@@ -406,10 +336,10 @@ def compare_table(deltas, limit: float) -> Table:
         noise = "—" if d.noise_pct is None else f"±{d.noise_pct:.1f}%"
         verdict = f"[{colors[d.verdict]}]{d.verdict}[/]" if d.verdict in colors else d.verdict
         t.add_row(escape(d.variant), str(d.threads), _ms(d.base_p50), _ms(d.new_p50), change, noise, verdict)
-    return t
+    return Fit(t)
 
 
-def telemetry_table(rows) -> Table:
+def telemetry_table(rows) -> Fit:
     from rich import box
 
     t = Table(
@@ -417,6 +347,7 @@ def telemetry_table(rows) -> Table:
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
         pad_edge=False,
+        show_edge=False,
     )
     for col in (
         "model",
@@ -446,4 +377,4 @@ def telemetry_table(rows) -> Table:
             str(r.updates_failed),
             "—" if r.failure_rate is None else f"{r.failure_rate:.1%}",
         )
-    return t
+    return Fit(t)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,36 +13,47 @@ telemetry_app = typer.Typer(help="Device telemetry collected by `mobile-ml serve
 
 
 def serve(
-    root: Path = typer.Argument(Path("exports"), help="Publish root to serve (read-only)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface; 0.0.0.0 exposes it to the network."),
-    port: int = typer.Option(8000, "--port"),
-    telemetry_db: Path | None = typer.Option(
-        Path("telemetry.db"), "--telemetry-db", help="SQLite file for POST /v1/telemetry (outside the root)."
-    ),
-    telemetry_token: str | None = typer.Option(
-        None,
-        "--telemetry-token",
-        envvar="MOBILE_ML_TELEMETRY_TOKEN",
-        help="Shared ingest token devices send as `Authorization: Bearer <token>`; without it anyone may post.",
-    ),
-    telemetry_rate: float = typer.Option(
-        20.0, "--telemetry-rate", help="Telemetry requests per second per client address (burst 10 s); 0: no limit."
-    ),
-    max_connections: int = typer.Option(
-        1000, "--max-connections", help="Open connections at once (at most what `ulimit -n` allows)."
-    ),
-    idle_timeout: float = typer.Option(5.0, "--idle-timeout", help="Seconds a connection may wait between requests."),
-    header_timeout: float = typer.Option(10.0, "--header-timeout", help="Seconds to send a request's headers."),
-    body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds to send a request's body."),
+    root: Annotated[Path, typer.Argument(help="Publish root to serve (read-only).")] = Path("exports"),
+    host: Annotated[str, typer.Option("--host", help="Interface; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    telemetry_db: Annotated[
+        Path | None, typer.Option("--telemetry-db", help="SQLite file for POST /v1/telemetry (outside the root).")
+    ] = Path("telemetry.db"),
+    telemetry_token: Annotated[
+        str | None,
+        typer.Option(
+            "--telemetry-token",
+            envvar="MOBILE_ML_TELEMETRY_TOKEN",
+            help="Shared ingest token devices send as `Authorization: Bearer <token>`; without it anyone may post.",
+        ),
+    ] = None,
+    telemetry_rate: Annotated[
+        float,
+        typer.Option(
+            "--telemetry-rate", help="Telemetry requests per second per client address (burst 10 s); 0: no limit."
+        ),
+    ] = 20.0,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", help="Open connections at once (at most what `ulimit -n` allows).")
+    ] = 1000,
+    idle_timeout: Annotated[
+        float, typer.Option("--idle-timeout", help="Seconds a connection may wait between requests.")
+    ] = 5.0,
+    header_timeout: Annotated[
+        float, typer.Option("--header-timeout", help="Seconds to send a request's headers.")
+    ] = 10.0,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds to send a request's body.")] = 30.0,
 ) -> None:
     """Serve a publish root over HTTP with ETags, ranges and cache headers, and accept device telemetry."""
     from mobile_ml.deliver.guard import Limits
+    from mobile_ml.deliver.ports import check_free
     from mobile_ml.deliver.server import check_options
     from mobile_ml.deliver.server import serve as run
 
     limits = Limits(idle_timeout, header_timeout, body_timeout, max_connections)
     check_options(root, telemetry_db, telemetry_token)
-    console.err().print(
+    check_free(host, port)  # before "serving…": a busy port is one line and exit 2, not uvicorn's [Errno 98]
+    console.info(
         f"serving {render.escape(str(root))} on http://{host}:{port}/ "
         f"(telemetry → {render.escape(str(telemetry_db))}); Ctrl-C or SIGTERM stops it"
     )
@@ -58,8 +70,8 @@ def serve(
 
 @telemetry_app.command("summary")
 def summary(
-    db: Path = typer.Option(Path("telemetry.db"), "--db", help="The --telemetry-db of `mobile-ml serve`."),
-    json: bool = typer.Option(False, "--json", help="Print JSON to stdout."),
+    db: Annotated[Path, typer.Option("--db", help="The --telemetry-db of `mobile-ml serve`.")] = Path("telemetry.db"),
+    json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Per model version and device model: devices, adoption, on-device latency p50/p90, failure rate."""
     from dataclasses import asdict
