@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mobile_ml.errors import InputFileError, OutputError
+from mobile_ml.errors import OutputError
 
 
 def _umask() -> int:
@@ -159,23 +159,3 @@ def atomic_dir(path: str | os.PathLike[str], *, force: bool = False) -> Iterator
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def read_json(path: str | os.PathLike[str], schema: str, version: int, *, what: str, redo: str) -> dict[str, Any]:
-    """Read one of our versioned JSON files; any problem is an ``InputFileError`` naming the file.
-
-    ``what`` names the kind of file ("a mobile-ml data description"); ``redo`` is the command that writes it again.
-    """
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"{path} is not valid JSON: {e}", hint=f"re-run `{redo}`") from e
-    if not isinstance(raw, dict) or raw.get("schema") != schema:
-        raise InputFileError(f"{path} is not {what}", hint=f"re-run `{redo}`")
-    if raw.get("schema_version") != version:
-        raise InputFileError(
-            f"{path} has schema_version {raw.get('schema_version')}; this mobile-ml reads version {version}",
-            hint=f"re-run `{redo}` with this version of mobile-ml",
-        )
-    return raw
