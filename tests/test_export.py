@@ -543,3 +543,21 @@ def test_damaged_export_json_is_refused_naming_the_field(exported, tmp_path):
             read_export(path)
         with pytest.raises(InputFileError, match=message):
             load_variant(copy, None)
+
+
+def test_int8_is_calibrated_on_train_rows_only(tiny_run, digits_dir, tmp_path, monkeypatch):
+    """Calibration rows come from the train split: calibrating on the test split would flatter the int8 parity."""
+    from mobile_ml.export import exporter
+
+    seen = []
+    real = exporter.representative_sample
+
+    def spy(x, n, seed):
+        seen.append(np.asarray(x).copy())
+        return real(x, n, seed)
+
+    monkeypatch.setattr(exporter, "representative_sample", spy)
+    run = _copy_run(tiny_run, tmp_path / "run")
+    export(run, ExportOptions(variants=("int8",), **FAST), data_dir=digits_dir)
+    x_train = np.load(digits_dir / "train.npz")["x"].astype(np.float32)
+    assert len(seen) == 1 and seen[0].shape == x_train.shape and np.array_equal(seen[0], x_train)
