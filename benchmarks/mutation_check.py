@@ -3,7 +3,8 @@
     python benchmarks/mutation_check.py [--only NAME,...] [--group stages|channel] [--out FILE.json] [--list]
 
 A test suite that still passes when the code it guards is broken proves nothing. Each mutant below is one small,
-realistic bug (the kind a refactor introduces): a text replacement in one file, and the tests that should catch it.
+realistic bug (the kind a refactor introduces), listed in `mutants.py`: a text replacement in one file, and the
+tests that should catch it. The named tests first run once on an unmutated copy: they must pass there.
 For every mutant the script copies the working tree to a temporary directory (tracked files only), applies the
 replacement there, runs the named tests with that copy first on ``PYTHONPATH``, and records:
 
@@ -123,6 +124,23 @@ def main() -> int:
             print(f"{m.name:32} {m.group:8} {m.what}")
         return 0
     files = _tracked_files()
+    # Control: the same tests on an unmutated copy must pass, or a "kill" would mean nothing.
+    control = run_mutant(
+        Mutant(
+            "control",
+            "control",
+            "no change",
+            "pyproject.toml",
+            "[project]",
+            "[project]",
+            tuple(sorted({t for m in mutants for t in m.tests})),
+        ),
+        files,
+        args.timeout,
+    )
+    if control.result != "survived":
+        print(f"the named tests fail without any mutant ({control.killed_by}); fix them first", file=sys.stderr)
+        return 2
     outcomes = []
     for i, m in enumerate(mutants, 1):
         o = run_mutant(m, files, args.timeout)
@@ -131,7 +149,7 @@ def main() -> int:
     killed = sum(o.result == "killed" for o in outcomes)
     print(_table(outcomes))
     print(f"\n{killed}/{len(outcomes)} mutants killed")
-    if not args.only:
+    if not (args.only or args.group):  # only a full run replaces the recorded figures
         doc = {
             "schema": "mobile_ml.mutation_check",
             "schema_version": 1,
