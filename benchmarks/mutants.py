@@ -79,6 +79,10 @@ CHANNEL: tuple[Mutant, ...] = (
     _channel(6, "no-size-check", "check_manifest does not refuse an oversized manifest itself", TRUST,
              "if len(raw) > mf.MAX_MANIFEST_BYTES:", "if False:",
              "test_t06_an_oversized_manifest_is_refused_even_when_signed"),
+    _channel(6, "signature-uncapped", "the detached signature may be any size", SYNC,
+             "MAX_SIGNATURE_BYTES = 1024", "MAX_SIGNATURE_BYTES = 1 << 30", "test_t06_signature_reads_are_capped"),
+    _channel(6, "telemetry-reply-uncapped", "the telemetry POST's reply is read to its end", SYNC,
+             "resp.read(MAX_TELEMETRY_REPLY)", "resp.read()", "test_t06_the_telemetry_reply_is_read_with_a_cap"),
     _channel(6, "read-past-length", "a blob download reads whole chunks past the signed length", DOWNLOAD,
              "min(CHUNK, left)", "CHUNK", "test_t06_a_blob_is_never_read_past_its_signed_length"),
     # 7 slow retrieval: timeouts; a stalled download keeps what arrived

@@ -249,6 +249,76 @@ def test_t06_an_oversized_manifest_is_refused_even_when_signed(signer, key_dir):
     assert _decide(big, keys.sign(keys.load_private(key_dir), big), signer.public) == "too_large"
 
 
+def test_t06_signature_reads_are_capped(world, monkeypatch):
+    cfg = _installed(world)
+    _next_release(world)
+    (world["root"] / "digits/channels/beta.json.sig").write_bytes(b"\0" * (3 << 20))
+    got = []
+    real = download.Http.read
+
+    def spy(self, resp, n, what):
+        out = real(self, resp, n, what)
+        got.append((what, len(out)))
+        return out
+
+    monkeypatch.setattr(download.Http, "read", spy)
+    r = client.sync(cfg)
+    assert (r.outcome, r.reason, r.current) == ("rejected", "too_large", "1.0.0"), r
+    assert max(n for what, n in got if what == "signature") <= client.MAX_SIGNATURE_BYTES + 1
+    runs_verified_model(cfg, "1.0.0")
+
+
+class _EndlessTelemetry:
+    """A raw HTTP server: 404 for every GET (the check fails at once), and an endless reply to the telemetry POST.
+    ``sent`` counts the reply bytes the client took before it hung up."""
+
+    LIMIT = 64 << 20  # stop somewhere, so that a client without a cap still returns (and the test can fail)
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.sent = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                    head += chunk
+                if not head.startswith(b"POST"):
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    continue
+                try:
+                    conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n\r\n")
+                    block = b"x" * 65536
+                    while self.sent < self.LIMIT:
+                        conn.sendall(block)
+                        self.sent += len(block)
+                except OSError:
+                    pass  # the client hung up: what we want
+
+    def close(self):
+        self.sock.close()
+
+
+def test_t06_the_telemetry_reply_is_read_with_a_cap(world):
+    endless = _EndlessTelemetry()
+    try:
+        r = client.sync(device(world, server=endless.url, timeout=5.0))
+    finally:
+        endless.close()
+    assert (r.outcome, r.reason) == ("failed", "http_404"), r
+    # the client read 64 KiB and hung up; the rest is what loopback socket buffers held (a few MiB at most)
+    assert endless.sent < endless.LIMIT // 4, endless.sent
+
+
 class _Longer:
     """ASGI wrapper: every blob comes back with ``extra`` bytes appended and no Content-Length (chunked): only the
     client's own count of the signed length stops it reading."""
