@@ -141,6 +141,12 @@ CHANNEL: tuple[Mutant, ...] = (
     _channel(12, "exists-is-fine", "a create-only write that finds other bytes reports success", STORAGE,
              "if storage.read(path) == data:", "if True:",
              "test_t12_history_cannot_be_overwritten_in_a_local_root"),
+    _channel(12, "signature-before-manifest", "the channel's new signature is written before its manifest",
+             "mobile_ml/publish/channel.py",
+             "    storage.replace(manifest_path(state.model, state.channel), data, state.tag)\n    storage.put(",
+             "    storage.put(manifest_path(state.model, state.channel) + '.sig', sig)\n"
+             "    storage.replace(manifest_path(state.model, state.channel), data, state.tag)\n    storage.put(",
+             "test_t12_a_publisher_dying_at_the_manifest_write_leaves_the_old_manifest_usable"),
     _channel(12, "local-no-cas", "the local channel write skips its compare-and-swap", STORAGE,
              "if self.tag(path) != expected:", "if False:",
              "test_t12_the_channel_is_replaced_only_by_compare_and_swap[local]"),

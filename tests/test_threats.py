@@ -651,6 +651,28 @@ def test_t12_the_channel_is_replaced_only_by_compare_and_swap(where, tmp_path, r
     assert storage.read(path) == b"v2\n"
 
 
+def test_t12_a_publisher_dying_at_the_manifest_write_leaves_the_old_manifest_usable(world, monkeypatch):
+    """Blobs, release and history first, the channel manifest and then its signature last: a publisher killed as it
+    writes the manifest leaves the old manifest and its signature in place, so devices keep working."""
+    from mobile_ml.publish.storage import LocalStorage
+
+    cfg = _installed(world)
+
+    def die(self, path, data, expected):
+        raise KeyboardInterrupt  # killed at the manifest write
+
+    monkeypatch.setattr(LocalStorage, "replace", die)
+    with pytest.raises(KeyboardInterrupt):
+        _publish(world, "1.1.0")
+    monkeypatch.undo()
+    r = client.sync(cfg)
+    assert (r.outcome, r.current) == ("not_modified", "1.0.0"), r
+    fresh = device(world, install_id="fresh-phone")
+    r = client.sync(fresh)
+    assert (r.outcome, r.current) == ("installed", "1.0.0"), r
+    runs_verified_model(fresh, "1.0.0")
+
+
 # --- 13: CDN: short max-age + ETag for manifests, immutable blobs, 304 ----------------------------------------
 
 
