@@ -792,7 +792,7 @@ def test_t16_too_little_space_is_skipped_before_download(world, monkeypatch):
     release = _publish(world, "1.1.0").release
     opens = _Opens(monkeypatch)
     real = shutil.disk_usage
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=release.total_length))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=release.total_length // 2))
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("skipped", "no_space", "1.0.0"), r
     assert opens.of(release.file("model.tflite").url) == []
