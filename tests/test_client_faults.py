@@ -378,13 +378,16 @@ def _fill(disk, leave):
 
 
 def test_free_space_counts_every_block_the_install_writes(world, small_disk):
-    """Free space of 2 × the release's bytes passed the old check, then the install ran out of disk (exit 1)."""
+    """Free space of 2 × the release's bytes passed the old check, then the install ran out of disk halfway (exit 1
+    before ENOSPC was mapped to no_space): whole blocks, the .etag files, .release.json and the state files count."""
     cfg = _installed(world, state_dir=small_disk / "state")
     _publish_1_1_0(world)
     release = client.mf.parse(_channel(world).read_bytes(), "beta.json").release
     _fill(small_disk, 2 * release.total_length + 4096)
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("skipped", "no_space", "1.0.0"), r
+    assert "needed" in r.detail  # refused before the download, not by ENOSPC halfway through it
+    assert list((cfg.state_dir / "staging").iterdir()) == []
     runs_verified_model(cfg, "1.0.0")
     state_size = (cfg.state_dir / "state.json").stat().st_size + 1024
     need = fits.space_needed(release, cfg.state_dir, state_size)
