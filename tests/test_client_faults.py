@@ -350,6 +350,12 @@ def test_a_damaged_bundle_is_not_run(world, tmp_path):
     (bundle / "model.tflite").write_bytes(bytes(data))
     r = cli("device", "run", "--state", state, "--bundled", bundle)
     assert r.exit_code == 2 and "no valid bundle" in r.stderr, r.output
+    shutil.copy(BUNDLE / "model.tflite", bundle / "model.tflite")
+    args = ["device", "sync", "--server", "http://127.0.0.1:9/", "--model", "digits", "--channel", "beta"]
+    args += ["--public-key", world["key"] / "public.pem", "--state", state, "--install-id", "d"]
+    args += ["--app-version", "1.0.0", "--timeout", "1", "--deadline", "2", "--min-rate", "10", "--rate-window", "1"]
+    r = cli(*args, "--bundled", bundle)
+    assert r.exit_code == 3 and "running the bundled 0.0.0-bundled" in r.stdout, r.output
 
 
 # --- full disk (item 14) ---------------------------------------------------------------------------------------------
