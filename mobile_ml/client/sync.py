@@ -97,9 +97,10 @@ def sync(cfg: DeviceConfig) -> SyncResult:
     now = cfg.now()  # one clock reading for the whole check
     conn = Http(cfg.server, cfg.timeout, cfg.deadline, cfg.min_rate, cfg.rate_window)
     try:
-        state, repairs = _open_state(cfg.state_dir)
+        state, repairs, note = _open_state(cfg.state_dir)
     except Failed as e:  # fail closed: no check runs on a state we cannot read, and the files stay as they are
-        failed = _as_run(cfg, SyncResult(Outcome.FAILED, None, None, e.reason, e.detail))
+        whole = device_state.installed_problem(cfg.state_dir) is None
+        failed = _as_run(cfg, SyncResult(Outcome.FAILED, None, None, e.reason, e.detail), whole)
         if cfg.send_telemetry:
             _telemetry(cfg, conn, failed)
         return failed
@@ -109,9 +110,11 @@ def sync(cfg: DeviceConfig) -> SyncResult:
     result: SyncResult | None = None
     try:
         result, state = _check(cfg, conn, state, now, None if damaged else state.current)
-        if damaged and device_state.installed_problem(cfg.state_dir) is None:
+        changed = damaged or not installed or result.outcome == Outcome.INSTALLED  # else: whole, as checked above
+        whole = device_state.installed_problem(cfg.state_dir) is None if changed else True
+        if damaged and whole:
             repairs = (*repairs, Repair.MODEL_REINSTALLED)
-        result = _as_run(cfg, replace(result, repairs=repairs))
+        result = _as_run(cfg, replace(result, repairs=repairs, detail=result.detail or note), whole)
         return result
     finally:
         last = LastCheck(now, result.outcome, result.reason) if result else LastCheck(now, Outcome.ERROR)
@@ -120,30 +123,34 @@ def sync(cfg: DeviceConfig) -> SyncResult:
             _telemetry(cfg, conn, result)
 
 
-def _as_run(cfg: DeviceConfig, result: SyncResult) -> SyncResult:
-    """The result as the app will run it: no current version when its files are damaged, and the bundled model
-    when nothing downloaded is healthy."""
-    if device_state.current_model(cfg.state_dir) is not None:
+def _as_run(cfg: DeviceConfig, result: SyncResult, whole: bool) -> SyncResult:
+    """The result as the app will run it: no current version when its files are not ``whole``, and the bundled
+    model when nothing downloaded is healthy."""
+    if whole:
         return result
     bundle = bundled_model(cfg.bundled) if cfg.bundled else None
     return replace(result, current=None, bundled=bundle[2] if bundle else None)
 
 
-def _open_state(state_dir: Path) -> tuple[DeviceState, tuple[Repair, ...]]:
+def _open_state(state_dir: Path) -> tuple[DeviceState, tuple[Repair, ...], str]:
+    """The state, what had to be repaired to read it, and a note saying what was damaged."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         staging = state_dir / "staging"
         repairs: tuple[Repair, ...] = ()
+        note = ""
         if staging.exists() and not staging.is_dir():  # only resumable partial downloads live here
             device_state.set_aside(staging)
-            repairs = (Repair.STATE_REBUILT,)
+            repairs, note = (Repair.STATE_REBUILT,), f"{staging} was not a directory: recreated"
         staging.mkdir(exist_ok=True)
         state, rebuilt = device_state.load(state_dir)
     except ContractError as e:
         raise Failed(Failure.STATE_UNREADABLE.value, e.message) from None
     except OSError as e:
         raise Failed(Failure.STATE_UNREADABLE.value, f"{state_dir}: {e.strerror or e}") from None
-    return state, (Repair.STATE_REBUILT,) if rebuilt else repairs
+    if rebuilt:
+        return state, (Repair.STATE_REBUILT,), rebuilt
+    return state, repairs, note
 
 
 def _check(
