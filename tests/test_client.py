@@ -608,41 +608,41 @@ def test_signed_fallback_naming_a_path_is_refused_and_writes_nothing(world):
 
 
 @pytest.mark.parametrize(
-    "damage",
-    ["empty", "truncated", "list", "string", "null", "channels_a_list", "path_as_version", "directory", "staging_file"],
+    "damage", ["empty", "truncated", "list", "string", "null", "channels_a_list", "path_as_version", "directory"]
 )
 def test_corrupt_device_state_fails_closed_and_is_reported(world, damage):
-    """Issue 12 item 7 (the reporting half): a damaged state.json or staging dir is a clear failed check, never an
-    exit 1 and never a fresh empty state (which would accept a replayed old manifest)."""
+    """Issue 12 item 7 (the reporting half): when state.json and its backup are both damaged, the check fails clearly,
+    never with exit 1 and never from a fresh empty state (which would accept a replayed old manifest). One damaged
+    copy is rebuilt from the other: tests/test_client_faults.py."""
     from tests.test_cli import run as cli
 
     cfg = _installed(world)
-    state = cfg.state_dir / "state.json"
-    good = state.read_bytes()
-    if damage == "directory":
-        state.unlink()
-        state.mkdir()
-    elif damage == "staging_file":
-        shutil.rmtree(cfg.state_dir / "staging")
-        (cfg.state_dir / "staging").write_text("not a directory")
-    else:
-        doc = json.loads(good)
-        state.write_bytes(
-            {
-                "empty": b"",
-                "truncated": good[: len(good) // 2],
-                "list": b"[]",
-                "string": b'"x"',
-                "null": b"null",
-                "channels_a_list": json.dumps({**doc, "channels": []}).encode(),
-                "path_as_version": json.dumps({**doc, "current": "../1.0.0"}).encode(),
-            }[damage]
-        )
-    snapshot = state.read_bytes() if state.is_file() else None
+    snapshots = []
+    for name in ("state.json", "state.backup.json"):
+        state = cfg.state_dir / name
+        good = state.read_bytes()
+        if damage == "directory":
+            state.unlink()
+            state.mkdir()
+        else:
+            doc = json.loads(good)
+            state.write_bytes(
+                {
+                    "empty": b"",
+                    "truncated": good[: len(good) // 2],
+                    "list": b"[]",
+                    "string": b'"x"',
+                    "null": b"null",
+                    "channels_a_list": json.dumps({**doc, "channels": []}).encode(),
+                    "path_as_version": json.dumps({**doc, "current": "../1.0.0"}).encode(),
+                }[damage]
+            )
+        snapshots.append((state, state.read_bytes() if state.is_file() else None))
     r = client.sync(cfg)
     assert (r.outcome, r.reason) == ("failed", "state_unreadable"), r
     assert str(cfg.state_dir) in r.detail
-    assert (state.read_bytes() if state.is_file() else None) == snapshot  # left for inspection, not reset
+    for state, snapshot in snapshots:
+        assert (state.read_bytes() if state.is_file() else None) == snapshot  # left for inspection, not reset
     args = ["device", "sync", "--server", world["url"], "--model", "digits", "--channel", "beta"]
     args += ["--public-key", world["key"] / "public.pem", "--state", cfg.state_dir, "--install-id", "device-1"]
     r = cli(*args, "--app-version", "1.0.0")

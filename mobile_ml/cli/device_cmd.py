@@ -24,6 +24,18 @@ def sync(
     ],
     app_version: Annotated[str, typer.Option("--app-version")],
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per connection and read.")] = 10.0,
+    deadline: Annotated[
+        float, typer.Option("--deadline", help="Seconds for the whole check; a slower check fails (network).")
+    ] = 120.0,
+    min_rate: Annotated[
+        float,
+        typer.Option("--min-rate", help="Bytes/s a transfer must average over each --rate-window, else it is cut off."),
+    ] = 1024.0,
+    rate_window: Annotated[float, typer.Option("--rate-window", help="Seconds, for --min-rate.")] = 10.0,
+    bundled: Annotated[
+        Path | None,
+        typer.Option("--bundled", help="The model shipped with the app (bundle.json + files), run when nothing else."),
+    ] = None,
     no_telemetry: Annotated[bool, typer.Option("--no-telemetry")] = False,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -47,6 +59,10 @@ def sync(
             install_id=install_id,
             app_version=app_version,
             timeout=timeout,
+            deadline=deadline,
+            min_rate=min_rate,
+            rate_window=rate_window,
+            bundled=bundled,
             send_telemetry=not no_telemetry,
         )
     )
@@ -54,9 +70,11 @@ def sync(
         typer.echo(dumps(result.to_dict()), nl=False)
     else:
         why = f" ({result.reason}: {render.escape(result.detail)})" if result.reason else ""
+        running = result.current or (f"the bundled {result.bundled}" if result.bundled else "no model")
         console.out.print(
-            f"{result.outcome.value}{why}: running {result.current or 'no model'}"
+            f"{result.outcome.value}{why}: running {running}"
             + (f", previous {result.previous}" if result.previous else "")
+            + "".join(f"; repaired: {r.value}" for r in result.repairs)
         )
     if result.outcome in (Outcome.REJECTED, Outcome.FAILED):
         raise GateError(
@@ -74,13 +92,17 @@ def run_model(
             help="JSON file: one input as nested lists of numbers (default: the model's own health-check input).",
         ),
     ] = None,
+    bundled: Annotated[
+        Path | None,
+        typer.Option("--bundled", help="The model shipped with the app, run when no downloaded model is whole."),
+    ] = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the device's current model on one input with LiteRT and show the top predictions."""
     from mobile_ml.client.run import run_model as predict
     from mobile_ml.outputs import dumps
 
-    p = predict(state, input)
+    p = predict(state, input, bundled=bundled)
     if json:
         typer.echo(dumps(p.to_dict()), nl=False)
         return

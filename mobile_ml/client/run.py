@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.client.bundled import bundled_model
 from mobile_ml.client.state import current_model
 from mobile_ml.contracts import StrictJSONError, loads
 from mobile_ml.errors import InputFileError
@@ -26,17 +27,27 @@ class Prediction:
         }
 
 
-def run_model(state_dir: Path, input_path: Path | None = None, *, top: int = 3) -> Prediction:
+def run_model(
+    state_dir: Path, input_path: Path | None = None, *, top: int = 3, bundled: Path | None = None
+) -> Prediction:
     """Predict on ``input_path`` (JSON nested lists shaped like the model input; default: the model's own
-    health-check input) with the device's current model."""
+    health-check input) with the device's current model, or the ``bundled`` one when no downloaded model is whole."""
     import numpy as np
 
     from mobile_ml.export import tflite_file
 
     found = current_model(state_dir)
-    if found is None:
-        raise InputFileError(f"{state_dir} has no current model", hint="run `mobile-ml device sync` first")
-    vdir, meta = found
+    if found is not None:
+        vdir, meta = found
+        version = vdir.name
+    else:
+        bundle = bundled_model(bundled) if bundled else None
+        if bundle is None:
+            hint = "run `mobile-ml device sync` first" + ("" if bundled else ", or pass --bundled DIR")
+            raise InputFileError(
+                f"{state_dir} has no current model" + (f" and {bundled} no valid bundle" if bundled else ""), hint=hint
+            )
+        vdir, meta, version = bundle
     try:
         x = np.asarray(_read_input(input_path) if input_path else meta.health_check.input, np.float32)
     except (ValueError, TypeError) as e:  # ragged lists, strings
@@ -53,7 +64,7 @@ def run_model(state_dir: Path, input_path: Path | None = None, *, top: int = 3) 
     probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
     ms = (time.perf_counter() - t0) * 1e3
     best = tuple((str(meta.labels[i]), float(probs[i])) for i in np.argsort(-probs)[:top])
-    return Prediction(vdir.name, best, ms)
+    return Prediction(version, best, ms)
 
 
 _HINT = "a JSON array shaped like the model input"

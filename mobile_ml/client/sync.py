@@ -1,19 +1,22 @@
 """The reference device client: section 5 of ``docs/update-protocol.md``, step by step.
 
 One check: fetch and verify the channel's manifest (``_fetch_manifest``), pick a release by rollout, check it fits
-the device (``_check_fits``), download, verify and health-check its files, and switch (``_install_release``). The
-state directory's layout is in ``client/state.py``. On any failure the current model stays, the reason is recorded
-in state.json and sent as telemetry. A state.json that cannot be read fails the check closed: nothing is installed
-and the file is left as it is for inspection, because an empty state would accept rolled-back manifests.
+the device (``client/fits.py``), download, verify and health-check its files, and switch (``_install_release``).
+The state directory's layout is in ``client/state.py``. On any failure the current model stays, the reason is
+recorded in state.json and sent as telemetry.
+
+Before anything else a check looks at the device itself: a damaged state.json is rebuilt from its backup (neither
+readable: the check fails closed, because an empty state would accept rolled-back manifests), and installed files
+that no longer match their release are downloaded again, as if the device ran nothing. Each repair is named in
+``SyncResult.repairs``.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
-import shutil
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -21,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from mobile_ml.client import state as device_state
-from mobile_ml.client.download import NETWORK_ERRORS, Failed, Http, download, sendable_etag, status
+from mobile_ml.client.bundled import bundled_model
+from mobile_ml.client.download import Failed, Http, download, sendable_etag, status
+from mobile_ml.client.fits import check_fits, litert_version
 from mobile_ml.client.state import current_model as current_model  # re-exported: the app's view
 from mobile_ml.contracts import ContractError, parse_document
 from mobile_ml.contracts.manifest import Manifest, Refusal, Release
 from mobile_ml.contracts.model_metadata import ModelMetadata
-from mobile_ml.contracts.state import ChannelSeen, DeviceState, Failure, LastCheck, Outcome
+from mobile_ml.contracts.state import ChannelSeen, DeviceState, Failure, LastCheck, Outcome, Repair
 from mobile_ml.errors import InputFileError
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
@@ -46,10 +51,15 @@ class DeviceConfig:
     state_dir: Path
     install_id: str
     app_version: str
-    timeout: float = 10.0
+    timeout: float = 10.0  # seconds, per connection and per read
+    deadline: float = 120.0  # seconds for every request of one check together (telemetry included)
+    min_rate: float = 1024.0  # bytes/s a transfer must average over each rate_window, else it is cut off
+    rate_window: float = 10.0  # seconds
     send_telemetry: bool = True
     now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
     device_model: str = "reference-client"
+    bundled: Path | None = None  # the model shipped with the app (bundle.json + files): run when nothing else is
+    runtime_version: str | None = field(default_factory=litert_version)  # checked against runtime.min_version
 
     @property
     def channel_key(self) -> str:
@@ -64,6 +74,8 @@ class SyncResult:
     reason: str | None = None  # a Refusal or Failure value, or http_<status>
     detail: str = ""
     manifest_version: int | None = None
+    repairs: tuple[Repair, ...] = ()  # what the check found damaged on the device and mended
+    bundled: str | None = None  # the bundled model's version, when the app runs it (nothing downloaded is healthy)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,23 +87,34 @@ class SyncResult:
             "reason": self.reason,
             "detail": self.detail,
             "manifest_version": self.manifest_version,
+            "repairs": [r.value for r in self.repairs],
+            "bundled": self.bundled,
         }
 
 
 def sync(cfg: DeviceConfig) -> SyncResult:
     """One update check. Never raises for network, server, content or device-state problems: they are results."""
     now = cfg.now()  # one clock reading for the whole check
-    conn = Http(cfg.server, cfg.timeout)
+    conn = Http(cfg.server, cfg.timeout, cfg.deadline, cfg.min_rate, cfg.rate_window)
     try:
-        state = _open_state(cfg.state_dir)
-    except Failed as e:  # fail closed: no check runs on a state we cannot read, and the file stays as it is
-        failed = SyncResult(Outcome.FAILED, None, None, e.reason, e.detail)
+        state, repairs, note = _open_state(cfg.state_dir)
+    except Failed as e:  # fail closed: no check runs on a state we cannot read, and the files stay as they are
+        whole = device_state.installed_problem(cfg.state_dir) is None
+        failed = _as_run(cfg, SyncResult(Outcome.FAILED, None, None, e.reason, e.detail), whole)
         if cfg.send_telemetry:
             _telemetry(cfg, conn, failed)
         return failed
+    device_state.clean_leftovers(cfg.state_dir)
+    installed = state.current is not None or (cfg.state_dir / device_state.POINTER).exists()
+    damaged = installed and device_state.installed_problem(cfg.state_dir) is not None
     result: SyncResult | None = None
     try:
-        result, state = _check(cfg, conn, state, now)
+        result, state = _check(cfg, conn, state, now, None if damaged else state.current)
+        changed = damaged or not installed or result.outcome == Outcome.INSTALLED  # else: whole, as checked above
+        whole = device_state.installed_problem(cfg.state_dir) is None if changed else True
+        if damaged and whole:
+            repairs = (*repairs, Repair.MODEL_REINSTALLED)
+        result = _as_run(cfg, replace(result, repairs=repairs, detail=result.detail or note), whole)
         return result
     finally:
         last = LastCheck(now, result.outcome, result.reason) if result else LastCheck(now, Outcome.ERROR)
@@ -100,22 +123,44 @@ def sync(cfg: DeviceConfig) -> SyncResult:
             _telemetry(cfg, conn, result)
 
 
-def _open_state(state_dir: Path) -> DeviceState:
+def _as_run(cfg: DeviceConfig, result: SyncResult, whole: bool) -> SyncResult:
+    """The result as the app will run it: no current version when its files are not ``whole``, and the bundled
+    model when nothing downloaded is healthy."""
+    if whole:
+        return result
+    bundle = bundled_model(cfg.bundled) if cfg.bundled else None
+    return replace(result, current=None, bundled=bundle[2] if bundle else None)
+
+
+def _open_state(state_dir: Path) -> tuple[DeviceState, tuple[Repair, ...], str]:
+    """The state, what had to be repaired to read it, and a note saying what was damaged."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / "staging").mkdir(exist_ok=True)
-        return device_state.load(state_dir)
+        staging = state_dir / "staging"
+        repairs: tuple[Repair, ...] = ()
+        note = ""
+        if staging.exists() and not staging.is_dir():  # only resumable partial downloads live here
+            device_state.set_aside(staging)
+            repairs, note = (Repair.STATE_REBUILT,), f"{staging} was not a directory: recreated"
+        staging.mkdir(exist_ok=True)
+        state, rebuilt = device_state.load(state_dir)
     except ContractError as e:
         raise Failed(Failure.STATE_UNREADABLE.value, e.message) from None
     except OSError as e:
         raise Failed(Failure.STATE_UNREADABLE.value, f"{state_dir}: {e.strerror or e}") from None
+    if rebuilt:
+        return state, (Repair.STATE_REBUILT,), rebuilt
+    return state, repairs, note
 
 
-def _check(cfg: DeviceConfig, conn: Http, state: DeviceState, now: datetime) -> tuple[SyncResult, DeviceState]:
-    """The check proper: the result, and the state to keep (unchanged unless the check succeeded)."""
-    here, before = state.current, state.previous
+def _check(
+    cfg: DeviceConfig, conn: Http, state: DeviceState, now: datetime, running: str | None
+) -> tuple[SyncResult, DeviceState]:
+    """The check proper: the result, and the state to keep (unchanged unless the check succeeded). ``running`` is
+    the installed version when its files are whole, None when they must be downloaded again."""
+    here, before = running, state.previous
     try:
-        fetched = _fetch_manifest(cfg, conn, state, now)
+        fetched = _fetch_manifest(cfg, conn, state, now, running)
         if fetched is None:
             seen = state.channels.get(cfg.channel_key)
             version = seen.manifest_version if seen else None
@@ -127,11 +172,13 @@ def _check(cfg: DeviceConfig, conn: Http, state: DeviceState, now: datetime) -> 
             channels = {**state.channels, cfg.channel_key: replace(accepted, current=here)}
             new = replace(state, channels=channels, trusted_key_b64=trusted_b64)
             return SyncResult(Outcome.UP_TO_DATE, here, before, manifest_version=m.manifest_version), new
-        _check_fits(cfg, release)
-        _install_release(cfg, conn, release, state)
+        # a repair of the running version keeps its previous; a damaged version is nobody's previous
+        prev = before if release.version == state.current or here is None else here
+        _check_fits(cfg, release, state)
+        _install_release(cfg, conn, release, keep={prev})
         channels = {**state.channels, cfg.channel_key: replace(accepted, current=release.version)}
-        new = replace(state, channels=channels, trusted_key_b64=trusted_b64, current=release.version, previous=here)
-        return SyncResult(Outcome.INSTALLED, release.version, here, manifest_version=m.manifest_version), new
+        new = replace(state, channels=channels, trusted_key_b64=trusted_b64, current=release.version, previous=prev)
+        return SyncResult(Outcome.INSTALLED, release.version, prev, manifest_version=m.manifest_version), new
     except Rejected as e:
         return SyncResult(Outcome.REJECTED, here, before, e.reason.value, e.detail), state
     except Failed as e:
@@ -142,13 +189,13 @@ def _check(cfg: DeviceConfig, conn: Http, state: DeviceState, now: datetime) -> 
 
 
 def _fetch_manifest(
-    cfg: DeviceConfig, conn: Http, state: DeviceState, now: datetime
+    cfg: DeviceConfig, conn: Http, state: DeviceState, now: datetime, running: str | None
 ) -> tuple[Manifest, ChannelSeen, Any] | None:
     """The channel's manifest, verified and checked against what this device accepted before; None on a 304."""
     path = f"{cfg.model}/channels/{cfg.channel}.json"
     seen = state.channels.get(cfg.channel_key)  # versions are per channel; a device may switch channels
     # The 304 shortcut only holds while the model running is still the one this channel's manifest chose.
-    fresh = seen is not None and seen.manifest_etag and state.current and seen.current == state.current
+    fresh = seen is not None and seen.manifest_etag and running and seen.current == running
     resp = conn.open(path, {"If-None-Match": seen.manifest_etag} if fresh and seen and seen.manifest_etag else {})
     if status(resp) == 304:
         return None
@@ -197,23 +244,28 @@ def _signing_key(conn: Http, cfg: DeviceConfig, state: DeviceState, raw: bytes) 
     return new if new is not None else trusted
 
 
-def _check_fits(cfg: DeviceConfig, release: Release) -> None:
+def _check_fits(cfg: DeviceConfig, release: Release, state: DeviceState) -> None:
     """Skip (not fail) a release this device cannot take: app too old, another runtime, too little space."""
-    if mf.parse_version(release.min_app_version) > mf.parse_version(cfg.app_version):
-        raise Failed(Failure.APP_TOO_OLD.value, f"{release.version} needs app ≥ {release.min_app_version}")
-    if release.runtime.name != "litert":
-        raise Failed(Failure.RUNTIME.value, f"{release.version} needs runtime {release.runtime.name}")
-    need = 2 * release.total_length
-    if shutil.disk_usage(cfg.state_dir).free < need:
-        raise Failed(Failure.NO_SPACE.value, f"{need} bytes needed")
+    size = len(json.dumps(state.to_dict())) + 1024  # the state grows by one check's record at most
+    check_fits(
+        release,
+        app_version=cfg.app_version,
+        runtime_version=cfg.runtime_version,
+        state_dir=cfg.state_dir,
+        state_size=size,
+    )
 
 
-def _install_release(cfg: DeviceConfig, conn: Http, release: Release, state: DeviceState) -> None:
-    """Download and verify every file, health-check the model, then switch to it."""
+def _install_release(cfg: DeviceConfig, conn: Http, release: Release, keep: set[str | None]) -> None:
+    """Download and verify every file, health-check the model, then switch to it. A full disk at any point is a
+    ``no_space`` skip, with nothing half-written left under versions/."""
     from mobile_ml.export.metadata import health_check
 
     staging = cfg.state_dir / "staging"
-    files = {f.name: download(conn, f, staging) for f in release.files}  # a cut download stays, to resume
+    try:
+        files = {f.name: download(conn, f, staging) for f in release.files}  # a cut download stays, to resume
+    except OSError as e:
+        raise _local_failure(e) from None
     try:
         try:
             meta = parse_document(ModelMetadata, files["metadata.json"], where=f"{release.version}/metadata.json")
@@ -222,14 +274,26 @@ def _install_release(cfg: DeviceConfig, conn: Http, release: Release, state: Dev
         health = health_check(files["model.tflite"], meta, f"{release.version}/model.tflite")
         if not health.ok:
             raise Failed(Failure.HEALTH_CHECK.value, health.detail)
-        device_state.install_version(cfg.state_dir, release.version, files, keep={state.current})
+        try:
+            device_state.install_version(cfg.state_dir, release, files, keep=keep)
+        except OSError as e:
+            raise _local_failure(e) from None
     finally:  # verified files are not kept for another try: installed, or known not to work
         for f in release.files:
             for suffix in (".part", ".etag"):
                 (staging / f"{f.sha256}{suffix}").unlink(missing_ok=True)
 
 
+def _local_failure(e: OSError) -> Exception:
+    """A full disk (or quota) while writing is a no_space skip; any other local write error stays an error."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Failed(Failure.NO_SPACE.value, f"the disk filled up while writing: {e.filename or ''}".rstrip(": "))
+    return e
+
+
 def _telemetry(cfg: DeviceConfig, conn: Http, result: SyncResult) -> None:
+    """Best-effort: a refused, broken, endless or failing reply never affects the model or the check's result.
+    The reply is not used; it is read up to a cap (so the connection can close cleanly) within the deadline."""
     kind = {Outcome.INSTALLED: "update_applied", Outcome.REJECTED: "update_failed", Outcome.FAILED: "update_failed"}
     event = {
         "install_id_hash": hashlib.sha256(cfg.install_id.encode()).hexdigest(),
@@ -240,14 +304,12 @@ def _telemetry(cfg: DeviceConfig, conn: Http, result: SyncResult) -> None:
         "event": kind.get(result.outcome, "update_check"),
         "error_code": result.reason,
     }
-    req = urllib.request.Request(
-        conn.base + "v1/telemetry",
-        data=json.dumps({"events": [event]}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
+    body = json.dumps({"events": [event]}).encode()
     try:
-        with urllib.request.urlopen(req, timeout=cfg.timeout) as resp:
-            resp.read(MAX_TELEMETRY_REPLY)
-    except (*NETWORK_ERRORS, ValueError):
-        pass  # telemetry is best-effort: it never affects the model or the check's result
+        resp = conn.post("v1/telemetry", body, {"Content-Type": "application/json"})
+        try:
+            conn.read_capped(resp, MAX_TELEMETRY_REPLY, "telemetry reply")
+        finally:
+            resp.close()
+    except (Failed, Rejected, OSError, ValueError):
+        pass

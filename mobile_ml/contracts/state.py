@@ -45,6 +45,13 @@ class Failure(str, enum.Enum):
     STATE_UNREADABLE = "state_unreadable"
 
 
+class Repair(str, enum.Enum):
+    """What a check found damaged on the device and mended (``SyncResult.repairs``); the check itself goes on."""
+
+    STATE_REBUILT = "state_rebuilt"  # state.json unreadable or missing: rebuilt from state.backup.json
+    MODEL_REINSTALLED = "model_reinstalled"  # current.json, versions/<v>/ or a file of it damaged: downloaded again
+
+
 ETAG = r"[\x20-\x7e]{1,1024}"  # sent back in a header: printable ASCII only
 CHANNEL_KEY = rf"{NAME}/{NAME}"
 
