@@ -205,7 +205,7 @@ def test_t04_the_clock_is_read_once_per_check(world):
     r = client.sync(cfg)
     assert (r.outcome, r.current) == ("installed", "1.0.0"), r
     assert len(readings) == 1
-    assert device_state.load(cfg.state_dir).last_check.time == start
+    assert device_state.load(cfg.state_dir)[0].last_check.time == start
 
 
 # --- 5: mix-and-match: the signed document names its model and channel ----------------------------------------
@@ -232,15 +232,27 @@ def test_t05_another_channels_manifest_is_refused(signer, world):
 # --- 6: endless data: every read is capped; never past the signed length --------------------------------------
 
 
+def _count_reads(monkeypatch) -> dict[str, int]:
+    """Bytes the client reads from the network, per thing read (a manifest, "signature", a blob)."""
+    got: dict[str, int] = {}
+    real = download.Http.read_some
+
+    def spy(self, resp, n, what, meter):
+        out = real(self, resp, n, what, meter)
+        got[what] = got.get(what, 0) + len(out)
+        return out
+
+    monkeypatch.setattr(download.Http, "read_some", spy)
+    return got
+
+
 def test_t06_manifest_reads_are_capped(world, monkeypatch):
     cfg = _installed(world)
     _channel(world).write_bytes(b" " * (3 * mf.MAX_MANIFEST_BYTES))
-    got = []
-    real = download.Http.read
-    monkeypatch.setattr(download.Http, "read", lambda self, *a: got.append(len(out := real(self, *a))) or out)
+    got = _count_reads(monkeypatch)
     r = client.sync(cfg)
     assert (r.outcome, r.reason) == ("rejected", "too_large"), r
-    assert max(got) <= mf.MAX_MANIFEST_BYTES + 1
+    assert max(got.values()) <= mf.MAX_MANIFEST_BYTES + 1
     runs_verified_model(cfg, "1.0.0")
 
 
@@ -253,18 +265,10 @@ def test_t06_signature_reads_are_capped(world, monkeypatch):
     cfg = _installed(world)
     _next_release(world)
     (world["root"] / "digits/channels/beta.json.sig").write_bytes(b"\0" * (3 << 20))
-    got = []
-    real = download.Http.read
-
-    def spy(self, resp, n, what):
-        out = real(self, resp, n, what)
-        got.append((what, len(out)))
-        return out
-
-    monkeypatch.setattr(download.Http, "read", spy)
+    got = _count_reads(monkeypatch)
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("rejected", "too_large", "1.0.0"), r
-    assert max(n for what, n in got if what == "signature") <= client.MAX_SIGNATURE_BYTES + 1
+    assert got["signature"] <= client.MAX_SIGNATURE_BYTES + 1
     runs_verified_model(cfg, "1.0.0")
 
 
