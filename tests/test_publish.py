@@ -237,6 +237,8 @@ def _race(monkeypatch, run, root, key_dir):
     winner = next(v for v, o in outcomes.items() if o == "won")
     state = channel_mod.read_state(open_root(root), "digits", "beta", keys.load_public(key_dir))
     assert state.version == winner and state.manifest_version == 2
+    # the loser signed nothing that stayed: both built manifest_version 2 and only the swap chose (issue 12, item 12)
+    assert channel_mod.history_numbers(open_root(root), "digits", "beta") == [1, 2]
 
 
 def test_verify_names_a_flipped_byte(digits_export, key_dir, tmp_path):
