@@ -410,3 +410,17 @@ def test_s3_verify_names_foreign_objects(digits_export, key_dir, s3_env):  # noq
         "digits/channels/beta.json.bak",
         "keys/private.pem",
     ], problems
+
+
+def test_verify_names_a_manifest_served_under_another_channel(digits_export, key_dir, tmp_path):  # noqa: F811
+    """Mix-and-match (threat 5): stable's signed manifest copied over beta verifies as a signature, yet devices on
+    beta refuse it (wrong_channel), so verify must name it."""
+    run, _ = digits_export
+    root = tmp_path / "root"
+    publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
+    publisher.promote(str(root), "digits", source="beta", target="stable", key=key_dir)
+    assert verify_root(str(root), str(key_dir / "public.pem")).ok
+    for suffix in ("", ".sig"):
+        shutil.copy(root / f"digits/channels/stable.json{suffix}", root / f"digits/channels/beta.json{suffix}")
+    problems = verify_root(str(root), str(key_dir / "public.pem")).problems
+    assert problems == ["digits/channels/beta.json: signed for digits/stable, served as digits/beta"]

@@ -66,7 +66,7 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
     _check_foreign_files(storage, report)
     blobs = _check_blobs(storage, everything, report)
     trusted_by_model: dict[str, dict[str, Any]] = {}
-    current: dict[tuple[str, str], int] = {}  # (model, channel) → the channel's verified manifest_version
+    current: dict[tuple[str, str], int | None] = {}  # (model, channel) → verified manifest_version; None: damaged
     issued: dict[tuple[str, str], set[int]] = {}  # signed history entries
     for path in everything:
         parts = path.split("/")
@@ -77,40 +77,45 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
         elif (len(parts) == 3 and parts[1] == "channels") or (len(parts) == 4 and parts[1] == "history"):
             trusted = trusted_by_model.setdefault(parts[0], trusted_keys(storage, parts[0], public))
             m = _verified_manifest(storage, report, path, trusted)
+            key = (parts[0], parts[2].removesuffix(".json"))
+            if m is not None and (m.model, m.channel) != key:
+                report.problems.append(f"{path}: signed for {m.model}/{m.channel}, served as {key[0]}/{key[1]}")
+                m = None
+            if parts[1] == "channels":
+                current[key] = m.manifest_version if m else None
             if m is None:
                 continue
             if parts[1] == "history":
                 report.history_entries += 1
-                issued.setdefault((m.model, m.channel), set()).add(m.manifest_version)
+                issued.setdefault(key, set()).add(m.manifest_version)
             else:
                 report.manifests += 1
-                current[(m.model, m.channel)] = m.manifest_version
                 _check_expiry(report, path, m, now)
             _check_release(storage, blobs, report, path, m.release)
             if m.fallback:
                 _check_release(storage, blobs, report, f"{path} (fallback)", m.fallback)
-    damaged = {
-        (p.split("/")[0], p.split("/")[2][:-5]) for p in everything if p.endswith(".json") and "/channels/" in p
-    } - set(current)  # channels whose own problem is reported already: their number is unknown
-    _check_history_against_channels(report, current, {k: v for k, v in issued.items() if k not in damaged})
+    _check_history_against_channels(report, current, issued)
     if report.manifests == 0:
         report.warnings.append("no channel manifests found")
     return report
 
 
 def _check_history_against_channels(
-    report: VerifyReport, current: dict[tuple[str, str], int], issued: dict[tuple[str, str], set[int]]
+    report: VerifyReport, current: dict[tuple[str, str], int | None], issued: dict[tuple[str, str], set[int]]
 ) -> None:
     """A signed history entry newer than its channel is a manifest the channel never committed to, and a device
-    would accept it from any mirror that serves it (threat 12); a channel missing from history is a gap."""
+    would accept it from any mirror that serves it (threat 12); a channel missing from history is a gap. A damaged
+    channel (its own problem is named already) has no number to compare with."""
     for (model, channel), numbers in sorted(issued.items()):
         now_at = current.get((model, channel), 0)
+        if now_at is None:
+            continue
         for n in sorted(x for x in numbers if x > now_at):
             report.problems.append(
                 f"{history_path(model, channel, n)}: signed manifest_version {n} is newer than the channel's "
                 f"current {now_at}: the channel never committed to it, and devices would accept it from a mirror"
             )
-    for (model, channel), n in sorted(current.items()):
+    for (model, channel), n in sorted((k, v) for k, v in current.items() if v is not None):
         if n not in issued.get((model, channel), set()):
             report.warnings.append(
                 f"{manifest_path(model, channel)}: manifest_version {n} has no history copy yet "
