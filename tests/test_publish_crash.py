@@ -105,7 +105,11 @@ def test_every_crash_point_verifies_or_is_repaired_by_the_next_command(
     monkeypatch.setattr(publisher, "open_root", lambda root: counter)
     COMMANDS[command](str(tmp_path / "count"), run, key_dir)
     writes = counter.writes
-    assert any(w.startswith("replace ") for w in writes) and len(writes) >= 4, writes
+    mpath, number = manifest_path("digits", channel), 1 if command == "promote" else 3
+    hist = f"digits/history/{channel}/{number:08d}.json"
+    # the write steps: unsigned content first, the swap (the commit point), then every signed copy
+    assert writes[-4:] == [f"replace {mpath}", f"put {mpath}.sig", f"create {hist}.sig", f"create {hist}"], writes
+    assert all(w.startswith(("create blobs/", "create digits/releases/")) for w in writes[:-4]), writes
     monkeypatch.setattr(recover, "COMMIT_GRACE_SECONDS", 0.0)  # the next command runs "a minute later"
     for k in range(1, len(writes) + 1):
         root = str(shutil.copytree(base, tmp_path / f"crash{k}"))
@@ -117,7 +121,6 @@ def test_every_crash_point_verifies_or_is_repaired_by_the_next_command(
         where = f"after write {k} ({writes[k - 1]})"
         report = verify_root(root, str(key_dir / "public.pem"))
         # the only damage a crash may leave: a swapped channel whose signature died with the process
-        mpath = manifest_path("digits", channel)
         window = [f"{mpath}: signature does not verify with key {report.key_id[:16]}…"]  # an existing channel
         first = [f"{mpath}: signature file {mpath}.sig is missing"]  # a channel's first manifest
         assert report.ok or report.problems in (window, first), (where, report.problems)
