@@ -237,6 +237,8 @@ def _race(monkeypatch, run, root, key_dir):
     winner = next(v for v, o in outcomes.items() if o == "won")
     state = channel_mod.read_state(open_root(root), "digits", "beta", keys.load_public(key_dir))
     assert state.version == winner and state.manifest_version == 2
+    # the loser signed nothing that stayed: both built manifest_version 2 and only the swap chose (issue 12, item 12)
+    assert channel_mod.history_numbers(open_root(root), "digits", "beta") == [1, 2]
 
 
 def test_verify_names_a_flipped_byte(digits_export, key_dir, tmp_path):
@@ -300,9 +302,11 @@ def test_publisher_dying_before_the_manifest_write_leaves_the_channel_usable(
     assert (root / "digits/channels/beta.json").read_bytes() == before
     assert verify_root(str(root), str(key_dir / "public.pem")).ok
     assert not [p for p in _files(root) if p.endswith(".tmp")]
-    # the next publish skips the orphaned history number instead of colliding with it
+    # nothing signed was left for the number the dead commit had built: the next publish reuses it
+    assert not (root / "digits/history/beta/00000002.json").exists()
+    assert not (root / "digits/history/beta/00000002.json.sig").exists()
     again = publisher.publish(str(root), run, model="digits", version="1.1.0", channel="beta", key=key_dir).manifest
-    assert again.manifest_version == 3 and verify_root(str(root), str(key_dir / "public.pem")).ok
+    assert again.manifest_version == 2 and verify_root(str(root), str(key_dir / "public.pem")).ok
 
 
 VECTORS = Path(__file__).parent / "vectors"

@@ -18,6 +18,9 @@ release_app = typer.Typer(
 Root = Annotated[str, typer.Option("--root", help="Publish root: a directory or s3://BUCKET/PREFIX.")]
 Key = Annotated[Path, typer.Option("--key", "-k", help="Private key (private.pem, or the directory holding it).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON to stdout.")]
+ExpiresDays = Annotated[
+    float, typer.Option("--expires-days", help="Days until devices refuse the manifest (1 to 3650).")
+]
 
 
 def _show(result, json: bool) -> None:
@@ -100,6 +103,7 @@ def publish(
     force: Annotated[
         bool, typer.Option("--force", help="Publish a variant that failed the export's accuracy gate.")
     ] = False,
+    expires_days: ExpiresDays = 30.0,
     json: Json = False,
 ) -> None:
     """Publish an exported variant: immutable blobs, a release document, a signed channel manifest."""
@@ -117,6 +121,7 @@ def publish(
             rollout=rollout,
             min_app_version=min_app_version,
             force=force,
+            expires_days=expires_days,
         ),
         json,
     )
@@ -186,7 +191,7 @@ def rollback(
 def refresh(
     model: Annotated[str, typer.Argument()],
     channel: Annotated[str, typer.Option("--channel", "-c")],
-    expires_days: Annotated[float, typer.Option("--expires-days")] = 30.0,
+    expires_days: ExpiresDays = 30.0,
     *,
     key: Key,
     root: Root = "exports",

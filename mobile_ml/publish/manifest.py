@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +29,7 @@ SCHEMA = Manifest.SCHEMA
 SCHEMA_VERSION = Manifest.SCHEMA_VERSION
 RELEASE_SCHEMA = Release.SCHEMA
 DEFAULT_EXPIRY_DAYS = 30
+MIN_EXPIRY_DAYS, MAX_EXPIRY_DAYS = 1, 3650  # under a day devices may refuse it on arrival; over ten years: a typo
 MAX_MANIFEST_BYTES = 1 << 20  # clients refuse larger manifests before parsing (threat 6)
 BUCKETS = 10_000
 
@@ -72,6 +74,16 @@ def check_percent(percent: float) -> float:
     return float(percent)
 
 
+def check_expiry_days(days: float) -> float:
+    """Bound ``--expires-days``: a manifest must reach devices unexpired, and ``nan``/``inf``/``1e9`` are typos."""
+    if not (isinstance(days, int | float) and math.isfinite(days) and MIN_EXPIRY_DAYS <= days <= MAX_EXPIRY_DAYS):
+        raise ConfigError(
+            f"expiry must be {MIN_EXPIRY_DAYS} to {MAX_EXPIRY_DAYS} days, not {days!r}",
+            hint="e.g. --expires-days 30; devices refuse an expired manifest",
+        )
+    return float(days)
+
+
 def new_salt() -> str:
     return secrets.token_hex(8)
 
@@ -92,6 +104,7 @@ def build(
     expires_days: float = DEFAULT_EXPIRY_DAYS,
 ) -> Manifest:
     now = now or datetime.now(timezone.utc)
+    check_expiry_days(expires_days)
     return Manifest(
         model=model,
         channel=channel,

@@ -151,6 +151,7 @@ def publish(
 ) -> ReleaseResult:
     mf.check_name("model", model), mf.check_name("channel", channel)
     mf.parse_version(version), mf.parse_version(min_app_version), mf.check_percent(rollout)
+    mf.check_expiry_days(expires_days)
     private = keys.load_private(key)
     ev = load_variant(rundir, variant)
     if not ev.passed and not force:
@@ -293,6 +294,7 @@ def rollback(root: str, model: str, channel: str, *, key: str | Path, now=None) 
 def refresh(
     root: str, model: str, channel: str, *, key: str | Path, expires_days: float = mf.DEFAULT_EXPIRY_DAYS, now=None
 ) -> ReleaseResult:
+    mf.check_expiry_days(expires_days)
     private, storage = keys.load_private(key), open_root(root)
     st = _current(storage, model, channel, private)
     m = st.current

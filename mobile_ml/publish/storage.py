@@ -57,13 +57,25 @@ class LocalStorage:
         data = self.read(path)
         return None if data is None else hashlib.sha256(data).hexdigest()
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str, *, hidden: bool = False) -> list[str]:
+        """Files under ``prefix``; ``hidden``: also dotfiles and files in dot-directories (locks, temp files)."""
         base = self._p(prefix)
         if not base.is_dir():
             return []
         return sorted(
-            str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and (hidden or not p.name.startswith("."))
         )
+
+    def age(self, path: str) -> float | None:
+        """Seconds since ``path`` was last written (None: it does not exist)."""
+        import time
+
+        try:
+            return time.time() - self._p(path).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def _write(self, path: str, data: bytes, *, create_only: bool = False) -> None:
         target = self._p(path)
@@ -153,7 +165,21 @@ class S3Storage:
         except OSError as e:
             raise InputFileError(f"cannot read {self.url}/{path}: {e}", hint="check the bucket and credentials") from e
 
-    def list(self, prefix: str) -> list[str]:
+    def age(self, path: str) -> float | None:
+        """Seconds since ``path`` was last written, by the object's LastModified (None: it does not exist)."""
+        from datetime import datetime, timezone
+
+        self.fs.invalidate_cache()
+        try:
+            modified = self.fs.info(f"{self.bucket}/{self._key(path)}").get("LastModified")
+        except FileNotFoundError:
+            return None
+        if not isinstance(modified, datetime):
+            return None
+        return (datetime.now(timezone.utc) - modified).total_seconds()
+
+    def list(self, prefix: str, *, hidden: bool = False) -> list[str]:
+        """Every object under ``prefix`` (``hidden`` is accepted for the local backend's sake: S3 hides nothing)."""
         self.fs.invalidate_cache()
         try:
             found = self.fs.find(f"{self.bucket}/{self._key(prefix)}".rstrip("/"))

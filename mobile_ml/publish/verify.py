@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -12,6 +13,7 @@ from mobile_ml.contracts.manifest import Manifest, Release
 from mobile_ml.errors import GateError, InputFileError
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
+from mobile_ml.publish.channel import history_path, manifest_path
 from mobile_ml.publish.rotation import trusted_keys, verify_any
 from mobile_ml.publish.storage import open_root
 
@@ -61,8 +63,11 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
         raise InputFileError(
             f"publish root {storage.url} is empty or does not exist", hint="pass the --root you published to"
         )
+    _check_foreign_files(storage, report)
     blobs = _check_blobs(storage, everything, report)
     trusted_by_model: dict[str, dict[str, Any]] = {}
+    current: dict[tuple[str, str], int | None] = {}  # (model, channel) → verified manifest_version; None: damaged
+    issued: dict[tuple[str, str], set[int]] = {}  # signed history entries
     for path in everything:
         parts = path.split("/")
         if not path.endswith(".json") or len(parts) not in (3, 4):
@@ -72,19 +77,75 @@ def verify_root(root: str, public_key_path: str, now: datetime | None = None) ->
         elif (len(parts) == 3 and parts[1] == "channels") or (len(parts) == 4 and parts[1] == "history"):
             trusted = trusted_by_model.setdefault(parts[0], trusted_keys(storage, parts[0], public))
             m = _verified_manifest(storage, report, path, trusted)
+            key = (parts[0], parts[2].removesuffix(".json"))
+            if m is not None and (m.model, m.channel) != key:
+                report.problems.append(f"{path}: signed for {m.model}/{m.channel}, served as {key[0]}/{key[1]}")
+                m = None
+            if parts[1] == "channels":
+                current[key] = m.manifest_version if m else None
             if m is None:
                 continue
             if parts[1] == "history":
                 report.history_entries += 1
+                issued.setdefault(key, set()).add(m.manifest_version)
             else:
                 report.manifests += 1
                 _check_expiry(report, path, m, now)
             _check_release(storage, blobs, report, path, m.release)
             if m.fallback:
                 _check_release(storage, blobs, report, f"{path} (fallback)", m.fallback)
+    _check_history_against_channels(report, current, issued)
     if report.manifests == 0:
         report.warnings.append("no channel manifests found")
     return report
+
+
+def _check_history_against_channels(
+    report: VerifyReport, current: dict[tuple[str, str], int | None], issued: dict[tuple[str, str], set[int]]
+) -> None:
+    """A signed history entry newer than its channel is a manifest the channel never committed to, and a device
+    would accept it from any mirror that serves it (threat 12); a channel missing from history is a gap. A damaged
+    channel (its own problem is named already) has no number to compare with."""
+    for (model, channel), numbers in sorted(issued.items()):
+        now_at = current.get((model, channel), 0)
+        if now_at is None:
+            continue
+        for n in sorted(x for x in numbers if x > now_at):
+            report.problems.append(
+                f"{history_path(model, channel, n)}: signed manifest_version {n} is newer than the channel's "
+                f"current {now_at}: the channel never committed to it, and devices would accept it from a mirror"
+            )
+    for (model, channel), n in sorted((k, v) for k, v in current.items() if v is not None):
+        if n not in issued.get((model, channel), set()):
+            report.warnings.append(
+                f"{manifest_path(model, channel)}: manifest_version {n} has no history copy yet "
+                "(the next release command writes it)"
+            )
+
+
+# The publisher's own scratch files: write locks and the temporary files of atomic writes (outputs.write_bytes).
+_SCRATCH = re.compile(r"(?:.*/)?\.[^/]+\.(?:lock|[^/.]+\.tmp)")
+_KEY_NAMES = {"private.pem"}  # what `mobile-ml keys generate` writes
+_PRIVATE_PEM = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+
+
+def _check_foreign_files(storage: Any, report: VerifyReport) -> None:
+    """Name every file the protocol does not define, and every private key anywhere under the root (also in
+    dotfiles and protocol paths): whatever serves the root may hand them out."""
+    from mobile_ml.deliver.layout import is_protocol_path
+
+    for path in storage.list("", hidden=True):
+        data = storage.read(path) or b""
+        if path.rsplit("/", 1)[-1] in _KEY_NAMES or _PRIVATE_PEM.search(data):
+            report.problems.append(f"{path}: a private key inside the publish root; move it out and treat it as leaked")
+        elif _SCRATCH.fullmatch(path):
+            if path.endswith(".tmp"):
+                report.warnings.append(f"{path}: left by an interrupted write (never served; safe to delete)")
+        elif not is_protocol_path(path):
+            report.problems.append(
+                f"{path}: not a file of the update protocol; keep only blobs, releases, history, channels and keys "
+                "in the root"
+            )
 
 
 def _check_blobs(storage: Any, everything: list[str], report: VerifyReport) -> set[str]:
@@ -124,6 +185,9 @@ def _verified_manifest(storage: Any, report: VerifyReport, path: str, trusted: d
     raw = storage.read(path) or b""
     sig = storage.read(path + ".sig")
     if sig is None:
+        if "/history/" in path:  # unsigned, so no device takes it: left by a commit of an older mobile-ml
+            report.warnings.append(f"{path}: history entry without a signature (never current; ignored)")
+            return None
         report.problems.append(f"{path}: signature file {path}.sig is missing")
         return None
     if not verify_any(trusted, raw, sig):
