@@ -12,6 +12,7 @@ import json
 import shutil
 import socket
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -624,13 +625,14 @@ def test_t12_history_cannot_be_overwritten_in_a_local_root(digits_export, key_di
     publisher.publish(str(root), digits_export.run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     storage = open_root(str(root))
     _overwrites_are_refused(storage, "digits/history/beta/00000099.json")
-    # a publisher that lost a race picks a manifest_version already issued: it must not replace that history entry
+    # a publisher that built a manifest_version already issued (it can only be forced here) must not replace that
+    # history entry: the signed record of what the channel committed stays as it was
     hist = root / "digits" / "history" / "beta" / "00000001.json"
-    before = hist.read_bytes(), (root / "digits" / "channels" / "beta.json").read_bytes()
-    monkeypatch.setattr(channel_mod, "next_manifest_version", lambda storage, state: 1)
-    with pytest.raises(ConcurrentUpdate):
-        publisher.publish(str(root), digits_export.run, model="digits", version="1.1.0", channel="beta", key=key_dir)
-    assert (hist.read_bytes(), (root / "digits" / "channels" / "beta.json").read_bytes()) == before
+    before = hist.read_bytes(), (root / "digits" / "history" / "beta" / "00000001.json.sig").read_bytes()
+    real = channel_mod.read_state
+    monkeypatch.setattr(publisher, "read_state", lambda *a: replace(real(*a), next_version=1))
+    publisher.publish(str(root), digits_export.run, model="digits", version="1.1.0", channel="beta", key=key_dir)
+    assert (hist.read_bytes(), (root / "digits" / "history" / "beta" / "00000001.json.sig").read_bytes()) == before
 
 
 def test_t12_history_cannot_be_overwritten_in_s3(s3_env):
