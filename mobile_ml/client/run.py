@@ -32,13 +32,14 @@ def run_model(state_dir: Path, input_path: Path | None = None, *, top: int = 3) 
     import numpy as np
 
     from mobile_ml.export import tflite_file
+    from mobile_ml.export.metadata import model_input  # the numeric preprocessing metadata.json asks the app for
 
     found = current_model(state_dir)
     if found is None:
         raise InputFileError(f"{state_dir} has no current model", hint="run `mobile-ml device sync` first")
     vdir, meta = found
     try:
-        x = np.asarray(_read_input(input_path) if input_path else meta.health_check.input, np.float32)
+        x = model_input(meta, _read_input(input_path) if input_path else meta.health_check.input)
     except (ValueError, TypeError) as e:  # ragged lists, strings
         raise InputFileError(f"input {input_path} is not an array of numbers: {e}", hint=_HINT) from e
     shape = list(meta.input.tensor.shape[1:])
