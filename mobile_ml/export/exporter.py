@@ -13,6 +13,7 @@ the recommendation over all of them) or ``clean`` (replace every variant) is giv
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import shutil
@@ -99,16 +100,9 @@ def export(
     run = load_run(rundir, data_dir)
     dest = run.exports_dir
     earlier = _earlier_export(dest, options or ExportOptions(), force=force, clean=clean)
+    run_export = functools.partial(export_run, normalize_in_model=normalize_in_model)
     with atomic_dir(dest, force=force or clean) as tmp:
-        result = export_run(
-            run,
-            tmp,
-            options,
-            reporter=reporter,
-            representative=representative,
-            keep=earlier,
-            normalize_in_model=normalize_in_model,
-        )
+        result = run_export(run, tmp, options, reporter=reporter, representative=representative, keep=earlier)
     return replace(result, exports_dir=dest)
 
 
