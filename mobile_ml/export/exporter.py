@@ -387,7 +387,7 @@ def evaluate_file(
     ops = tflite_file.ops_info(data)
     inputs, outputs = tflite_file.io_details(interpreter)
     x, y = run.split(split)
-    probs = tflite_file.predict(interpreter, _as_exported(model_path, data, x))
+    probs = tflite_file.predict(interpreter, metadata.as_exported(model_path, data, x))
     model = run.load_model()
     keras_probs = model.predict(x, batch_size=256, verbose=0)
     keras_metrics = classification_metrics(y, keras_probs, run.spec.labels)
@@ -409,12 +409,3 @@ def evaluate_file(
         "outputs": [o.to_dict() for o in outputs],
         "metrics": to_jsonable(par.metrics),
     }
-
-
-def _as_exported(model_path: str | Path, data: bytes, x: np.ndarray) -> np.ndarray:
-    """``x`` preprocessed as the metadata.json beside the model asks (integer tabular variants take normalized rows)."""
-    beside = Path(model_path).parent / "metadata.json"
-    if not beside.is_file():
-        return x
-    meta = metadata.read(beside)
-    return metadata.model_input(meta, x) if meta.model.sha256 == hashlib.sha256(data).hexdigest() else x

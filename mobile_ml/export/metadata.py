@@ -1,9 +1,11 @@
 """``metadata.json`` beside every exported model: what an app needs to feed it, read it and trust it.
 
-It says which preprocessing the model does itself (normalization is baked in at training) and which the app must do
-(resize, feature encoding, quantizing integer inputs), what the output means, and carries a known input with its
-expected output so a device can health-check a model right after downloading it. The document's shape is
-``mobile_ml.contracts.model_metadata.ModelMetadata``; this module fills it and checks a model against it.
+It says which preprocessing the model does itself (normalization is baked in at training, except in integer variants
+of tabular models: see ``mobile_ml.export.normalization``) and which the app must do (resize, feature encoding,
+normalizing when ``preprocessing.normalize`` is there, quantizing integer inputs), what the output means, and carries
+a known input with its expected output so a device can health-check a model right after downloading it. The
+document's shape is ``mobile_ml.contracts.model_metadata.ModelMetadata``; this module fills it and checks a model
+against it.
 """
 
 from __future__ import annotations
@@ -158,6 +160,18 @@ def model_input(meta: ModelMetadata, x: Any) -> np.ndarray:
     if rows.shape[-1:] != (len(norm.mean),):
         raise ValueError(f"rows of {rows.shape[-1:]} values; the model takes {len(norm.mean)} features")
     return normalize(rows, norm)
+
+
+def as_exported(model_path: str | os.PathLike[str], model: bytes, x: np.ndarray) -> np.ndarray:
+    """``x`` as the model at ``model_path`` takes it: preprocessed as the metadata.json beside it asks, when that
+    metadata describes these very bytes (integer tabular variants take normalized rows); otherwise unchanged."""
+    import hashlib
+
+    beside = Path(model_path).parent / "metadata.json"
+    if not beside.is_file():
+        return x
+    meta = read(beside)
+    return model_input(meta, x) if meta.model.sha256 == hashlib.sha256(model).hexdigest() else x
 
 
 def health_check(model: bytes, meta: ModelMetadata | bytes | dict[str, Any], where: str = "model") -> HealthResult:
