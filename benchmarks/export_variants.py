@@ -1,6 +1,6 @@
-"""Export figures for the README: size, accuracy parity and wall time of every variant on two models.
+"""Export figures for the README: size, accuracy parity and wall time of every variant on three models.
 
-    python benchmarks/export_variants.py [--out benchmarks/results/export_variants.json]
+    python benchmarks/export_variants.py [--out benchmarks/results/export_variants.json] [--tables digits,...]
 
 1. The digits CNN exactly as `mobile-ml quickstart` trains and exports it (real data, real accuracy).
    Targets from the Export issue: int8 ≤ 0.30× fp32 with an accuracy drop ≤ 0.5 points.
@@ -8,6 +8,16 @@
    possible here). Accuracy is meaningless with random weights, so parity is top-1 agreement and output difference
    against Keras on 128 random images. Target: every variant converts and int8 ≤ 0.30× fp32.
 
+3. A tabular MLP on the Palmer Penguins raw data (examples/penguins-raw.csv, trained by examples/penguins.toml),
+   whose features range from ~0.1 (one-hot, isotope ratios) to ~4,000 (body mass in g) and ~2,008 (year). Every
+   variant exported twice: "before", with the Normalization layer inside the integer graph (one int8 input scale
+   for all features), and "after", the integer variants taking normalized features (mobile_ml.export.normalization).
+   Target: every integer variant within 1 point of Keras, or one extra misclassified test row.
+   Data: Gorman KB, Williams TD, Fraser WR (2014), "Ecological sexual dimorphism and environmental variability
+   within a community of Antarctic penguins (genus Pygoscelis)", PLoS ONE 9(3): e90081; Palmer Station Antarctica
+   LTER. The raw table as shipped by the `palmerpenguins` R/Python package 0.1.6 (penguins_raw), licence CC0 1.0.
+
+`--tables` runs only some of them (digits, mobilenet, tabular) and keeps the others' earlier figures in --out.
 Every figure comes from the real converter and the LiteRT interpreter; wall times are one run each on a shared
 machine (expect ±30 %), measured in this process after TensorFlow is imported.
 """
@@ -19,6 +29,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -166,24 +177,101 @@ def mobilenet(size: int = 96, alpha: float = 0.35, classes: int = 10) -> dict:
     }
 
 
+def tabular() -> dict:
+    """Penguins: every variant with normalization inside the integer graph (before) and outside it (after)."""
+    from mobile_ml.export.exporter import export_run
+    from mobile_ml.export.options import ExportOptions
+    from mobile_ml.pipeline import load_pipeline_config, run_pipeline
+    from mobile_ml.train.rundir import load_run
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_pipeline_config(root / "examples" / "penguins.toml")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = replace(cfg, export=ExportOptions(variants=VARIANTS, max_accuracy_drop=100))
+        result = run_pipeline(cfg, Path(tmp) / "p")
+        run = load_run(Path(tmp) / "p" / "run")
+        before = export_run(run, Path(tmp) / "before", cfg.export, normalize_in_model=True)
+        after = result.export
+        spec = result.data
+        mean, std = np.asarray(spec.normalization.mean), np.asarray(spec.normalization.std)
+        rows = []
+        for b in before.variants:
+            a = after.variant(b.variant)
+            rows.append(
+                {
+                    "variant": b.variant,
+                    "bytes": a.bytes,
+                    "size_ratio": a.size_ratio,
+                    "accuracy_before": b.parity.metrics.accuracy,
+                    "drop_pp_before": b.parity.accuracy_drop_pp,
+                    "input_scale_before": b.inputs[0].scale,
+                    "accuracy": a.parity.metrics.accuracy,
+                    "drop_pp": a.parity.accuracy_drop_pp,
+                    "input_scale": a.inputs[0].scale,
+                    "agreement": a.parity.agreement,
+                    "within_one_row": after.keras.accuracy - a.parity.metrics.accuracy
+                    <= max(0.01, 1 / after.keras.examples) + 1e-9,
+                }
+            )
+        return {
+            "model": result.train.selected.candidate.name,
+            "params": result.train.selected.params,
+            "features": len(spec.features),
+            "feature_mean_range": [float(np.abs(mean).min()), float(np.abs(mean).max())],
+            "feature_std_range": [float(std.min()), float(std.max())],
+            "keras_accuracy": after.keras.accuracy,
+            "test_rows": after.keras.examples,
+            "variants": rows,
+        }
+
+
+TABLES = {"digits": digits, "mobilenet": mobilenet, "tabular": tabular}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "export_variants.json")
+    ap.add_argument("--tables", default=",".join(TABLES), help="comma-separated: " + ", ".join(TABLES))
     args = ap.parse_args()
-    print("digits CNN (quickstart) ...", file=sys.stderr)
-    d = digits()
-    print("MobileNetV2-style ...", file=sys.stderr)
-    m = mobilenet()
-    out = {
-        "schema": "mobile_ml.bench.export_variants",
-        "schema_version": 1,
-        "date": time.strftime("%Y-%m-%d"),
-        "environment": _tf.versions(),
-        "digits": d,
-        "mobilenet": m,
-    }
+    names = [t.strip() for t in args.tables.split(",") if t.strip()]
+    out = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    out.update(schema="mobile_ml.bench.export_variants", schema_version=1, environment=_tf.versions())
+    # "date" is when every table was last run together; "dates" says when each one was.
+    dates = out.setdefault("dates", {t: out["date"] for t in TABLES if t in out and "date" in out})
+    for name in names:
+        print(f"{name} ...", file=sys.stderr)
+        out[name] = TABLES[name]()
+        dates[name] = time.strftime("%Y-%m-%d")
+    if set(names) >= set(TABLES):
+        out["date"] = time.strftime("%Y-%m-%d")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print_tables(out)
+    print(f"\nwrote {args.out}")
+
+
+def print_tables(out: dict) -> None:
+    if "digits" in out:
+        print_digits(out["digits"])
+    if "mobilenet" in out:
+        print_mobilenet(out["mobilenet"])
+    if "tabular" in out:
+        t = out["tabular"]
+        lo, hi = t["feature_std_range"]
+        print(
+            f"\n## penguins MLP ({t['model']}, {t['params']:,} params, {t['features']} features, std {lo:.3g}–"
+            f"{hi:.3g}), Keras accuracy {t['keras_accuracy']:.4f} on {t['test_rows']} test rows"
+        )
+        print("| variant | KiB | × fp32 | accuracy before | drop before (pt) | accuracy after | drop after (pt) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in t["variants"]:
+            print(
+                f"| {r['variant']} | {r['bytes'] / 1024:.1f} | {r['size_ratio']:.3f} | {r['accuracy_before']:.4f} | "
+                f"{r['drop_pp_before']:.2f} | {r['accuracy']:.4f} | {r['drop_pp']:.2f} |"
+            )
+
+
+def print_digits(d: dict) -> None:
     print(f"\n## digits CNN ({d['model']}, {d['params']:,} params), Keras accuracy {d['keras_accuracy']:.4f}")
     print("| variant | KiB | × fp32 | weights × fp32 | accuracy | drop (pt) | agreement | export s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -192,6 +280,9 @@ def main() -> None:
             f"| {r['variant']} | {r['bytes'] / 1024:.1f} | {r['size_ratio']:.3f} | {r['weight_bytes_ratio']:.3f} | "
             f"{r['accuracy']:.4f} | {r['accuracy_drop_pp']:.2f} | {r['agreement']:.4f} | {r['seconds']:.1f} |"
         )
+
+
+def print_mobilenet(m: dict) -> None:
     print(f"\n## {m['model']} ({m['params']:,} params, random weights)")
     print("| variant | KiB | × fp32 | agreement | max abs diff | builtin only | export s |")
     print("|---|---:|---:|---:|---:|---|---:|")
@@ -200,7 +291,6 @@ def main() -> None:
             f"| {r['variant']} | {r['bytes'] / 1024:.0f} | {r['size_ratio']:.3f} | {r['agreement']:.3f} | "
             f"{r['max_abs_diff']:.3g} | {r['builtin_only']} | {r['export_s']:.1f} |"
         )
-    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def run_model(
     import numpy as np
 
     from mobile_ml.export import tflite_file
+    from mobile_ml.export.metadata import model_input  # the numeric preprocessing metadata.json asks the app for
 
     found = current_model(state_dir)
     if found is not None:
@@ -49,7 +50,7 @@ def run_model(
             )
         vdir, meta, version = bundle
     try:
-        x = np.asarray(_read_input(input_path) if input_path else meta.health_check.input, np.float32)
+        x = model_input(meta, _read_input(input_path) if input_path else meta.health_check.input)
     except (ValueError, TypeError) as e:  # ragged lists, strings
         raise InputFileError(f"input {input_path} is not an array of numbers: {e}", hint=_HINT) from e
     shape = list(meta.input.tensor.shape[1:])

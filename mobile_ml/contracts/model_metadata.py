@@ -99,10 +99,55 @@ def _range(f: Fields) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class HealthCase:
-    """A known input (a test row) and the model's own output on it, with the tolerance a device should allow."""
+class FeatureNormalization:
+    """``preprocessing.normalize``: the per-feature (x − mean) / std the app applies, in float32, before quantizing.
 
-    input: list[Any]  # one row, nested like the model input (batch of 1), real values
+    Present only for integer variants of tabular models, whose graph takes normalized features (one input scale then
+    fits every feature); absent when the model normalizes itself (float variants, images, earlier exports).
+    """
+
+    mean: tuple[float, ...]  # one per entry of `input.features`, in that order
+    std: tuple[float, ...]  # > 0
+
+    AXIS: ClassVar[str] = "feature"
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(f"normalization has {len(self.mean)} means and {len(self.std)} stds")
+
+    @classmethod
+    def from_dict(cls, f: Fields) -> FeatureNormalization:
+        if f.string("axis") != cls.AXIS:
+            raise f.error("axis", f"expected {cls.AXIS!r} (one mean and std per feature)")
+        mean, std = _finite(f, "mean"), _finite(f, "std")
+        if len(mean) != len(std) or not mean:
+            raise f.error("std", f"expected one std per mean ({len(mean)}), got {len(std)}")
+        if min(std) <= 0:
+            raise f.error("std", "every std must be positive")
+        f.done()
+        return cls(mean, std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"axis": self.AXIS, "mean": list(self.mean), "std": list(self.std)}
+
+
+def _finite(f: Fields, key: str) -> tuple[float, ...]:
+    values = f.array(key)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+        raise f.error(key, "expected a list of finite numbers")
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class HealthCase:
+    """A known input (a test row) and the model's own output on it, with the tolerance a device should allow.
+
+    ``input`` is what the app has before its own preprocessing steps that metadata describes as numbers: a raw
+    encoded row for tabular models, so an app that normalizes (``preprocessing.normalize``) normalizes it too.
+    ``input_quantized`` is the tensor after every step, normalization included.
+    """
+
+    input: list[Any]  # one row, nested like the model input (batch of 1), real values, before normalization
     expected_probabilities: tuple[float, ...]
     expected_top1: int
     expected_label: str
@@ -222,6 +267,7 @@ class ModelMetadata:
     output: TensorInfo
     parity: MetadataParity
     health_check: HealthCase
+    app_normalizes: FeatureNormalization | None = None  # preprocessing.normalize; None: the model normalizes
 
     @classmethod
     def from_dict(cls, f: Fields) -> ModelMetadata:
@@ -239,11 +285,17 @@ class ModelMetadata:
             TensorInfo.from_dict(out.obj("tensor")),
             MetadataParity.from_dict(f.obj("parity")),
             HealthCase.from_dict(f.obj("health_check")),
+            FeatureNormalization.from_dict(norm) if (norm := pre.opt_obj("normalize")) is not None else None,
         )
         pre.done()
         out.done()
         if len(meta.health_check.expected_probabilities) != len(meta.labels):
             raise f.error("health_check.expected_probabilities", f"expected {len(meta.labels)} values, one per label")
+        if meta.app_normalizes is not None and len(meta.app_normalizes.mean) != len(meta.input.features):
+            raise f.error(
+                "preprocessing.normalize.mean",
+                f"has {len(meta.app_normalizes.mean)} values for {len(meta.input.features)} input.features",
+            )
         f.done()
         return meta
 
@@ -255,8 +307,14 @@ class ModelMetadata:
             "labels": list(self.labels),
             "target": self.target,
             "input": self.input.to_dict(),
-            "preprocessing": {"inside_model": list(self.inside_model), "app_must": list(self.app_must)},
+            "preprocessing": self._preprocessing(),
             "output": {"meaning": self.output_meaning, "tensor": self.output.to_dict()},
             "parity": self.parity.to_dict(),
             "health_check": self.health_check.to_dict(),
         }
+
+    def _preprocessing(self) -> dict[str, Any]:
+        pre: dict[str, Any] = {"inside_model": list(self.inside_model), "app_must": list(self.app_must)}
+        if self.app_normalizes is not None:  # absent otherwise: earlier files keep their exact bytes
+            pre["normalize"] = self.app_normalizes.to_dict()
+        return pre

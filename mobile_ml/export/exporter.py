@@ -13,6 +13,7 @@ the recommendation over all of them) or ``clean`` (replace every variant) is giv
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import shutil
@@ -38,7 +39,16 @@ from mobile_ml.contracts.model_metadata import MetadataParity
 from mobile_ml.errors import ConfigError, InputFileError, OutputError
 from mobile_ml.export import finetune, metadata, tflite_file
 from mobile_ml.export.convert import convert, representative_sample
-from mobile_ml.export.options import DESCRIPTIONS, FINETUNED_VARIANTS, SHAPED_BY, VARIANTS, ExportOptions, Variant
+from mobile_ml.export.normalization import SplitModel, split_normalization
+from mobile_ml.export.options import (
+    DESCRIPTIONS,
+    FINETUNED_VARIANTS,
+    INTEGER_VARIANTS,
+    SHAPED_BY,
+    VARIANTS,
+    ExportOptions,
+    Variant,
+)
 from mobile_ml.export.report import check_gate, plot, recommend, verdict, write_csv
 from mobile_ml.outputs import atomic_dir
 from mobile_ml.progress import NullReporter
@@ -77,8 +87,12 @@ def export(
     clean: bool = False,
     reporter: ExportReporter | None = None,
     representative: np.ndarray | None = None,
+    normalize_in_model: bool = False,
 ) -> ExportResult:
     """Export ``rundir``'s model. ``representative`` overrides the calibration rows (default: a train sample).
+
+    ``normalize_in_model`` builds integer variants of tabular models the old way, with the Normalization layer inside
+    the integer graph (for measuring what normalizing outside it gains; see ``mobile_ml.export.normalization``).
 
     With an earlier export in place, ``force`` re-exports only ``options.variants`` and keeps the others;
     ``clean`` replaces them all.
@@ -86,8 +100,9 @@ def export(
     run = load_run(rundir, data_dir)
     dest = run.exports_dir
     earlier = _earlier_export(dest, options or ExportOptions(), force=force, clean=clean)
+    run_export = functools.partial(export_run, normalize_in_model=normalize_in_model)
     with atomic_dir(dest, force=force or clean) as tmp:
-        result = export_run(run, tmp, options, reporter=reporter, representative=representative, keep=earlier)
+        result = run_export(run, tmp, options, reporter=reporter, representative=representative, keep=earlier)
     return replace(result, exports_dir=dest)
 
 
@@ -135,12 +150,19 @@ class _Job:
     sample: np.ndarray  # calibration rows
     batch_size: int
     reporter: ExportReporter
+    split: SplitModel | None  # tabular models: what integer variants are built from (normalization outside)
+
+    def integer_split(self, variant: Variant) -> SplitModel | None:
+        return self.split if variant in INTEGER_VARIANTS else None
 
     @classmethod
-    def prepare(cls, run, out, options, reporter, representative) -> _Job:
+    def prepare(cls, run, out, options, reporter, representative, normalize_in_model) -> _Job:
         model = run.load_model()
         train, val, (x_test, y_test) = run.split("train"), run.split("validation"), run.split("test")
         keras_probs = model.predict(x_test, batch_size=256, verbose=0)
+        split = None
+        if run.spec.image is None and not normalize_in_model and set(options.variants) & set(INTEGER_VARIANTS):
+            split = split_normalization(model, x_test)  # proven on the test rows, or ConversionError
         sample = (
             representative
             if representative is not None
@@ -160,6 +182,7 @@ class _Job:
             sample,
             run.info.config.batch_size,
             reporter,
+            split,
         )
 
 
@@ -171,6 +194,7 @@ def export_run(
     reporter: ExportReporter | None = None,
     representative: np.ndarray | None = None,
     keep: ExportResult | None = None,
+    normalize_in_model: bool = False,
 ) -> ExportResult:
     """Build, evaluate and write every requested variant into the (fresh) directory ``out``.
 
@@ -181,7 +205,7 @@ def export_run(
     start = time.perf_counter()
     options = options or ExportOptions()
     out.mkdir(parents=True, exist_ok=True)
-    job = _Job.prepare(run, out, options, reporter or NullReporter(), representative)
+    job = _Job.prepare(run, out, options, reporter or NullReporter(), representative, normalize_in_model)
     kept = _carry_over(keep, job) if keep is not None else []
     built = []
     for i, variant in enumerate(options.variants):
@@ -262,9 +286,10 @@ def _export_variant(job: _Job, variant: Variant) -> VariantResult:
         note = f"not evaluated: {e.message}"
     else:
         inputs, outputs = tflite_file.io_details(interpreter)
-        probs = tflite_file.predict(interpreter, job.x_test)
+        rows = split.rows if (split := job.integer_split(variant)) is not None else None
+        probs = tflite_file.predict(interpreter, rows(job.x_test) if rows else job.x_test)
         par = parity(probs, job.y_test, job.run.spec.labels, job.keras_probs, job.keras_metrics)
-        health = metadata.health_check_case(interpreter, job.x_test, job.run.spec.labels)
+        health = metadata.health_check_case(interpreter, job.x_test, job.run.spec.labels, rows)
     seconds["evaluate"] = time.perf_counter() - t
     gate = verdict(par, job.options.max_accuracy_drop)
     if par is not None and health is not None:
@@ -275,8 +300,9 @@ def _export_variant(job: _Job, variant: Variant) -> VariantResult:
             keras_accuracy=job.keras_metrics.accuracy,
         )
         sha = hashlib.sha256(data).hexdigest()
+        norm = split.norm if split is not None else None
         meta = metadata.build(
-            job.run.spec, variant, DESCRIPTIONS[variant], inputs, outputs, figures, health, sha, len(data)
+            job.run.spec, variant, DESCRIPTIONS[variant], inputs, outputs, figures, health, sha, len(data), norm
         )
         write_document(vdir / "metadata.json", meta)
     return VariantResult(
@@ -302,6 +328,10 @@ def _build(job: _Job, variant: Variant) -> tuple[bytes, dict[str, float], Finetu
     seconds: dict[str, float] = {}
     source, tuned = job.model, None
     opts = job.options
+    train, val, sample = job.train, job.val, job.sample
+    if (split := job.integer_split(variant)) is not None:  # the body takes normalized rows: so does all its data
+        source, sample = split.body, split.rows(sample)
+        train, val = (split.rows(train[0]), train[1]), (split.rows(val[0]), val[1])
     if variant in FINETUNED_VARIANTS:
         t = time.perf_counter()
 
@@ -311,9 +341,9 @@ def _build(job: _Job, variant: Variant) -> tuple[bytes, dict[str, float], Finetu
         lr, epochs, bs, seed = opts.finetune_learning_rate, opts.finetune_epochs, job.batch_size, opts.seed
         if variant is Variant.QAT_INT8:
             source, info = finetune.quantization_aware(
-                job.model,
-                job.train,
-                job.val,
+                source,
+                train,
+                val,
                 epochs=epochs,
                 learning_rate=lr,
                 batch_size=bs,
@@ -322,9 +352,9 @@ def _build(job: _Job, variant: Variant) -> tuple[bytes, dict[str, float], Finetu
             )
         else:
             source, info = finetune.pruned(
-                job.model,
-                job.train,
-                job.val,
+                source,
+                train,
+                val,
                 sparsity=opts.prune_sparsity,
                 epochs=epochs,
                 learning_rate=lr,
@@ -338,7 +368,7 @@ def _build(job: _Job, variant: Variant) -> tuple[bytes, dict[str, float], Finetu
     data = convert(
         source,
         Variant.INT8 if variant in FINETUNED_VARIANTS else variant,
-        representative=job.sample,
+        representative=sample,
         int8_io=opts.int8_io,
         allow_flex=opts.allow_flex,
         per_channel=opts.per_channel,
@@ -357,7 +387,7 @@ def evaluate_file(
     ops = tflite_file.ops_info(data)
     inputs, outputs = tflite_file.io_details(interpreter)
     x, y = run.split(split)
-    probs = tflite_file.predict(interpreter, x)
+    probs = tflite_file.predict(interpreter, metadata.as_exported(model_path, data, x))
     model = run.load_model()
     keras_probs = model.predict(x, batch_size=256, verbose=0)
     keras_metrics = classification_metrics(y, keras_probs, run.spec.labels)

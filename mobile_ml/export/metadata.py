@@ -1,14 +1,17 @@
 """``metadata.json`` beside every exported model: what an app needs to feed it, read it and trust it.
 
-It says which preprocessing the model does itself (normalization is baked in at training) and which the app must do
-(resize, feature encoding, quantizing integer inputs), what the output means, and carries a known input with its
-expected output so a device can health-check a model right after downloading it. The document's shape is
-``mobile_ml.contracts.model_metadata.ModelMetadata``; this module fills it and checks a model against it.
+It says which preprocessing the model does itself (normalization is baked in at training, except in integer variants
+of tabular models: see ``mobile_ml.export.normalization``) and which the app must do (resize, feature encoding,
+normalizing when ``preprocessing.normalize`` is there, quantizing integer inputs), what the output means, and carries
+a known input with its expected output so a device can health-check a model right after downloading it. The
+document's shape is ``mobile_ml.contracts.model_metadata.ModelMetadata``; this module fills it and checks a model
+against it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import numpy as np
 
 from mobile_ml.contracts import parse_document, read_document
 from mobile_ml.contracts.model_metadata import (
+    FeatureNormalization,
     HealthCase,
     InputKind,
     InputSpec,
@@ -27,6 +31,7 @@ from mobile_ml.contracts.model_metadata import (
 from mobile_ml.contracts.variants import TensorInfo, Variant
 from mobile_ml.data.spec import DataSpec
 from mobile_ml.export import tflite_file
+from mobile_ml.export.normalization import normalize
 
 SCHEMA = ModelMetadata.SCHEMA
 SCHEMA_VERSION = ModelMetadata.SCHEMA_VERSION
@@ -41,10 +46,16 @@ def input_spec(spec: DataSpec, tensor: TensorInfo) -> InputSpec:
     return InputSpec(InputKind.TABULAR, tensor, features=tuple(spec.features), columns=columns)
 
 
-def preprocessing(spec: DataSpec, inp: TensorInfo) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def preprocessing(
+    spec: DataSpec, inp: TensorInfo, app_normalizes: FeatureNormalization | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """What the model does itself, and what the app must do, in order."""
     norm = spec.normalization
-    inside = (f"normalization (x - mean) / std per {norm.axis}, mean {_short(norm.mean)}, std {_short(norm.std)}",)
+    inside: tuple[str, ...] = (
+        f"normalization (x - mean) / std per {norm.axis}, mean {_short(norm.mean)}, std {_short(norm.std)}",
+    )
+    if app_normalizes is not None:
+        inside = ()
     if spec.image is not None:
         img = spec.image
         lo, hi = img.value_range
@@ -58,6 +69,11 @@ def preprocessing(spec: DataSpec, inp: TensorInfo) -> tuple[tuple[str, ...], tup
             "numbers, categorical columns one-hot over `vocabulary` (anything else sets `unknown_feature`), "
             "missing values replaced by `impute`"
         ]
+        if app_normalizes is not None:
+            app.append(
+                "normalize each feature in float32: x = (x - mean) / std with `preprocessing.normalize.mean` and "
+                "`.std` (one per feature, in `features` order); this integer model does not normalize"
+            )
     if inp.scale is not None:
         app.append(
             f"quantize to {inp.dtype}: q = round(x / {inp.scale:.9g}) + {inp.zero_point}, clamped to the "
@@ -70,15 +86,22 @@ def _short(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.6g}" for v in values[:8]) + (", …]" if len(values) > 8 else "]")
 
 
-def health_check_case(interpreter, x: np.ndarray, labels: list[str]) -> HealthCase:
-    """A known input (one row of the test split) and this model's output on it, with the tolerance to allow."""
+def health_check_case(
+    interpreter, x: np.ndarray, labels: list[str], rows: Callable[[np.ndarray], np.ndarray] | None = None
+) -> HealthCase:
+    """A known input (one row of the test split) and this model's output on it, with the tolerance to allow.
+
+    ``rows`` is the app's numeric preprocessing (normalization for integer tabular variants): the case keeps the
+    row before it, as the app has it, and the quantized input after it.
+    """
     inputs, outputs = tflite_file.io_details(interpreter)
-    probs = tflite_file.predict(interpreter, x[:1])[0]
+    fed = rows(x[:1]) if rows is not None else x[:1]
+    probs = tflite_file.predict(interpreter, fed)[0]
     out = outputs[0]
     # Float kernels differ by rounding between CPUs; an integer model may differ by one quantization step.
     atol = max(1e-3, 2 * out.scale) if out.scale is not None else 1e-3
     top1 = int(np.argmax(probs))
-    quantized = tflite_file.quantize(x[:1], inputs[0]).tolist() if inputs[0].scale is not None else None
+    quantized = tflite_file.quantize(fed, inputs[0]).tolist() if inputs[0].scale is not None else None
     return HealthCase(x[:1].tolist(), tuple(float(p) for p in probs), top1, labels[top1], atol, quantized)
 
 
@@ -92,8 +115,9 @@ def build(
     health: HealthCase,
     model_sha256: str,
     model_bytes: int,
+    app_normalizes: FeatureNormalization | None = None,
 ) -> ModelMetadata:
-    inside, app = preprocessing(spec, inputs[0])
+    inside, app = preprocessing(spec, inputs[0], app_normalizes)
     return ModelMetadata(
         variant,
         description,
@@ -107,6 +131,7 @@ def build(
         outputs[0],
         parity,
         health,
+        app_normalizes,
     )
 
 
@@ -122,6 +147,33 @@ def read(path: str | os.PathLike[str]) -> ModelMetadata:
     return read_document(ModelMetadata, Path(path))
 
 
+def model_input(meta: ModelMetadata, x: Any) -> np.ndarray:
+    """Rows as the app has them (image pixels, encoded table rows) → the real values the model's input takes.
+
+    The numeric preprocessing metadata describes as numbers: per-feature normalization when the variant asks the app
+    for it (``preprocessing.normalize``); otherwise the rows unchanged. Quantizing comes after, from the input tensor.
+    """
+    rows = np.asarray(x, dtype=np.float32)
+    norm = meta.app_normalizes
+    if norm is None:
+        return rows
+    if rows.shape[-1:] != (len(norm.mean),):
+        raise ValueError(f"rows of {rows.shape[-1:]} values; the model takes {len(norm.mean)} features")
+    return normalize(rows, norm)
+
+
+def as_exported(model_path: str | os.PathLike[str], model: bytes, x: np.ndarray) -> np.ndarray:
+    """``x`` as the model at ``model_path`` takes it: preprocessed as the metadata.json beside it asks, when that
+    metadata describes these very bytes (integer tabular variants take normalized rows); otherwise unchanged."""
+    import hashlib
+
+    beside = Path(model_path).parent / "metadata.json"
+    if not beside.is_file():
+        return x
+    meta = read(beside)
+    return model_input(meta, x) if meta.model.sha256 == hashlib.sha256(model).hexdigest() else x
+
+
 def health_check(model: bytes, meta: ModelMetadata | bytes | dict[str, Any], where: str = "model") -> HealthResult:
     """Load ``model`` with LiteRT, run the metadata's known input, compare with the expected output.
 
@@ -131,7 +183,7 @@ def health_check(model: bytes, meta: ModelMetadata | bytes | dict[str, Any], whe
         meta = parse_document(ModelMetadata, meta, where=f"metadata.json of {where}")
     case = meta.health_check
     interpreter = tflite_file.load_interpreter(model, where)
-    probs = tflite_file.predict(interpreter, np.asarray(case.input, dtype=np.float32))[0]
+    probs = tflite_file.predict(interpreter, model_input(meta, case.input))[0]
     expected = np.asarray(case.expected_probabilities, dtype=np.float32)
     if probs.shape != expected.shape:
         return HealthResult(

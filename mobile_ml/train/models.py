@@ -1,4 +1,8 @@
-"""Model families. Normalization is the first layer, so a phone feeds raw features or pixels."""
+"""Model families. Normalization is the first layer, so a phone feeds raw features or pixels.
+
+Integer variants of tabular models are exported without it (one int8 input scale cannot fit raw features of
+different magnitudes); their metadata.json asks the app to normalize (``mobile_ml.export.normalization``).
+"""
 
 from __future__ import annotations
 

@@ -102,6 +102,90 @@ class InputSpec(val height: Int, val width: Int, val channels: Int, val low: Flo
     }
 }
 
+/**
+ * The per-feature normalization an app applies to a table row before quantizing: metadata.json's
+ * `preprocessing.normalize` (`axis` "feature", one `mean` and one `std` per entry of `input.features`).
+ *
+ * Integer variants of tabular models carry it: their graph takes normalized features, because one int8 input scale
+ * cannot fit raw features that differ by orders of magnitude. Computed in Float, as the exporter does in float32,
+ * so the app feeds the exact values the export was evaluated with.
+ */
+class FeatureNormalization(val mean: FloatArray, val std: FloatArray) {
+    init {
+        if (mean.size != std.size || mean.isEmpty()) {
+            throw MetadataException("preprocessing.normalize has ${mean.size} means and ${std.size} stds")
+        }
+    }
+
+    /** (x − mean) / std for each feature of [row], in `input.features` order. */
+    fun apply(row: FloatArray): FloatArray {
+        if (row.size != mean.size) {
+            throw IllegalArgumentException("the row has ${row.size} features; the model takes ${mean.size}")
+        }
+        return FloatArray(row.size) { i -> (row[i] - mean[i]) / std[i] }
+    }
+
+    companion object {
+        /** The normalization metadata asks the app for, or null when the model normalizes itself (no key). */
+        fun parse(metadata: Map<String, Any?>): FeatureNormalization? {
+            if (metadata["preprocessing"] == null) return null
+            val pre = Meta.obj(metadata, "preprocessing", "metadata")
+            if (pre["normalize"] == null) return null
+            val norm = Meta.obj(pre, "normalize", "preprocessing")
+            val axis = Meta.string(norm, "axis", "preprocessing.normalize")
+            if (axis != "feature") {
+                throw MetadataException("preprocessing.normalize.axis is '$axis'; the app normalizes per feature")
+            }
+            val mean = floats(norm, "mean")
+            val std = floats(norm, "std")
+            for (i in std.indices) {
+                if (!(std[i] > 0f)) throw MetadataException("preprocessing.normalize.std[$i] is not positive")
+            }
+            return FeatureNormalization(mean, std)
+        }
+
+        private fun floats(norm: Map<String, Any?>, key: String): FloatArray {
+            val values = Meta.list(norm, key, "preprocessing.normalize")
+            return FloatArray(values.size) { i -> Meta.toDouble(values[i], "preprocessing.normalize.$key[$i]").toFloat() }
+        }
+    }
+}
+
+/** A table input: encoded feature order, the normalization the app applies (null: the model does it), the tensor. */
+class TabularSpec(val features: List<String>, val normalization: FeatureNormalization?, val tensor: TensorSpec) {
+    /** An encoded row (numbers in [features] order) → the real values the input tensor takes. */
+    fun toModelInput(row: FloatArray): FloatArray {
+        if (row.size != features.size) {
+            throw IllegalArgumentException("the row has ${row.size} features; the model takes ${features.size}")
+        }
+        return normalization?.apply(row) ?: row.copyOf()
+    }
+
+    /** An encoded row → the bytes of an integer input tensor: normalized as metadata asks, then quantized. */
+    fun toQuantized(row: FloatArray): ByteArray = tensor.quantize(toModelInput(row))
+
+    companion object {
+        fun parse(metadata: Map<String, Any?>): TabularSpec {
+            val input = Meta.obj(metadata, "input", "metadata")
+            val kind = Meta.string(input, "kind", "input")
+            if (kind != "tabular") throw MetadataException("input.kind is '$kind', not tabular")
+            val features = Meta.list(input, "features", "input").mapIndexed { i, v ->
+                v as? String ?: throw MetadataException("input.features[$i] is not a string")
+            }
+            val tensor = TensorSpec.parse(Meta.obj(input, "tensor", "input"), "input.tensor")
+            if (tensor.shape.size != 2 || tensor.shape[1] != features.size) {
+                throw MetadataException("input.tensor.shape is ${tensor.shape}, expected [batch, ${features.size}]")
+            }
+            val normalization = FeatureNormalization.parse(metadata)
+            if (normalization != null && normalization.mean.size != features.size) {
+                throw MetadataException(
+                    "preprocessing.normalize has ${normalization.mean.size} values for ${features.size} features")
+            }
+            return TabularSpec(features, normalization, tensor)
+        }
+    }
+}
+
 /** What the app needs from metadata.json to run a classifier: labels, input, output. */
 class ModelSpec(val labels: List<String>, val input: InputSpec, val output: TensorSpec) {
     companion object {
