@@ -143,6 +143,15 @@ STAGES: tuple[Mutant, ...] = (
         ("tests/test_tabular.py::test_normalization_is_train_mean_and_population_std",),
     ),
     Mutant(
+        "int8-tables-normalized-inside",
+        "stages",
+        "integer variants of a table keep normalization inside the graph (one input scale for every feature)",
+        "mobile_ml/export/exporter.py",
+        "if run.spec.image is None and not normalize_in_model and",
+        "if False and",
+        ("tests/test_int8_tables.py::test_integer_variants_of_mixed_scale_features_stay_within_one_row",),
+    ),
+    Mutant(
         "calibrate-on-test-split",
         "stages",
         "integer variants calibrated on the test split they are then judged on",
@@ -157,6 +166,13 @@ T = "tests/test_threats.py::"
 SYNC, DOWNLOAD, TRUST = "mobile_ml/client/sync.py", "mobile_ml/client/download.py", "mobile_ml/publish/trust.py"
 STATE, STORAGE, SERVER = "mobile_ml/client/state.py", "mobile_ml/publish/storage.py", "mobile_ml/deliver/server.py"
 MANIFEST, PUBLISHER = "mobile_ml/publish/manifest.py", "mobile_ml/publish/publisher.py"
+FITS, VERIFY, RECOVER = "mobile_ml/client/fits.py", "mobile_ml/publish/verify.py", "mobile_ml/publish/recover.py"
+CF, PC = "tests/test_client_faults.py::", "tests/test_publish_crash.py::"
+
+
+def _fault(row: int, name: str, what: str, file: str, old: str, new: str, *tests: str) -> Mutant:
+    """A defence against a fault of issue 12 (slow servers, damaged devices, crashed publishers): full test ids."""
+    return Mutant(f"t{row:02d}-{name}", "channel", what, file, old, new, tests)
 
 
 def _channel(row: int, name: str, what: str, file: str, old: str, new: str, *tests: str) -> Mutant:
@@ -207,7 +223,9 @@ CHANNEL: tuple[Mutant, ...] = (
              "test_t05_another_channels_manifest_is_refused"),
     # 6 endless data: capped reads, never past the signed length
     _channel(6, "uncapped-manifest-read", "the manifest body is read to its end, however long", DOWNLOAD,
-             "data = self.read(resp, cap + 1, what)", "data = self.read(resp, None, what)",
+             "        while have <= cap:\n"
+             "            chunk = self.read_some(resp, min(CHUNK, cap + 1 - have), what, meter)",
+             "        while True:\n            chunk = self.read_some(resp, CHUNK, what, meter)",
              "test_t06_manifest_reads_are_capped"),
     _channel(6, "no-size-check", "check_manifest does not refuse an oversized manifest itself", TRUST,
              "if len(raw) > mf.MAX_MANIFEST_BYTES:", "if False:",
@@ -215,15 +233,16 @@ CHANNEL: tuple[Mutant, ...] = (
     _channel(6, "signature-uncapped", "the detached signature may be any size", SYNC,
              "MAX_SIGNATURE_BYTES = 1024", "MAX_SIGNATURE_BYTES = 1 << 30", "test_t06_signature_reads_are_capped"),
     _channel(6, "telemetry-reply-uncapped", "the telemetry POST's reply is read to its end", SYNC,
-             "resp.read(MAX_TELEMETRY_REPLY)", "resp.read()", "test_t06_the_telemetry_reply_is_read_with_a_cap"),
+             'conn.read_capped(resp, MAX_TELEMETRY_REPLY, "telemetry reply")', "resp.read()",
+             "test_t06_the_telemetry_reply_is_read_with_a_cap"),
     _channel(6, "read-past-length", "a blob download reads whole chunks past the signed length", DOWNLOAD,
              "min(CHUNK, left)", "CHUNK", "test_t06_a_blob_is_never_read_past_its_signed_length"),
     # 7 slow retrieval: timeouts; a stalled download keeps what arrived
     _channel(7, "no-timeout", "requests are opened without a timeout", DOWNLOAD,
-             "urllib.request.urlopen(req, timeout=self.timeout)", "urllib.request.urlopen(req)",
+             "urllib.request.urlopen(req, timeout=min(self.timeout, self._left(path)))", "urllib.request.urlopen(req)",
              "test_t07_a_silent_server_times_out_and_the_model_stays"),
     _channel(7, "stall-loses-bytes", "a stalled read waits for a full chunk and loses what arrived", DOWNLOAD,
-             "return bytes(resp.read1(n))", "return bytes(resp.read(n))",
+             "chunk = bytes(resp.read1(n))", "chunk = bytes(resp.read(n))",
              "test_t07_a_stalled_body_fails_as_network_and_keeps_its_bytes"),
     # 8 key compromise / rotation
     _channel(8, "keep-trusting-old-key", "after a rotation the device keeps trusting the pinned old key", SYNC,
@@ -256,11 +275,11 @@ CHANNEL: tuple[Mutant, ...] = (
              "test_t09_a_corrupt_partial_fails_its_hash_then_downloads_whole"),
     # 10 crash during install: stage, then one atomic pointer switch; previous model kept
     _channel(10, "pointer-before-files", "current.json is switched before the new version is in place", STATE,
-             "    tmp.rename(final)\n    write_pointer(state_dir, version)",
-             "    write_pointer(state_dir, version)\n    tmp.rename(final)",
+             "        tmp.rename(final)\n",
+             "        write_pointer(state_dir, version)\n        tmp.rename(final)\n",
              "test_t10_a_crash_at_the_version_rename_keeps_a_loadable_model"),
     _channel(10, "drop-previous", "installing a version deletes the previous one", SYNC,
-             "keep={state.current}", "keep=set()", "test_t10_the_previous_model_is_kept_beside_the_new_one"),
+             "keep={prev})", "keep=set())", "test_t10_the_previous_model_is_kept_beside_the_new_one"),
     # 11 signed but broken model: the health check's verdict is used
     _channel(11, "ignore-health-check", "the health check runs but its result is ignored", SYNC,
              "if not health.ok:", "if False:",
@@ -276,9 +295,8 @@ CHANNEL: tuple[Mutant, ...] = (
              "test_t12_history_cannot_be_overwritten_in_a_local_root"),
     _channel(12, "signature-before-manifest", "the channel's new signature is written before its manifest",
              "mobile_ml/publish/channel.py",
-             "    storage.replace(manifest_path(state.model, state.channel), data, state.tag)\n    storage.put(",
-             "    storage.put(manifest_path(state.model, state.channel) + '.sig', sig)\n"
-             "    storage.replace(manifest_path(state.model, state.channel), data, state.tag)\n    storage.put(",
+             "        storage.replace(path, data, state.tag)\n",
+             "        storage.put(path + '.sig', sig)\n        storage.replace(path, data, state.tag)\n",
              "test_t12_a_publisher_dying_at_the_manifest_write_leaves_the_old_manifest_usable"),
     _channel(12, "local-no-cas", "the local channel write skips its compare-and-swap", STORAGE,
              "if self.tag(path) != expected:", "if False:",
@@ -316,14 +334,47 @@ CHANNEL: tuple[Mutant, ...] = (
              PUBLISHER, "release=target,", "release=st.current.release,",
              "test_t15_rollback_moves_devices_back_and_the_real_old_manifest_stays_refused"),
     # 16 incompatible model, full disk: checked before the download
-    _channel(16, "no-app-version-check", "min_app_version is not checked", SYNC,
-             "if mf.parse_version(release.min_app_version) > mf.parse_version(cfg.app_version):", "if False:",
+    _channel(16, "no-app-version-check", "min_app_version is not checked", FITS,
+             "if version_key(release.min_app_version) > parse_version(app_version):", "if False:",
              "test_t16_too_old_app_is_skipped_before_download"),
-    _channel(16, "no-runtime-check", "the release's runtime is not checked", SYNC,
+    _channel(16, "no-runtime-check", "the release's runtime is not checked", FITS,
              'if release.runtime.name != "litert":', "if False:",
              "test_t16_another_runtime_is_skipped_before_download"),
-    _channel(16, "no-space-check", "free space is not checked before the download", SYNC,
-             ".free < need:", ".free < 0:", "test_t16_too_little_space_is_skipped_before_download"),
+    _channel(16, "no-space-check", "free space is not checked before the download", FITS,
+             "    if free < need:", "    if free < 0:", "test_t16_too_little_space_is_skipped_before_download"),
 )  # fmt: skip
 
-MUTANTS: tuple[Mutant, ...] = STAGES + CHANNEL
+FAULTS: tuple[Mutant, ...] = (
+    _fault(7, "no-deadline", "a check has no overall deadline", DOWNLOAD,
+           "        if left <= 0:\n", "        if False:\n",
+           CF + "test_manifest_dripped_one_byte_a_second_is_cut_off_by_the_deadline"),
+    _fault(7, "no-minimum-rate", "a transfer under the minimum rate goes on", DOWNLOAD,
+           "if self.count < self.min_rate * elapsed:", "if False:",
+           CF + "test_blob_under_the_minimum_rate_is_cut_off_and_resumed"),
+    _fault(7, "state-without-backup", "no second copy of the device state is written", STATE,
+           "    write_bytes(state_dir / BACKUP, data)\n", "",
+           CF + "test_damaged_state_is_rebuilt_and_a_replayed_old_manifest_still_refused"),
+    _fault(8, "no-install-check", "the installed files are not checked, so damage is never repaired", STATE,
+           "            if len(data) != length or hashlib.sha256(data).hexdigest() != sha256:", "            if False:",
+           CF + "test_damaged_install_is_repaired_from_the_manifest"),
+    _fault(16, "no-runtime-min-version", "runtime.min_version is not compared with the device's LiteRT", FITS,
+           "if have is None or version_key(release.runtime.min_version) > have:", "if False:",
+           CF + "test_runtime_min_version_is_checked"),
+    _fault(14, "no-leftover-cleanup", "a crash-left version copy keeps its space for ever", STATE,
+           "            shutil.rmtree(d, ignore_errors=True)\n", "            pass\n",
+           CF + "test_a_crash_left_version_copy_is_removed_before_the_space_check"),
+    _fault(13, "unbounded-expiry", "any --expires-days is signed, already-expired ones included", MANIFEST,
+           "MIN_EXPIRY_DAYS <= days <= MAX_EXPIRY_DAYS)", "True)",
+           PC + "test_refresh_and_publish_refuse_an_expiry_devices_would_refuse"),
+    _fault(1, "verify-ignores-keys", "release verify does not look for private keys in the root", VERIFY,
+           "if path.rsplit(\"/\", 1)[-1] in _KEY_NAMES or _PRIVATE_PEM.search(data):", "if False:",
+           PC + "test_verify_names_private_keys_and_foreign_files"),
+    _fault(1, "verify-ignores-foreign-files", "release verify accepts files that are not the protocol's", VERIFY,
+           "        elif not is_protocol_path(path):", "        elif False:",
+           PC + "test_verify_names_private_keys_and_foreign_files"),
+    _fault(11, "no-commit-grace", "a command restores a channel another publisher is still committing", RECOVER,
+           "if age is not None and age < COMMIT_GRACE_SECONDS:", "if False:",
+           PC + "test_a_fresh_unsigned_channel_is_another_publisher_committing_and_is_left_alone"),
+)  # fmt: skip
+
+MUTANTS: tuple[Mutant, ...] = STAGES + CHANNEL + FAULTS
