@@ -73,7 +73,7 @@ internal class Downloader(private val store: Store, private val http: Http, priv
             val buf = ByteArray(Updater.CHUNK)
             try {
                 while (have < entry.length) {
-                    val n = resp.body.read(buf, 0, minOf(buf.size.toLong(), entry.length - have).toInt())
+                    val n = resp.read(buf, 0, minOf(buf.size.toLong(), entry.length - have).toInt())
                     if (n < 0) break
                     out.write(buf, 0, n)
                     have += n

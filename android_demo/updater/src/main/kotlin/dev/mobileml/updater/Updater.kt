@@ -15,7 +15,8 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
               private val listener: UpdateListener? = null) {
     private val pinned: PublicKey = Keys.fromBase64(config.publicKeyB64)
     private val store = Store(config.stateDir)
-    private val http = Http(config.baseUrl, config.timeoutMillis)
+    private var pace = Pace.start(config)  // restarted by every check
+    private val http = Http(config.baseUrl, config.timeoutMillis) { pace }
     private val downloader = Downloader(store, http, listener)
     private val channelKey = "${config.model}/${config.channel}"
     private val manifestPath = "${config.model}/channels/${config.channel}.json"
@@ -24,17 +25,30 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
     fun current(): InstalledModel? = store.current()
 
     fun lastCheck(): LastCheck? {
-        val c = store.loadState()["last_check"] as? Map<*, *> ?: return null
+        val state = try {
+            store.loadState()
+        } catch (e: UpdateFailed) {
+            return null  // unreadable: the next check says so
+        }
+        val c = state["last_check"] as? Map<*, *> ?: return null
         return LastCheck(c["time"] as? String ?: "", c["outcome"] as? String ?: "", c["reason"] as? String)
     }
 
     @Synchronized
     fun sync(): SyncResult {
         val now = config.clock()  // one clock reading for the whole check
-        var state: MutableMap<String, Any?> = LinkedHashMap()
-        val r = try {
+        pace = Pace.start(config)
+        val state = try {
             store.prepare()
-            state = store.loadState()
+            store.loadState()
+        } catch (e: UpdateFailed) {
+            // Fail closed: no check runs on a state that cannot be read (its anti-rollback versions and rotated key
+            // would be lost), and the file stays as it is for a look; as mobile_ml.client.sync does.
+            val r = SyncResult(Outcome.FAILED, null, null, "state_unreadable", e.detail, null)
+            if (config.sendTelemetry) report(r)
+            return r
+        }
+        val r = try {
             check(state, now)
         } catch (e: Rejected) {
             failure(Outcome.REJECTED, state, e.reason, e.detail)
@@ -57,6 +71,7 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
     private fun failure(outcome: Outcome, state: Map<String, Any?>, reason: String, detail: String) =
         SyncResult(outcome, state["current"] as? String, state["previous"] as? String, reason, detail, null)
 
+    /** Telemetry is best effort: whatever the server answers, it is never the check's failure. */
     private fun report(r: SyncResult) {
         val event = when (r.outcome) {
             Outcome.INSTALLED -> "update_applied"
