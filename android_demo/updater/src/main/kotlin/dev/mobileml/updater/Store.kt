@@ -17,10 +17,10 @@ internal class Store(val dir: File) {
     val staging = File(dir, "staging")
     val versions = File(dir, "versions")
 
-    /** The state directory and its subdirectories; one that cannot be made (a file in the way) is unreadable state. */
+    /** The state directory and its subdirectories (a file in the way: the check fails as `state_unreadable`). */
     fun prepare() {
         for (d in listOf(dir, staging, versions)) {
-            if (!d.isDirectory && !d.mkdirs()) throw UpdateFailed("state_unreadable", "cannot create $d")
+            if (!d.isDirectory && !d.mkdirs()) throw UpdateFailed("io", "cannot create $d")
         }
     }
 

@@ -11,19 +11,20 @@ import java.io.OutputStream
 import java.net.InetAddress
 import java.net.ServerSocket
 import java.net.Socket
-import java.security.KeyFactory
+import java.security.KeyPairGenerator
 import java.security.Signature
-import java.security.spec.PKCS8EncodedKeySpec
+import java.security.spec.ECGenParameterSpec
 import java.util.Collections
 import java.util.Random
 
 /**
  * The updater against a hostile server on loopback (issue 12: slow retrieval, endless data, bad telemetry replies)
- * and a damaged device (corrupt state.json). The channel is signed here with the vectors' test key, so every
+ * and a damaged device (corrupt state.json). The channel is signed here with a key made for the test, so every
  * attack is on transport or storage, never on the signature.
  */
 class HostileServerTest {
-    private val vectors = File(System.getProperty("mobileml.vectors") ?: "../../tests/vectors")
+    private val keyPair = KeyPairGenerator.getInstance("EC").also { it.initialize(ECGenParameterSpec("secp256r1")) }
+        .generateKeyPair()
     private val tmp = java.nio.file.Files.createTempDirectory("updater-hostile").toFile()
     private val state = File(tmp, "device")
     private val model = ByteArray(64 * 1024).also { Random(7).nextBytes(it) }
@@ -48,9 +49,8 @@ class HostileServerTest {
 
     private fun updater(deadlineMillis: Long = 60000, minRate: Long = 0, windowMillis: Long = 500,
                         telemetry: Boolean = false): Updater {
-        val key = Json.parseObject(File(vectors, "manifests.json").readBytes())["public_key_b64"] as String
-        val config = UpdaterConfig(server.url, "digits", "stable", key, state, "device-1", "1.0.0", timeoutMillis = 5000,
-                                   sendTelemetry = telemetry, checkDeadlineMillis = deadlineMillis,
+        val config = UpdaterConfig(server.url, "digits", "stable", Keys.toBase64(keyPair.public), state, "device-1",
+                                   "1.0.0", timeoutMillis = 5000, sendTelemetry = telemetry, checkDeadlineMillis = deadlineMillis,
                                    minBytesPerSecond = minRate, rateWindowMillis = windowMillis)
         return Updater(config, object : HealthCheck {
             override fun check(model: File, metadata: Map<String, Any?>) = HealthResult(true, "ok")
@@ -93,9 +93,10 @@ class HostileServerTest {
 
     @Test(timeout = 60000)
     fun aBadTelemetryReplyNeverFailsTheCheck() {
-        val replies = listOf("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", "HTTP/1.1 abc\r\n\r\n", "garbage\r\n\r\n",
-                             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-                             "HTTP/1.1 500 Boom\r\nContent-Length: 5\r\n\r\n", "")
+        // cut short, a garbled status line, no HTTP at all, broken chunking, a bad length, an error, nothing
+        val replies = listOf("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", "HTTP/1.1 abc\r\n\r\n",
+                             "garbage\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "HTTP/1.1 500 Boom\r\nContent-Length: 5\r\n\r\n", "")
         for (reply in replies) {
             telemetryReply = reply
             state.deleteRecursively()
@@ -138,12 +139,9 @@ class HostileServerTest {
         assertEquals("no check ran on an unreadable state", emptyList<String>(), server.requests.toList())
     }
 
-    // -- the channel, signed with the vectors' test key ------------------------------------------------------------
+    // -- the channel, signed with the test's key -------------------------------------------------------------------
 
     private fun signed(): Pair<ByteArray, ByteArray> {
-        val pem = File(vectors, "test-key.pem").readText().lines().filter { !it.startsWith("-----") }.joinToString("")
-        val private = KeyFactory.getInstance("EC").generatePrivate(PKCS8EncodedKeySpec(Codec.base64Decode(pem)))
-        val pub = Json.parseObject(File(vectors, "manifests.json").readBytes())["public_key_b64"] as String
         fun file(name: String, data: ByteArray) = mapOf("length" to data.size.toLong(), "name" to name,
                                                        "sha256" to Codec.sha256Hex(data), "url" to "blobs/$name")
         val release = mapOf("files" to listOf(file("model.tflite", model), file("metadata.json", metadata)),
@@ -154,12 +152,12 @@ class HostileServerTest {
         val now = System.currentTimeMillis()
         val manifest = mapOf("action" to "publish", "channel" to "stable", "expires" to Manifest.formatTime(now + 86400000),
                              "fallback" to null, "issued_at" to Manifest.formatTime(now - 60000),
-                             "key_id" to Keys.keyId(Keys.fromBase64(pub)), "manifest_version" to 5L, "model" to "digits",
+                             "key_id" to Keys.keyId(keyPair.public), "manifest_version" to 5L, "model" to "digits",
                              "release" to release, "rollout" to mapOf("halted" to false, "percent" to 100L, "salt" to "s"),
                              "schema" to "mobile_ml.manifest", "schema_version" to 1L)
         val raw = Json.write(manifest).toByteArray()
         val s = Signature.getInstance("SHA256withECDSA")
-        s.initSign(private)
+        s.initSign(keyPair.private)
         s.update(raw)
         return raw to s.sign()
     }
@@ -173,7 +171,16 @@ class HostileServerTest {
         private val channel = signed()
 
         init {
-            thread { while (!closed) { val c = try { socket.accept() } catch (e: java.io.IOException) { break }; thread { serve(c) } } }
+            thread {
+                while (!closed) {
+                    val c = try {
+                        socket.accept()
+                    } catch (e: java.io.IOException) {
+                        break  // closed
+                    }
+                    thread { serve(c) }
+                }
+            }
         }
 
         private fun thread(body: () -> Unit) = Thread(body).also { it.isDaemon = true; it.start() }
