@@ -7,10 +7,14 @@ import java.net.URL
 
 /**
  * One check's time budget (issue 12, threat 7): an overall deadline, and a minimum transfer rate measured over
- * windows of [windowMillis], so a server dripping bytes cannot hold a check for hours. Each read still waits at
- * most the socket timeout, so a check ends at most one timeout after its deadline.
+ * windows of [windowMillis], so a server dripping bytes cannot hold a check for hours. A connection's socket
+ * timeouts never reach past the deadline either, so a silent server cannot stretch the last read.
  */
 internal class Pace(private val deadlineNanos: Long, private val minBytesPerSecond: Long, private val windowMillis: Long) {
+    /** The socket timeout for a new connection: [timeoutMillis], or less when the deadline is nearer. */
+    fun timeout(timeoutMillis: Int): Int =
+        minOf(timeoutMillis.toLong(), (deadlineNanos - System.nanoTime()) / 1000000).coerceAtLeast(1).toInt()
+
     fun checkDeadline(what: String) {
         if (System.nanoTime() - deadlineNanos > 0) throw UpdateFailed("network", "$what: the check's deadline passed")
     }
@@ -68,8 +72,8 @@ internal class Http(private val base: String, private val timeoutMillis: Int, pr
         p.checkDeadline(path)
         try {
             val conn = URL(base + path).openConnection() as HttpURLConnection
-            conn.connectTimeout = timeoutMillis
-            conn.readTimeout = timeoutMillis
+            conn.connectTimeout = p.timeout(timeoutMillis)
+            conn.readTimeout = p.timeout(timeoutMillis)
             conn.useCaches = false  // the updater does its own ETag bookkeeping; an HTTP cache would hide 304s
             // Android's HttpURLConnection gunzips transparently and then byte ranges no longer match the file.
             conn.setRequestProperty("Accept-Encoding", "identity")
@@ -115,8 +119,8 @@ internal class Http(private val base: String, private val timeoutMillis: Int, pr
         p.checkDeadline(path)
         val conn = URL(base + path).openConnection() as HttpURLConnection
         try {
-            conn.connectTimeout = timeoutMillis
-            conn.readTimeout = timeoutMillis
+            conn.connectTimeout = p.timeout(timeoutMillis)
+            conn.readTimeout = p.timeout(timeoutMillis)
             conn.requestMethod = "POST"
             conn.doOutput = true
             conn.setFixedLengthStreamingMode(body.size)

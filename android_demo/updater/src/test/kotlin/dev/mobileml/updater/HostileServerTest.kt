@@ -32,7 +32,7 @@ class HostileServerTest {
     private val server = Server()
 
     /** What the server does for a path it serves: normal, dripping after [fastBytes], or endless. */
-    private enum class Mode { NORMAL, DRIP }
+    private enum class Mode { NORMAL, DRIP, STALL }
 
     @Volatile private var blobMode = Mode.NORMAL
     @Volatile private var manifestMode = Mode.NORMAL
@@ -66,6 +66,16 @@ class HostileServerTest {
         assertEquals(Outcome.FAILED, r.outcome)
         assertEquals("network", r.reason)
         assertTrue("the check took $took ms", took < 1500 + 5000)
+    }
+
+    @Test(timeout = 30000)
+    fun aSilentServerIsCutAtTheDeadlineNotAtTheSocketTimeout() {
+        manifestMode = Mode.STALL  // headers and a few bytes, then nothing: the socket timeout (5 s) is not the limit
+        val started = System.currentTimeMillis()
+        val r = updater(deadlineMillis = 1000).sync()
+        val took = System.currentTimeMillis() - started
+        assertEquals(r.toString(), "network", r.reason)
+        assertTrue("the check took $took ms", took < 1000 + 2500)
     }
 
     @Test(timeout = 30000)
@@ -226,6 +236,12 @@ class HostileServerTest {
             out.write(("HTTP/1.1 $status\r\nContent-Length: ${data.size - from}\r\n${range}ETag: \"v1\"\r\n" +
                 "Connection: close\r\n\r\n").toByteArray())
             val fast = if (mode == Mode.DRIP) minOf(fastBytes, data.size - from).coerceAtLeast(0) else data.size - from
+            if (mode == Mode.STALL) {
+                out.write(data, from, 10)
+                out.flush()
+                while (!closed) Thread.sleep(50)
+                return
+            }
             if (mode == Mode.DRIP && data.size < 10000) {  // a manifest: drip from the first byte
                 dripFrom(out, data, from)
                 return
