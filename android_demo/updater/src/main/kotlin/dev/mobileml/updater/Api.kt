@@ -19,11 +19,17 @@ class UpdaterConfig(
     val deviceModel: String = "jvm",
     val timeoutMillis: Int = 10000,
     val sendTelemetry: Boolean = true,
+    /** One check ends by then, whatever the server does; a partial download is kept for the next check. */
+    val checkDeadlineMillis: Long = 10 * 60 * 1000L,
+    /** A transfer slower than this over a whole [rateWindowMillis] is abandoned (and resumed next check). */
+    val minBytesPerSecond: Long = 1024,
+    val rateWindowMillis: Long = 30 * 1000L,
     val clock: () -> Long = { System.currentTimeMillis() }
 ) {
     init {
         require(Semver.isValid(appVersion)) { "appVersion '$appVersion' is not a semantic version" }
         require(installId.isNotEmpty()) { "installId is empty" }
+        require(checkDeadlineMillis > 0 && minBytesPerSecond >= 0 && rateWindowMillis > 0) { "bad check limits" }
     }
 
     /** The server URL with exactly one trailing slash: file URLs in a manifest are relative to it. */
@@ -55,7 +61,7 @@ enum class Outcome(val wire: String) {
 
 /**
  * What one check did. [reason] is a protocol reason code (`hash_mismatch`, `rollback`, ...) or one of `network`,
- * `http_<status>`, `interrupted`, `health_check`, `app_too_old`, `runtime`, `no_space`, `io`.
+ * `http_<status>`, `interrupted`, `health_check`, `app_too_old`, `runtime`, `no_space`, `io`, `state_unreadable`.
  */
 class SyncResult(val outcome: Outcome, val current: String?, val previous: String?, val reason: String?,
                  val detail: String, val manifestVersion: Long?) {

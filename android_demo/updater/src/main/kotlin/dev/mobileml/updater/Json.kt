@@ -8,7 +8,8 @@ package dev.mobileml.updater
  * exponent `Long`, other numbers `Double`. Nesting is limited so a hostile document cannot exhaust the stack.
  */
 object Json {
-    private const val MAX_DEPTH = 64
+    private const val MAX_DEPTH = 32  // as mobile_ml/contracts/_json.py: our documents nest a handful of levels
+    private const val MAX_INT_DIGITS = 19  // a signed 64-bit integer, as _json.py
 
     class ParseError(message: String) : Exception(message)
 
@@ -27,7 +28,7 @@ object Json {
         return parse(text) as? Map<String, Any?> ?: throw ParseError("not a JSON object")
     }
 
-    private fun decodeUtf8(bytes: ByteArray): String {
+    fun decodeUtf8(bytes: ByteArray): String {
         val decoder = Charsets.UTF_8.newDecoder()  // REPORT (the default) on malformed input, unlike String(bytes)
         try {
             return decoder.decode(java.nio.ByteBuffer.wrap(bytes)).toString()
@@ -46,7 +47,6 @@ object Json {
         fun fail(what: String): Nothing = throw ParseError("$what at offset $pos")
 
         fun value(depth: Int): Any? {
-            if (depth > MAX_DEPTH) fail("nesting too deep")
             if (pos >= s.length) fail("unexpected end")
             return when (s[pos]) {
                 '{' -> obj(depth)
@@ -65,7 +65,9 @@ object Json {
             return v
         }
 
+        // [depth] containers enclose this one; Python refuses the 33rd level.
         fun obj(depth: Int): Map<String, Any?> {
+            if (depth >= MAX_DEPTH) fail("nested deeper than $MAX_DEPTH levels")
             val out = LinkedHashMap<String, Any?>()
             pos++
             skipSpace()
@@ -91,6 +93,7 @@ object Json {
         }
 
         fun arr(depth: Int): List<Any?> {
+            if (depth >= MAX_DEPTH) fail("nested deeper than $MAX_DEPTH levels")
             val out = ArrayList<Any?>()
             pos++
             skipSpace()
@@ -115,7 +118,7 @@ object Json {
                 if (pos >= s.length) fail("unterminated string")
                 val c = s[pos++]
                 when {
-                    c == '"' -> return sb.toString()
+                    c == '"' -> return checkSurrogates(sb.toString())
                     c == '\\' -> {
                         if (pos >= s.length) fail("unterminated string")
                         when (s[pos++]) {
@@ -142,6 +145,21 @@ object Json {
             }
         }
 
+        // "\ud800" alone decodes but cannot be encoded back to UTF-8 or stored: refused, as Python refuses it.
+        fun checkSurrogates(text: String): String {
+            var i = 0
+            while (i < text.length) {
+                val c = text[i]
+                if (Character.isHighSurrogate(c) && i + 1 < text.length && Character.isLowSurrogate(text[i + 1])) {
+                    i += 2
+                    continue
+                }
+                if (Character.isSurrogate(c)) fail("string with an unpaired surrogate")
+                i++
+            }
+            return text
+        }
+
         fun num(): Any {
             val start = pos
             if (pos < s.length && s[pos] == '-') pos++
@@ -163,10 +181,13 @@ object Json {
             }
             val text = s.substring(start, pos)
             if (integral) {
+                if (text.trimStart('-').length > MAX_INT_DIGITS) fail("integer with more than $MAX_INT_DIGITS digits")
                 val asLong = text.toLongOrNull()
                 if (asLong != null) return asLong
             }
-            return text.toDouble()
+            val d = text.toDouble()
+            if (d.isNaN() || d.isInfinite()) fail("number out of range")
+            return d
         }
     }
 

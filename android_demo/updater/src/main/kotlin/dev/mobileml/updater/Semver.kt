@@ -2,9 +2,13 @@ package dev.mobileml.updater
 
 /** Semantic versions as mobile-ml orders them: MAJOR.MINOR.PATCH, a pre-release sorts before its release. */
 object Semver {
-    private val PATTERN = Regex("^(0|[1-9]\\d*)\\.(0|[1-9]\\d*)\\.(0|[1-9]\\d*)(?:-([0-9A-Za-z.-]+))?$")
+    // mobile_ml/contracts/manifest.py's SEMVER: at most 9 digits per number, no empty or leading-zero numeric
+    // pre-release identifier, no build metadata.
+    private const val IDENT = "(0|[1-9][0-9]*|[0-9A-Za-z-]*[A-Za-z-][0-9A-Za-z-]*)"
+    internal val PATTERN = Regex("(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,8})(-$IDENT(\\.$IDENT)*)?")
+    private const val MAX_LEN = 64
 
-    fun isValid(text: String): Boolean = PATTERN.matches(text)
+    fun isValid(text: String): Boolean = text.length <= MAX_LEN && PATTERN.matches(text)
 
     /** Negative, zero or positive as [a] sorts before, with or after [b]. Throws for an invalid version. */
     fun compare(a: String, b: String): Int {
@@ -26,10 +30,10 @@ object Semver {
     private class Parsed(val numbers: List<java.math.BigInteger>, val pre: List<String>?)
 
     private fun parse(text: String): Parsed {
-        val m = PATTERN.matchEntire(text) ?: throw IllegalArgumentException("'$text' is not a semantic version")
-        val g = m.groupValues
-        val pre = if (g[4].isEmpty()) null else g[4].split('.')
-        return Parsed(listOf(g[1], g[2], g[3]).map { java.math.BigInteger(it) }, pre)
+        require(isValid(text)) { "'$text' is not a semantic version" }
+        val core = text.substringBefore('-')
+        val pre = if (text.contains('-')) text.substringAfter('-').split('.') else null
+        return Parsed(core.split('.').map { java.math.BigInteger(it) }, pre)
     }
 
     // Numeric identifiers sort numerically and before alphanumeric ones, which sort as strings.

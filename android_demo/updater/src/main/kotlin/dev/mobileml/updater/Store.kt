@@ -17,19 +17,31 @@ internal class Store(val dir: File) {
     val staging = File(dir, "staging")
     val versions = File(dir, "versions")
 
+    /** The state directory and its subdirectories (a file in the way: the check fails as `state_unreadable`). */
     fun prepare() {
         for (d in listOf(dir, staging, versions)) {
             if (!d.isDirectory && !d.mkdirs()) throw UpdateFailed("io", "cannot create $d")
         }
     }
 
-    @Suppress("UNCHECKED_CAST")
-    fun loadState(): MutableMap<String, Any?> = try {
-        LinkedHashMap(Json.parseObject(File(dir, "state.json").readBytes()))
-    } catch (e: IOException) {
-        LinkedHashMap()
-    } catch (e: Json.ParseError) {
-        LinkedHashMap()  // a damaged state file: start over, the pinned key still guards everything
+    /**
+     * `state.json`, or an empty state when the device never checked (no file). Anything else that cannot be read
+     * is `UpdateFailed("state_unreadable")`: the caller fails closed.
+     */
+    fun loadState(): MutableMap<String, Any?> {
+        val file = File(dir, "state.json")
+        if (!file.exists()) return LinkedHashMap()
+        val bytes = try {
+            file.readBytes()  // a directory, or unreadable
+        } catch (e: IOException) {
+            throw UpdateFailed("state_unreadable", "cannot read $file: ${e.message}")
+        }
+        val doc = try {
+            Json.parse(Json.decodeUtf8(bytes))
+        } catch (e: Json.ParseError) {
+            throw UpdateFailed("state_unreadable", "$file is not valid JSON: ${e.message}")
+        }
+        return LinkedHashMap(DeviceState.check(doc))
     }
 
     fun saveState(state: Map<String, Any?>) = writeAtomic(File(dir, "state.json"), Json.write(state).toByteArray())

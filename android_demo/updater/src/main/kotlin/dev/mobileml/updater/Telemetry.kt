@@ -24,10 +24,13 @@ class Telemetry(private val config: UpdaterConfig) {
             if (e.errorCode != null) m["error_code"] = e.errorCode
             m
         })
+        val pace = Pace.start(config)  // a slow or endless reply is cut like any other transfer
         return try {
-            Http(config.baseUrl, config.timeoutMillis).post("v1/telemetry", "application/json",
-                                                            Json.write(body).toByteArray(Charsets.UTF_8)) in 200..299
+            Http(config.baseUrl, config.timeoutMillis) { pace }.post("v1/telemetry", "application/json",
+                                                                     Json.write(body).toByteArray(Charsets.UTF_8)) in 200..299
         } catch (e: java.io.IOException) {
+            false
+        } catch (e: UpdateFailed) {  // the reply was too slow: telemetry never holds up or fails a check
             false
         }
     }

@@ -3,8 +3,12 @@ package dev.mobileml.updater
 import java.math.BigInteger
 import java.security.PublicKey
 
-/** A manifest or file the device must not use. [reason] is a stable code shared with the Python reference client. */
-class Rejected(val reason: String, val detail: String) : Exception("$reason: $detail")
+/**
+ * A manifest or file the device must not use. [reason] is a stable code shared with the Python reference client;
+ * [field], for `malformed`, the dotted path of the value the validator refused (`rollout.halted`; empty: the JSON
+ * itself or its schema).
+ */
+class Rejected(val reason: String, val detail: String, val field: String = "") : Exception("$reason: $detail")
 
 /**
  * What a device checks before it trusts a manifest or a downloaded file, in the protocol's order (§5): size cap,
@@ -25,7 +29,7 @@ object Trust {
         if (m.model != model || m.channel != channel) {
             throw Rejected("wrong_channel", "manifest is for ${m.model}/${m.channel}, not $model/$channel")
         }
-        if (Manifest.parseTime(m.expires) <= nowMillis) throw Rejected("expired", "expired at ${m.expires}")
+        if (m.expiresMillis <= nowMillis) throw Rejected("expired", "expired at ${m.expires}")
         if (lastVersion != null) {
             val v = m.manifestVersion
             if (v < lastVersion) throw Rejected("rollback", "manifest_version $v < $lastVersion already seen")

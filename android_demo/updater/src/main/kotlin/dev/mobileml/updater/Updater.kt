@@ -2,7 +2,6 @@ package dev.mobileml.updater
 
 import java.io.File
 import java.io.FileInputStream
-import java.io.FileOutputStream
 import java.io.IOException
 import java.security.MessageDigest
 import java.security.PublicKey
@@ -16,34 +15,48 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
               private val listener: UpdateListener? = null) {
     private val pinned: PublicKey = Keys.fromBase64(config.publicKeyB64)
     private val store = Store(config.stateDir)
-    private val http = Http(config.baseUrl, config.timeoutMillis)
+    private var pace = Pace.start(config)  // restarted by every check
+    private val http = Http(config.baseUrl, config.timeoutMillis) { pace }
+    private val downloader = Downloader(store, http, listener)
+    private val channelKey = "${config.model}/${config.channel}"
+    private val manifestPath = "${config.model}/channels/${config.channel}.json"
 
     /** The installed model the app should run, or null (then it runs the bundled one). */
     fun current(): InstalledModel? = store.current()
 
     fun lastCheck(): LastCheck? {
-        val c = store.loadState()["last_check"] as? Map<*, *> ?: return null
+        val state = try {
+            store.loadState()
+        } catch (e: UpdateFailed) {
+            return null  // unreadable: the next check says so
+        }
+        val c = state["last_check"] as? Map<*, *> ?: return null
         return LastCheck(c["time"] as? String ?: "", c["outcome"] as? String ?: "", c["reason"] as? String)
     }
 
     @Synchronized
     fun sync(): SyncResult {
         val now = config.clock()  // one clock reading for the whole check
-        var state: MutableMap<String, Any?> = LinkedHashMap()
-        val r = try {
+        pace = Pace.start(config)
+        val state = try {
             store.prepare()
-            state = store.loadState()
+            store.loadState()
+        } catch (e: UpdateFailed) {
+            // Fail closed: no check runs on a state that cannot be read (its anti-rollback versions and rotated key
+            // would be lost), and the file stays as it is for a look; as mobile_ml.client.sync does.
+            val r = SyncResult(Outcome.FAILED, null, null, "state_unreadable", e.detail, null)
+            if (config.sendTelemetry) report(r)
+            return r
+        }
+        val r = try {
             check(state, now)
         } catch (e: Rejected) {
-            SyncResult(Outcome.REJECTED, state["current"] as? String, state["previous"] as? String, e.reason, e.detail,
-                       null)
+            failure(Outcome.REJECTED, state, e.reason, e.detail)
         } catch (e: UpdateFailed) {
             val skipped = e.reason == "app_too_old" || e.reason == "runtime" || e.reason == "no_space"
-            SyncResult(if (skipped) Outcome.SKIPPED else Outcome.FAILED, state["current"] as? String,
-                       state["previous"] as? String, e.reason, e.detail, null)
+            failure(if (skipped) Outcome.SKIPPED else Outcome.FAILED, state, e.reason, e.detail)
         } catch (e: IOException) {  // the device's own storage: full, read-only, removed
-            SyncResult(Outcome.FAILED, state["current"] as? String, state["previous"] as? String, "io",
-                       "${e.javaClass.simpleName}: ${e.message}", null)
+            failure(Outcome.FAILED, state, "io", "${e.javaClass.simpleName}: ${e.message}")
         }
         state["last_check"] = mapOf("time" to Manifest.formatTime(now), "outcome" to r.outcome.wire, "reason" to r.reason)
         try {
@@ -51,100 +64,114 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
         } catch (e: UpdateFailed) {
             // the check's own result is what matters; the next check rewrites the state
         }
-        if (config.sendTelemetry) {
-            val event = when (r.outcome) {
-                Outcome.INSTALLED -> "update_applied"
-                Outcome.REJECTED, Outcome.FAILED -> "update_failed"
-                else -> "update_check"
-            }
-            Telemetry(config).send(listOf(TelemetryEvent(event, r.current ?: "none", null, r.reason)))
-        }
+        if (config.sendTelemetry) report(r)
         return r
     }
+
+    private fun failure(outcome: Outcome, state: Map<String, Any?>, reason: String, detail: String) =
+        SyncResult(outcome, state["current"] as? String, state["previous"] as? String, reason, detail, null)
+
+    /** Telemetry is best effort: whatever the server answers, it is never the check's failure. */
+    private fun report(r: SyncResult) {
+        val event = when (r.outcome) {
+            Outcome.INSTALLED -> "update_applied"
+            Outcome.REJECTED, Outcome.FAILED -> "update_failed"
+            else -> "update_check"
+        }
+        Telemetry(config).send(listOf(TelemetryEvent(event, r.current ?: "none", null, r.reason)))
+    }
+
+    /** A verified manifest, the bytes it was verified over, their ETag and the key that verified them. */
+    private class Fetched(val manifest: Manifest, val raw: ByteArray, val etag: String?, val key: PublicKey)
 
     private fun check(state: MutableMap<String, Any?>, now: Long): SyncResult {
         val current = state["current"] as? String
         val previous = state["previous"] as? String
-        val path = "${config.model}/channels/${config.channel}.json"
-
         // What this device accepted from this channel: versions count per channel, and a device may switch.
-        val channelKey = "${config.model}/${config.channel}"
         @Suppress("UNCHECKED_CAST")
         val channels = LinkedHashMap(state["channels"] as? Map<String, Any?> ?: emptyMap())
         state["channels"] = channels
         val seen = channels[channelKey] as? Map<*, *> ?: emptyMap<String, Any?>()
+        val fetched = fetchManifest(state, seen, current, now)
+            ?: return SyncResult(Outcome.NOT_MODIFIED, current, previous, null, "", seen["manifest_version"] as? Long)
+        val m = fetched.manifest
+        // 5. Which release this device runs.
+        val release = Trust.selectRelease(m, config.installId, current)
+        if (release == null || release.version == current) {
+            accept(state, channels, fetched, current)
+            return SyncResult(Outcome.UP_TO_DATE, current, previous, null, "", m.manifestVersion)
+        }
+        checkFits(release)
+        install(release, current)
+        accept(state, channels, fetched, release.version)  // only once the whole check succeeded
+        state["previous"] = current
+        state["current"] = release.version
+        return SyncResult(Outcome.INSTALLED, release.version, current, null, "", m.manifestVersion)
+    }
 
-        // 1. Conditional GET of the manifest; the 304 shortcut only holds while the model running is the one this
-        // channel's manifest chose (not after a first install, nor after another channel's).
+    private fun accept(state: MutableMap<String, Any?>, channels: MutableMap<String, Any?>, f: Fetched,
+                       running: String?) {
+        channels[channelKey] = mapOf("manifest_version" to f.manifest.manifestVersion,
+                                     "manifest_sha256" to Codec.sha256Hex(f.raw), "manifest_etag" to f.etag,
+                                     "current" to running)
+        state["trusted_key_b64"] = Keys.toBase64(f.key)
+    }
+
+    /**
+     * Steps 1-4: conditional GET of the manifest (null: 304), then signature before parsing. The 304 shortcut only
+     * holds while the model running is the one this channel's manifest chose (not after a first install, nor after
+     * another channel's). One refetch, because the manifest and its signature are written in turn.
+     */
+    private fun fetchManifest(state: Map<String, Any?>, seen: Map<*, *>, current: String?, now: Long): Fetched? {
         val etag = seen["manifest_etag"] as? String
         val conditional = if (etag != null && current != null && seen["current"] == current) {
             mapOf("If-None-Match" to etag)
         } else {
             emptyMap()
         }
-        var resp = http.open(path, conditional)
+        var resp = http.open(manifestPath, conditional)
         if (resp.status == 304) {
             resp.close()
-            return SyncResult(Outcome.NOT_MODIFIED, current, previous, null, "", seen["manifest_version"] as? Long)
+            return null
         }
-        // 2-4. Signature before parsing; one refetch, because the manifest and its signature are written in turn.
-        var accepted: Manifest? = null
-        var raw = ByteArray(0)
-        var newEtag: String? = null
-        var key = pinned
         for (attempt in 1..2) {
-            newEtag = resp.header("ETag")
-            raw = http.readCapped(resp, Manifest.MAX_BYTES, "manifest")
-            val sig = http.readCapped(http.open("$path.sig"), MAX_SIGNATURE_BYTES, "signature")
-            key = signingKey(state, raw)
+            val newEtag = resp.header("ETag")
+            val raw = http.readCapped(resp, Manifest.MAX_BYTES, "manifest")
+            val sig = http.readCapped(http.open("$manifestPath.sig"), MAX_SIGNATURE_BYTES, "signature")
+            val key = signingKey(state, raw)
             try {
-                accepted = Trust.checkManifest(raw, sig, key, now, config.model, config.channel,
-                                               seen["manifest_version"] as? Long, seen["manifest_sha256"] as? String)
-                break
+                val m = Trust.checkManifest(raw, sig, key, now, config.model, config.channel,
+                                            seen["manifest_version"] as? Long, seen["manifest_sha256"] as? String)
+                return Fetched(m, raw, newEtag, key)
             } catch (e: Rejected) {
                 if (e.reason != "bad_signature" || attempt == 2) throw e
-                resp = http.open(path)
+                resp = http.open(manifestPath)
             }
         }
-        val m = accepted!!
-        fun accept(running: String?) {  // only once the whole check succeeded or found nothing to do
-            channels[channelKey] = mapOf("manifest_version" to m.manifestVersion, "manifest_sha256" to Codec.sha256Hex(raw),
-                                         "manifest_etag" to newEtag, "current" to running)
-            state["trusted_key_b64"] = Keys.toBase64(key)
-        }
-        // 5. Which release this device runs.
-        val release = Trust.selectRelease(m, config.installId, current)
-        if (release == null || release.version == current) {
-            accept(current)
-            return SyncResult(Outcome.UP_TO_DATE, current, previous, null, "", m.manifestVersion)
-        }
-        // 6. Can this app run it, and is there room?
+        throw IllegalStateException("unreachable")
+    }
+
+    /** Step 6: can this app run the release, and is there room? */
+    private fun checkFits(release: Release) {
         if (Semver.compare(release.minAppVersion, config.appVersion) > 0) {
             throw UpdateFailed("app_too_old", "${release.version} needs app ≥ ${release.minAppVersion}")
         }
         if (release.runtimeName != "litert") throw UpdateFailed("runtime", "${release.version} needs ${release.runtimeName}")
         val need = 2 * release.totalLength
         if (config.stateDir.usableSpace < need) throw UpdateFailed("no_space", "$need bytes needed")
-        // 7. Download and verify. A cut download keeps its partial file, and the next check resumes it.
+    }
+
+    /**
+     * Steps 7-9: download and verify, health-check, then switch. Verified files are not kept for another try:
+     * installed, or known bad. A cut download keeps its partial file, and the next check resumes it.
+     */
+    private fun install(release: Release, current: String?) {
         val files = LinkedHashMap<String, File>()
-        for (f in release.files) files[f.name] = download(f)
-        // 8-9. Health-check, then switch. Verified files are not kept for another try: installed, or known bad.
+        for (f in release.files) files[f.name] = downloader.download(f)
         try {
             val staged = store.stage(release.version, files)
             try {
-                val metadata = try {
-                    Json.parseObject(File(staged, "metadata.json").readBytes())
-                } catch (e: IOException) {
-                    throw UpdateFailed("health_check", "the release has no readable metadata.json")
-                } catch (e: Json.ParseError) {
-                    throw UpdateFailed("health_check", "metadata.json: ${e.message}")
-                }
-                val health = try {
-                    healthCheck.check(File(staged, "model.tflite"), metadata)
-                } catch (e: Exception) {  // a model the runtime cannot load is a failed update, not a crashed app
-                    HealthResult(false, "${e.javaClass.simpleName}: ${e.message}")
-                }
-                if (!health.ok) throw UpdateFailed("health_check", health.detail)
+                runHealthCheck(staged)
                 store.commit(release.version, staged, current)
             } finally {
                 staged.deleteRecursively()
@@ -155,10 +182,22 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
                 File(store.staging, "${f.sha256}.etag").delete()
             }
         }
-        accept(release.version)
-        state["previous"] = current
-        state["current"] = release.version
-        return SyncResult(Outcome.INSTALLED, release.version, current, null, "", m.manifestVersion)
+    }
+
+    private fun runHealthCheck(staged: File) {
+        val metadata = try {
+            Json.parseObject(File(staged, "metadata.json").readBytes())
+        } catch (e: IOException) {
+            throw UpdateFailed("health_check", "the release has no readable metadata.json")
+        } catch (e: Json.ParseError) {
+            throw UpdateFailed("health_check", "metadata.json: ${e.message}")
+        }
+        val health = try {
+            healthCheck.check(File(staged, "model.tflite"), metadata)
+        } catch (e: Exception) {  // a model the runtime cannot load is a failed update, not a crashed app
+            HealthResult(false, "${e.javaClass.simpleName}: ${e.message}")
+        }
+        if (!health.ok) throw UpdateFailed("health_check", health.detail)
     }
 
     /** The trusted key, or the key that a rotation statement signed by it names (one step per check). */
@@ -181,100 +220,6 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
             trusted  // no statement: the manifest then fails verification with the trusted key
         } catch (e: Rejected) {
             trusted
-        }
-    }
-
-    /**
-     * Resumable download of one signed file into staging: `Range` + `If-Range` with the stored strong ETag, never
-     * past the signed length, then length and sha256. A partial file that turns out corrupt is dropped and the
-     * file fetched once more from scratch.
-     */
-    private fun download(entry: FileEntry): File {
-        val part = File(store.staging, "${entry.sha256}.part")
-        val etagFile = File(store.staging, "${entry.sha256}.etag")
-        if (part.length() == entry.length) {  // complete from an earlier check that failed on another file
-            try {
-                checkFile(part, entry)
-                return part
-            } catch (e: Rejected) {
-                part.delete()
-            }
-        }
-        for (attempt in 1..2) {
-            var have = if (part.exists()) part.length() else 0L
-            var headers = emptyMap<String, String>()
-            if (have in 1 until entry.length && etagFile.exists()) {
-                headers = mapOf("Range" to "bytes=$have-", "If-Range" to etagFile.readText())
-            } else if (have >= entry.length) {
-                part.delete()
-                have = 0
-            }
-            val resp = http.open(entry.url, headers)
-            try {
-                val append: Boolean
-                val total: String?
-                val range = resp.header("Content-Range") ?: ""
-                if (resp.status == 206 && range.startsWith("bytes $have-")) {
-                    append = true
-                    total = range.substringAfterLast('/')
-                } else {
-                    append = false  // 200: the whole file (no resume, or the content changed)
-                    have = 0
-                    total = resp.header("Content-Length")
-                }
-                if (total != null && total.toLongOrNull() != null && total.toLong() != entry.length) {
-                    part.delete()
-                    etagFile.delete()
-                    throw Rejected("length_mismatch", "${entry.url}: server has $total bytes, signed ${entry.length}")
-                }
-                resp.header("ETag")?.let { etagFile.writeText(it) }
-                listener?.onStart(entry.name, have, entry.length)
-                copyCapped(resp, part, append, have, entry)
-            } finally {
-                resp.close()
-            }
-            try {
-                checkFile(part, entry)
-                return part
-            } catch (e: Rejected) {
-                part.delete()
-                etagFile.delete()
-                if (attempt == 2 || have == 0L) throw e
-            }
-        }
-        throw IllegalStateException("unreachable")
-    }
-
-    private fun copyCapped(resp: Response, part: File, append: Boolean, start: Long, entry: FileEntry) {
-        var have = start
-        FileOutputStream(part, append).use { out ->
-            val buf = ByteArray(CHUNK)
-            try {
-                while (have < entry.length) {
-                    val n = resp.body.read(buf, 0, minOf(buf.size.toLong(), entry.length - have).toInt())
-                    if (n < 0) break
-                    out.write(buf, 0, n)
-                    have += n
-                    notify(entry, have)
-                }
-            } catch (e: IOException) {
-                throw UpdateFailed("network", "${entry.url}: ${e.javaClass.simpleName}: ${e.message} (will resume)")
-            } finally {
-                out.flush()
-                out.fd.sync()
-            }
-        }
-        if (have < entry.length) {
-            throw UpdateFailed("network", "${entry.url}: connection closed with ${entry.length - have} bytes to go (will resume)")
-        }
-    }
-
-    private fun notify(entry: FileEntry, have: Long) {
-        val l = listener ?: return
-        try {
-            l.onProgress(entry.name, have, entry.length)
-        } catch (e: Exception) {
-            throw UpdateFailed("interrupted", "${entry.name}: stopped at $have of ${entry.length} bytes (will resume)")
         }
     }
 

@@ -35,7 +35,10 @@ class CodecTest {
     @Test
     fun jsonRefusesWhatIsNotJson() {
         val bad = listOf("", "{", "{\"a\":1,}", "[1 2]", "{\"a\":1}x", "01", "1.", "\"\u0001\"", "{\"a\":1,\"a\":2}",
-                         "tru", "[" .repeat(200) + "]".repeat(200), "{'a': 1}", "NaN")
+                         "tru", "[" .repeat(200) + "]".repeat(200), "{'a': 1}", "NaN",
+                         "\"\\ud800\"", "\"\\udc00\\ud800\"", "[".repeat(33) + "]".repeat(33), "1e400", "-1e400",
+                         "1" + "0".repeat(19))
+        for (ok in listOf("\"\\ud83d\\ude00\"", "[".repeat(32) + "]".repeat(32), "-" + "9".repeat(18))) Json.parse(ok)
         for (text in bad) expectFailure("'$text'") { Json.parse(text) }
         expectFailure("invalid UTF-8") { Json.parseObject(byteArrayOf(0x7b, 0xff.toByte(), 0x7d)) }
     }
@@ -48,7 +51,11 @@ class CodecTest {
             val c = Semver.compare(ordered[i], ordered[j])
             assertTrue("${ordered[i]} vs ${ordered[j]}: $c", Integer.signum(c) == Integer.signum(i.compareTo(j)))
         }
-        for (bad in listOf("1.0", "01.0.0", "1.0.0-", "v1.0.0", "")) assertTrue(bad, !Semver.isValid(bad))
+        // contracts/manifest.py's SEMVER: no empty or leading-zero numeric identifier, at most 9 digits, no build
+        val bad = listOf("1.0", "01.0.0", "1.0.0-", "v1.0.0", "", "1.0.0-a..b", "1.0.0-.a", "1.0.0-a.", "1.0.0-01",
+                         "1234567890.0.0", "1.0.0+build", "1.0.0\n")
+        for (v in bad) assertTrue(v, !Semver.isValid(v))
+        for (v in listOf("1.0.0-0", "1.0.0-0a", "1.0.0--", "123456789.0.0")) assertTrue(v, Semver.isValid(v))
     }
 
     private fun expectFailure(what: String = "", block: () -> Unit) {

@@ -31,24 +31,35 @@ class VectorsTest {
         assertEquals(manifests["key_id"], Keys.keyId(key))
     }
 
+    /** Decision (accept or reject), reason code and, for `malformed`, the field Python's validator names. */
     @Test
-    fun everyManifestCaseGetsTheSameDecision() {
+    fun everyManifestCaseGetsTheSameDecisionReasonAndField() {
         val now = Manifest.parseTime(manifests["now"] as String)
         val wrong = ArrayList<String>()
         val all = cases(manifests, "cases")
         for (c in all) {
+            var field: String? = null
             val got = try {
                 Trust.checkManifest(b64(c["manifest_b64"]), b64(c["signature_b64"]), key, now, c["model"] as String,
                                     c["channel"] as String, c["last_version"] as Long?, c["last_sha256"] as String?)
                 "accept"
             } catch (e: Rejected) {
+                field = e.field
                 e.reason
             }
-            if (got != c["expect"]) wrong.add("${c["name"]}: expected ${c["expect"]}, got $got")
+            val expect = c["expect"] as String
+            val decision = if (got == "accept") "accept" else "reject"
+            val expectDecision = if (expect == "accept") "accept" else "reject"
+            if (decision != expectDecision || got != expect) {
+                wrong.add("${c["name"]}: expected $expect, got $got")
+            } else if (c["field"] != null && field != c["field"]) {
+                wrong.add("${c["name"]}: refused field '$field', expected '${c["field"]}'")
+            }
         }
         assertEquals(emptyList<String>(), wrong)
-        assertTrue(all.size >= 11)
-        assertTrue("the vectors must include rejections", all.any { it["expect"] != "accept" })
+        assertTrue(all.size >= 100)
+        assertTrue("the vectors must name refused fields", all.count { it["field"] != null } >= 50)
+        assertTrue("the vectors must include acceptances", all.any { it["expect"] == "accept" })
     }
 
     @Test
