@@ -31,7 +31,7 @@ def litert_version() -> str | None:
 def runtime_key(text: str) -> tuple[Any, ...] | None:
     """A runtime's version as a semver key: ``2.3.0`` as is; a PEP 440 ``2.3.0.dev20251101`` or ``2.3.0rc1`` sorts
     just before ``2.3.0``. None when it has no MAJOR.MINOR.PATCH."""
-    m = re.match(r"(\d{1,9})\.(\d{1,9})\.(\d{1,9})", text)
+    m = re.match(r"([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})", text)
     if m is None:
         return None
     core = ".".join(str(int(p)) for p in m.groups())

@@ -41,9 +41,9 @@ NAME = r"[a-z0-9][a-z0-9._-]{0,63}"  # model, channel, variant, runtime name
 FILE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # becomes a file name on the device: never a path, never "." or ".."
 SHA256 = r"[0-9a-f]{64}"
 URL = r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*"  # relative, no "." or ".." segment
-TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
-_IDENT = r"(0|[1-9]\d*|[0-9A-Za-z-]*[A-Za-z-][0-9A-Za-z-]*)"
-SEMVER = rf"(0|[1-9]\d{{0,8}})\.(0|[1-9]\d{{0,8}})\.(0|[1-9]\d{{0,8}})(-{_IDENT}(\.{_IDENT})*)?"
+TIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"
+_IDENT = r"(0|[1-9][0-9]*|[0-9A-Za-z-]*[A-Za-z-][0-9A-Za-z-]*)"
+SEMVER = rf"(0|[1-9][0-9]{{0,8}})\.(0|[1-9][0-9]{{0,8}})\.(0|[1-9][0-9]{{0,8}})(-{_IDENT}(\.{_IDENT})*)?"
 SALT = r"[\x21-\x7e]{1,128}"  # printable ASCII, no spaces: hashed into the rollout bucket
 B64_KEY = r"[A-Za-z0-9+/]{40,1024}={0,2}"
 MAX_SAFE_INT = 2**53 - 1  # the largest integer every JSON reader (JavaScript, Kotlin's Double path) holds exactly

@@ -339,11 +339,13 @@ def _scalar_cases(bad) -> None:
     for name, value in [("empty", ""), ("number", 7), ("with_space", "a b"), ("missing", DELETE)]:
         bad(f"salt_{name}", "rollout.salt", value)
     for name, value in [("invalid_date", "2026-02-30T00:00:00Z"), ("offset", "2026-12-20T00:00:00+00:00"),
-                        ("number", 1800000000), ("missing", DELETE)]:  # fmt: skip
+                        ("number", 1800000000), ("missing", DELETE),
+                        ("non_ascii_digit", "2026-12-2\u0663T00:00:00Z")]:  # fmt: skip
         bad(f"expires_{name}", "expires", value)
     bad("issued_at_missing", "issued_at", DELETE)
     for name, value in [("two_parts", "1.2"), ("trailing_newline", "1.2.0\n"), ("leading_zero", "01.2.0"),
-                        ("empty_prerelease", "1.2.0-"), ("a_path", "../1.2.0"), ("number", 120)]:  # fmt: skip
+                        ("empty_prerelease", "1.2.0-"), ("a_path", "../1.2.0"), ("number", 120),
+                        ("non_ascii_digit", "1\u0663.0.0")]:  # fmt: skip
         bad(f"version_{name}", "release.version", value)
     bad("min_app_version_not_semver", "release.min_app_version", "latest")
     bad("min_app_version_missing", "release.min_app_version", DELETE)
