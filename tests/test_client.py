@@ -4,6 +4,7 @@ Each attack or fault asserts that the device still runs a verified model and tha
 """
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import shutil
@@ -24,7 +25,6 @@ from mobile_ml.publish import keys, publisher
 @pytest.fixture()
 def world(digits_export, tmp_path):
     """A fresh publish root with 1.0.0 on digits/beta, served by a real uvicorn server, and a key."""
-    import uvicorn
 
     from mobile_ml.deliver.server import create_app
 
@@ -33,26 +33,36 @@ def world(digits_export, tmp_path):
     keys.generate(key_dir)
     root = tmp_path / "root"
     publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
+    faults = Faults(create_app(root, tmp_path / "telemetry.db"))
+    with serving(faults) as url:
+        yield {
+            "run": run,
+            "root": root,
+            "key": key_dir,
+            "url": url,
+            "tmp": tmp_path,
+            "db": tmp_path / "telemetry.db",
+            "faults": faults,
+        }
+
+
+@contextlib.contextmanager
+def serving(app):
+    """``app`` under a real uvicorn server on a free loopback port; yields its base URL."""
+    import uvicorn
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    faults = Faults(create_app(root, tmp_path / "telemetry.db"))
-    srv = uvicorn.Server(uvicorn.Config(faults, log_level="critical"))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not srv.started:
         time.sleep(0.02)
-    yield {
-        "run": run,
-        "root": root,
-        "key": key_dir,
-        "url": f"http://127.0.0.1:{port}/",
-        "tmp": tmp_path,
-        "db": tmp_path / "telemetry.db",
-        "faults": faults,
-    }
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
 
 
 class Faults:
@@ -680,3 +690,25 @@ def test_state_readers_name_the_file_and_field(tmp_path):
     with pytest.raises(ContractError, match=r"current\.json\.version"):
         read_pointer(tmp_path / "current.json")
     assert client.current_model(tmp_path) is None
+
+
+def test_telemetry_carries_the_servers_ingest_token(digits_export, tmp_path):
+    """A server started with --telemetry-token stores a device's reports only when the device sends that token."""
+    import secrets
+    import sqlite3
+
+    from mobile_ml.deliver.server import create_app
+
+    run, _ = digits_export
+    keys.generate(tmp_path / "keys")
+    root = tmp_path / "root"
+    publisher.publish(str(root), run, model="digits", version="1.0.0", channel="beta", key=tmp_path / "keys")
+    token, db = secrets.token_urlsafe(24), tmp_path / "telemetry.db"
+    with serving(create_app(root, db, telemetry_token=token)) as url:
+        world = {"url": url, "key": tmp_path / "keys", "tmp": tmp_path}
+        assert client.sync(device(world, "with-token", telemetry_token=token)).outcome == "installed"
+        assert client.sync(device(world, "without-token")).outcome == "installed"  # telemetry never fails a check
+        assert client.sync(device(world, "wrong-token", telemetry_token="x" * 32)).outcome == "installed"
+    with sqlite3.connect(db) as conn:
+        stored = {row[0] for row in conn.execute("SELECT install_id_hash FROM events")}
+    assert stored == {hashlib.sha256(b"with-token").hexdigest()}

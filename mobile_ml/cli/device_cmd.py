@@ -37,6 +37,14 @@ def sync(
         typer.Option("--bundled", help="The model shipped with the app (bundle.json + files), run when nothing else."),
     ] = None,
     no_telemetry: Annotated[bool, typer.Option("--no-telemetry")] = False,
+    telemetry_token: Annotated[
+        str | None,
+        typer.Option(
+            "--telemetry-token",
+            envvar="MOBILE_ML_TELEMETRY_TOKEN",
+            help="The server's --telemetry-token, sent with each telemetry report.",
+        ),
+    ] = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One update check, exactly as the Android updater does it. Exit 0 when the device ends on a verified model
@@ -64,6 +72,7 @@ def sync(
             rate_window=rate_window,
             bundled=bundled,
             send_telemetry=not no_telemetry,
+            telemetry_token=telemetry_token,
         )
     )
     if json:

@@ -60,6 +60,7 @@ class DeviceConfig:
     device_model: str = "reference-client"
     bundled: Path | None = None  # the model shipped with the app (bundle.json + files): run when nothing else is
     runtime_version: str | None = field(default_factory=litert_version)  # checked against runtime.min_version
+    telemetry_token: str | None = None  # the server's --telemetry-token, sent as `Authorization: Bearer <token>`
 
     @property
     def channel_key(self) -> str:
@@ -306,7 +307,10 @@ def _telemetry(cfg: DeviceConfig, conn: Http, result: SyncResult) -> None:
     }
     body = json.dumps({"events": [event]}).encode()
     try:
-        resp = conn.post("v1/telemetry", body, {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if cfg.telemetry_token:
+            headers["Authorization"] = f"Bearer {cfg.telemetry_token}"
+        resp = conn.post("v1/telemetry", body, headers)
         try:
             conn.read_capped(resp, MAX_TELEMETRY_REPLY, "telemetry reply")
         finally:
