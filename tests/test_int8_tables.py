@@ -9,6 +9,7 @@ model minus its Normalization layer, and the app normalizes from metadata.json.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 from dataclasses import replace
@@ -106,6 +107,7 @@ def test_normalization_inside_the_integer_graph_falls_to_about_majority_class(ta
 def test_the_reference_client_on_raw_csv_rows_predicts_what_keras_does(table_run, table_export, tmp_path):
     from mobile_ml.client.run import run_model
     from mobile_ml.client.state import install_version
+    from mobile_ml.contracts.manifest import FileEntry, Release
     from mobile_ml.train.rundir import load_run
 
     out, _ = table_export
@@ -116,7 +118,11 @@ def test_the_reference_client_on_raw_csv_rows_predicts_what_keras_does(table_run
     keras_top = load_run(table_run).load_model().predict(raw, verbose=0).argmax(1)
     files = {n: (out / "int8" / n).read_bytes() for n in ("model.tflite", "metadata.json")}
     (tmp_path / "device").mkdir()
-    install_version(tmp_path / "device", "1.0.0", files, set())
+    entries = tuple(
+        FileEntry(n, f"blobs/sha256/{hashlib.sha256(d).hexdigest()}", hashlib.sha256(d).hexdigest(), len(d))
+        for n, d in files.items()
+    )
+    install_version(tmp_path / "device", Release("table", "1.0.0", "int8", entries), files, set())
     got = []
     for i, row in enumerate(raw):
         (tmp_path / f"row{i}.json").write_text(json.dumps([row.tolist()]))
