@@ -93,6 +93,7 @@ internal class Store(val dir: File) {
 
     /** Move a damaged file or directory out of the way, to NAME.damaged, kept for inspection. */
     private fun setAside(file: File) {
+        if (!file.exists()) return  // missing, not damaged: nothing to keep
         val aside = File(file.parentFile, file.name + DAMAGED)
         aside.deleteRecursively()
         if (!file.renameTo(aside)) throw UpdateFailed("state_unreadable", "cannot move $file aside to $aside")
