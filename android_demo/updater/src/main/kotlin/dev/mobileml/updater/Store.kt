@@ -111,7 +111,8 @@ internal class Store(val dir: File) {
         if (installedProblem() != null) return null
         val vdir = File(versions, readPointer() ?: return null)
         return try {
-            InstalledModel(vdir.name, vdir, File(vdir, "model.tflite"), Json.parseObject(File(vdir, "metadata.json").readBytes()))
+            val metadata = Json.parseObject(File(vdir, "metadata.json").readBytes())
+            InstalledModel(vdir.name, vdir, File(vdir, "model.tflite"), metadata)
         } catch (e: IOException) {
             null
         } catch (e: Json.ParseError) {

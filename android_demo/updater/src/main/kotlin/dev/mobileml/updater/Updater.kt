@@ -69,8 +69,9 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
         val changed = damaged || !installed || checked.outcome == Outcome.INSTALLED  // else: whole, as checked above
         val whole = !changed || store.installedProblem() == null
         val repairs = if (damaged && whole) opened.repairs + Repair.MODEL_REINSTALLED else opened.repairs
-        val r = SyncResult(checked.outcome, if (whole) checked.current else null, checked.previous, checked.reason,
-                           if (checked.detail.isEmpty()) opened.note else checked.detail, checked.manifestVersion, repairs)
+        val detail = if (checked.detail.isEmpty()) opened.note else checked.detail
+        val r = SyncResult(checked.outcome, if (whole) checked.current else null, checked.previous, checked.reason, detail,
+                           checked.manifestVersion, repairs)
         state["last_check"] = mapOf("time" to Manifest.formatTime(now), "outcome" to r.outcome.wire, "reason" to r.reason)
         try {
             store.saveState(state)

@@ -6,7 +6,6 @@ import org.junit.Assert.assertEquals
 import org.junit.Assert.assertNotNull
 import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
-import org.junit.Assume.assumeTrue
 import org.junit.Test
 import java.io.File
 import java.security.KeyPair
@@ -185,17 +184,6 @@ class DeviceRepairTest {
         assertNull(Semver.runtimeKey("2.3"))
         assertNull(Semver.runtimeKey("v2.3.0"))
         assertTrue(Semver.compare("2.3.0", Semver.runtimeKey("2.3.0rc1")!!) > 0)
-    }
-
-    @Test
-    fun theDefaultRuntimeIsTheAppsLiteRtPin() {
-        // test.sh passes the repository's tests/vectors; Gradle runs tests in updater/
-        val repo = System.getProperty("mobileml.vectors")?.let { File(it).absoluteFile.parentFile.parentFile }
-        val catalog = listOfNotNull(repo?.let { File(it, "android_demo/gradle/libs.versions.toml") },
-                                    File("../gradle/libs.versions.toml")).firstOrNull { it.isFile }
-        assumeTrue("no gradle/libs.versions.toml (the module was copied out)", catalog != null)
-        val pin = Regex("(?m)^litert = \"([^\"]+)\"").find(catalog!!.readText())?.groupValues?.get(1)
-        assertEquals(pin, UpdaterConfig.LITERT_VERSION)
     }
 
     @Test(timeout = 30000)
