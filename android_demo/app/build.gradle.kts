@@ -27,6 +27,10 @@ android {
         buildConfigField("String", "MODEL", javaString(setting("mobileml.model", "digits")))
         buildConfigField("String", "CHANNEL", javaString(setting("mobileml.channel", "dev")))
         buildConfigField("String", "PUBLIC_KEY_B64", javaString(setting("mobileml.publicKeyB64", "")))
+        // Sent as `Authorization: Bearer <token>` with telemetry (`mobile-ml serve --telemetry-token`); empty: none.
+        buildConfigField("String", "TELEMETRY_TOKEN", javaString(setting("mobileml.telemetryToken", "")))
+        // The LiteRT this app ships: the updater skips a release whose runtime.min_version is newer.
+        buildConfigField("String", "LITERT_VERSION", javaString(libs.versions.litert.get()))
     }
 
     buildTypes {

@@ -49,6 +49,8 @@ class AppContainer(context: Context) {
             appVersion = BuildConfig.VERSION_NAME,
             deviceModel = "${Build.MANUFACTURER} ${Build.MODEL}".take(128),
             sendTelemetry = s.telemetry,
+            runtimeVersion = BuildConfig.LITERT_VERSION,
+            telemetryToken = BuildConfig.TELEMETRY_TOKEN.ifBlank { null },
         )
     }
 
@@ -59,13 +61,23 @@ class AppContainer(context: Context) {
     }
 
     /** Telemetry only needs the server and ids, so it works without a key too; null when the user turned it off. */
-    private fun telemetry(): Telemetry? = if (settings.current.telemetry) Telemetry(config()) else null
+    private fun telemetry(): Telemetry? =
+        if (settings.current.telemetry && configProblem() == null) Telemetry(config()) else null
+
+    /** A malformed mobileml.telemetryToken is a build mistake too: shown in Settings, never a crash. */
+    private fun configProblem(): String? = try {
+        config()
+        null
+    } catch (e: IllegalArgumentException) {
+        e.message ?: "invalid updater settings"
+    }
 
     private fun keyProblem(key: String): String? {
         if (key.isBlank()) {
             return "No key embedded: updates disabled. Put public.b64 in mobileml.publicKeyB64 " +
                 "(android_demo/gradle.properties) and rebuild."
         }
+        configProblem()?.let { return "Updater settings rejected ($it): updates disabled." }
         // The updater parses the key in its constructor; a bad key is a build mistake, shown rather than crashing.
         return try {
             Updater(config(), LiteRtHealthCheck())

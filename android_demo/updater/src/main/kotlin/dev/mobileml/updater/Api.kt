@@ -24,9 +24,20 @@ class UpdaterConfig(
     /** A transfer slower than this over a whole [rateWindowMillis] is abandoned (and resumed next check). */
     val minBytesPerSecond: Long = 1024,
     val rateWindowMillis: Long = 30 * 1000L,
+    /**
+     * The LiteRT version the app ships (its Gradle dependency), checked against a release's `runtime.min_version`;
+     * null: no LiteRT, every release is skipped (`runtime`). A suffix after MAJOR.MINOR.PATCH (`2.0.0-alpha`,
+     * `1.4.0.rc1`) sorts just before that version.
+     */
+    val runtimeVersion: String? = LITERT_VERSION,
+    /** Sent as `Authorization: Bearer <token>` with telemetry (`mobile-ml serve --telemetry-token`); null: none. */
+    val telemetryToken: String? = null,
     val clock: () -> Long = { System.currentTimeMillis() }
 ) {
     init {
+        require(telemetryToken == null || TOKEN.matches(telemetryToken)) {
+            "telemetryToken must be 16-256 characters of A-Z a-z 0-9 . _ ~ + / - (then optional '=')"
+        }
         require(Semver.isValid(appVersion)) { "appVersion '$appVersion' is not a semantic version" }
         require(installId.isNotEmpty()) { "installId is empty" }
         require(checkDeadlineMillis > 0 && minBytesPerSecond >= 0 && rateWindowMillis > 0) { "bad check limits" }
@@ -34,6 +45,12 @@ class UpdaterConfig(
 
     /** The server URL with exactly one trailing slash: file URLs in a manifest are relative to it. */
     val baseUrl: String get() = if (serverUrl.endsWith("/")) serverUrl else "$serverUrl/"
+
+    companion object {
+        /** The LiteRT the demo app depends on (`litert` in android_demo/gradle/libs.versions.toml; a test checks). */
+        const val LITERT_VERSION = "1.4.1"
+        private val TOKEN = Regex("[A-Za-z0-9._~+/-]{16,256}=*")  // RFC 6750 b64token, as the server checks it
+    }
 }
 
 class HealthResult(val ok: Boolean, val detail: String)
@@ -59,14 +76,21 @@ enum class Outcome(val wire: String) {
     REJECTED("rejected"), FAILED("failed")
 }
 
+/** What a check found damaged on the device and mended; reported beside the outcome, never instead of it. */
+enum class Repair(val wire: String) {
+    STATE_REBUILT("state_rebuilt"),  // state.json unreadable or missing: rebuilt from state.backup.json
+    MODEL_REINSTALLED("model_reinstalled")  // current.json, versions/<v>/ or one of its files damaged: downloaded again
+}
+
 /**
  * What one check did. [reason] is a protocol reason code (`hash_mismatch`, `rollback`, ...) or one of `network`,
  * `http_<status>`, `interrupted`, `health_check`, `app_too_old`, `runtime`, `no_space`, `io`, `state_unreadable`.
+ * [current] is the downloaded version the app runs, null when none is whole (the app then runs its bundled model).
  */
 class SyncResult(val outcome: Outcome, val current: String?, val previous: String?, val reason: String?,
-                 val detail: String, val manifestVersion: Long?) {
-    override fun toString(): String =
-        "SyncResult(${outcome.wire}, current=$current, previous=$previous, reason=$reason, detail=$detail)"
+                 val detail: String, val manifestVersion: Long?, val repairs: List<Repair> = emptyList()) {
+    override fun toString(): String = "SyncResult(${outcome.wire}, current=$current, previous=$previous, " +
+        "reason=$reason, repairs=${repairs.map { it.wire }}, detail=$detail)"
 }
 
 class InstalledModel(val version: String, val dir: File, val modelFile: File, val metadata: Map<String, Any?>)

@@ -114,7 +114,7 @@ internal class Http(private val base: String, private val timeoutMillis: Int, pr
     }
 
     /** POST [body]; the status. The reply is read (to reuse the connection) but never more than [MAX_REPLY] bytes. */
-    fun post(path: String, contentType: String, body: ByteArray): Int {
+    fun post(path: String, contentType: String, body: ByteArray, headers: Map<String, String> = emptyMap()): Int {
         val p = pace()
         p.checkDeadline(path)
         val conn = URL(base + path).openConnection() as HttpURLConnection
@@ -125,6 +125,7 @@ internal class Http(private val base: String, private val timeoutMillis: Int, pr
             conn.doOutput = true
             conn.setFixedLengthStreamingMode(body.size)
             conn.setRequestProperty("Content-Type", contentType)
+            for ((k, v) in headers) conn.setRequestProperty(k, v)
             conn.outputStream.use { it.write(body) }
             val status = conn.responseCode
             (if (status < 400) conn.inputStream else conn.errorStream)?.use { input ->

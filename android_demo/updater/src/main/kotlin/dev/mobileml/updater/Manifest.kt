@@ -11,7 +11,9 @@ class Runtime(val name: String, val minVersion: String)
 
 /** What a device installs (`docs/update-protocol.md` §3, the release object). */
 class Release(val model: String, val version: String, val variant: String, val files: List<FileEntry>,
-              val minAppVersion: String, val runtime: Runtime, val metadata: Map<String, Any?>) {
+              val minAppVersion: String, val runtime: Runtime, val metadata: Map<String, Any?>,
+              /** The release object as signed: stored beside the installed files as `.release.json`. */
+              internal val source: Map<*, *> = emptyMap<String, Any?>()) {
     val runtimeName: String get() = runtime.name
     val totalLength: Long get() = files.fold(0L) { acc, f -> acc + f.length }
 }
@@ -30,6 +32,7 @@ class Manifest private constructor(
 ) {
     companion object {
         const val SCHEMA = "mobile_ml.manifest"
+        const val RELEASE_SCHEMA = "mobile_ml.release"
         const val MAX_BYTES = 1 shl 20
         const val MAX_SAFE_INT = (1L shl 53) - 1  // every JSON reader holds it exactly
         const val MAX_FILE_BYTES = 1L shl 32  // 4 GiB: a model file larger than this is not for a phone
@@ -67,6 +70,9 @@ class Manifest private constructor(
                             release, rollout, fallback)
         }
 
+        /** A `mobile_ml.release` document (`versions/<v>/.release.json`), as strictly as a manifest's release. */
+        internal fun parseRelease(raw: ByteArray): Release = readRelease(Documents.open(raw, RELEASE_SCHEMA, "release"))
+
         private fun readFile(f: Fields): FileEntry {
             val e = FileEntry(f.string("name", FILE_NAME, 128), f.string("url", URL, 1024), f.string("sha256", SHA256, 64),
                               f.integer("length", 0, MAX_FILE_BYTES))
@@ -95,7 +101,7 @@ class Manifest private constructor(
             parity.done()
             val metadata = f.mapping("metadata")
             f.done()
-            return Release(model, version, variant, files, minApp, runtime, metadata)
+            return Release(model, version, variant, files, minApp, runtime, metadata, f.raw)
         }
 
         private fun readRollout(f: Fields): Rollout {

@@ -47,4 +47,17 @@ object Semver {
             else -> a.compareTo(b)
         }
     }
+
+    private val RUNTIME = Regex("([0-9]{1,9})\\.([0-9]{1,9})\\.([0-9]{1,9})([\\s\\S]*)")
+
+    /**
+     * A runtime's version as a semantic version: `1.4.1` as is; `2.0.0-alpha` or a PEP 440 `2.3.0.dev20251101` /
+     * `2.3.0rc1` as `X.Y.Z-0`, just before X.Y.Z (as `mobile_ml/client/fits.py`'s runtime_key). Null when it does not
+     * start with MAJOR.MINOR.PATCH.
+     */
+    fun runtimeKey(text: String): String? {
+        val m = RUNTIME.matchEntire(text) ?: return null
+        val core = m.groupValues.subList(1, 4).joinToString(".") { it.toInt().toString() }
+        return if (m.groupValues[4].isEmpty()) core else "$core-0"
+    }
 }

@@ -13,8 +13,8 @@ internal object DeviceState {
     private val B64_KEY = Regex("[A-Za-z0-9+/]{40,1024}={0,2}")
     private val OUTCOMES = setOf("installed", "up_to_date", "not_modified", "skipped", "rejected", "failed", "error")
 
-    /** [raw] if it is a device state, else `UpdateFailed("state_unreadable")` naming the field. */
-    fun check(raw: Any?): Map<String, Any?> {
+    /** [raw] if it is a device state, else `UpdateFailed("state_unreadable")` naming the file and the field. */
+    fun check(raw: Any?, file: String = "state.json"): Map<String, Any?> {
         try {
             val doc = raw as? Map<*, *> ?: throw Rejected("malformed", "not a JSON object")
             val f = Fields(doc, "")
@@ -38,7 +38,7 @@ internal object DeviceState {
             @Suppress("UNCHECKED_CAST")
             return doc as Map<String, Any?>
         } catch (e: Rejected) {
-            throw UpdateFailed("state_unreadable", "state.json: ${e.detail}")
+            throw UpdateFailed("state_unreadable", "$file: ${e.detail}")
         }
     }
 

@@ -25,9 +25,10 @@ class Telemetry(private val config: UpdaterConfig) {
             m
         })
         val pace = Pace.start(config)  // a slow or endless reply is cut like any other transfer
+        val auth = config.telemetryToken?.let { mapOf("Authorization" to "Bearer $it") } ?: emptyMap()
         return try {
             Http(config.baseUrl, config.timeoutMillis) { pace }.post("v1/telemetry", "application/json",
-                                                                     Json.write(body).toByteArray(Charsets.UTF_8)) in 200..299
+                                                                     Json.write(body).toByteArray(Charsets.UTF_8), auth) in 200..299
         } catch (e: java.io.IOException) {
             false
         } catch (e: UpdateFailed) {  // the reply was too slow: telemetry never holds up or fails a check

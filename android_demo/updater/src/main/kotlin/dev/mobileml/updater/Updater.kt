@@ -21,43 +21,57 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
     private val channelKey = "${config.model}/${config.channel}"
     private val manifestPath = "${config.model}/channels/${config.channel}.json"
 
-    /** The installed model the app should run, or null (then it runs the bundled one). */
+    /**
+     * The installed model the app should run, or null when there is none or its files are damaged (then it runs
+     * the bundled one). It hashes the installed files: call it off the main thread.
+     */
     fun current(): InstalledModel? = store.current()
 
     fun lastCheck(): LastCheck? {
-        val state = try {
-            store.loadState()
-        } catch (e: UpdateFailed) {
-            return null  // unreadable: the next check says so
-        }
+        val state = store.peekState() ?: return null  // unreadable: the next check says so
         val c = state["last_check"] as? Map<*, *> ?: return null
         return LastCheck(c["time"] as? String ?: "", c["outcome"] as? String ?: "", c["reason"] as? String)
     }
 
+    /**
+     * One check. Before anything else it looks at the device (§5 step 0): a damaged state.json is rebuilt from its
+     * backup, and installed files that no longer match their release make the device count as running nothing, so
+     * the release is downloaded again. Each repair is named in [SyncResult.repairs].
+     */
     @Synchronized
     fun sync(): SyncResult {
         val now = config.clock()  // one clock reading for the whole check
         pace = Pace.start(config)
-        val state = try {
-            store.prepare()
-            store.loadState()
+        val opened = try {
+            store.open()
         } catch (e: UpdateFailed) {
             // Fail closed: no check runs on a state that cannot be read (its anti-rollback versions and rotated key
-            // would be lost), and the file stays as it is for a look; as mobile_ml.client.sync does.
+            // would be lost), and the files stay as they are for a look; as mobile_ml.client.sync does.
             val r = SyncResult(Outcome.FAILED, null, null, "state_unreadable", e.detail, null)
             if (config.sendTelemetry) report(r)
             return r
         }
-        val r = try {
-            check(state, now)
+        val state = opened.state
+        store.cleanLeftovers()
+        val installed = state["current"] != null || store.pointer.exists()
+        val damaged = installed && store.installedProblem() != null
+        val running = if (damaged) null else state["current"] as? String
+        val checked = try {
+            check(state, now, running)
         } catch (e: Rejected) {
-            failure(Outcome.REJECTED, state, e.reason, e.detail)
+            failure(Outcome.REJECTED, running, state, e.reason, e.detail)
         } catch (e: UpdateFailed) {
             val skipped = e.reason == "app_too_old" || e.reason == "runtime" || e.reason == "no_space"
-            failure(if (skipped) Outcome.SKIPPED else Outcome.FAILED, state, e.reason, e.detail)
+            failure(if (skipped) Outcome.SKIPPED else Outcome.FAILED, running, state, e.reason, e.detail)
         } catch (e: IOException) {  // the device's own storage: full, read-only, removed
-            failure(Outcome.FAILED, state, "io", "${e.javaClass.simpleName}: ${e.message}")
+            failure(Outcome.FAILED, running, state, "io", "${e.javaClass.simpleName}: ${e.message}")
         }
+        val changed = damaged || !installed || checked.outcome == Outcome.INSTALLED  // else: whole, as checked above
+        val whole = !changed || store.installedProblem() == null
+        val repairs = if (damaged && whole) opened.repairs + Repair.MODEL_REINSTALLED else opened.repairs
+        val detail = if (checked.detail.isEmpty()) opened.note else checked.detail
+        val r = SyncResult(checked.outcome, if (whole) checked.current else null, checked.previous, checked.reason, detail,
+                           checked.manifestVersion, repairs)
         state["last_check"] = mapOf("time" to Manifest.formatTime(now), "outcome" to r.outcome.wire, "reason" to r.reason)
         try {
             store.saveState(state)
@@ -68,8 +82,8 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
         return r
     }
 
-    private fun failure(outcome: Outcome, state: Map<String, Any?>, reason: String, detail: String) =
-        SyncResult(outcome, state["current"] as? String, state["previous"] as? String, reason, detail, null)
+    private fun failure(outcome: Outcome, running: String?, state: Map<String, Any?>, reason: String, detail: String) =
+        SyncResult(outcome, running, state["previous"] as? String, reason, detail, null)
 
     /** Telemetry is best effort: whatever the server answers, it is never the check's failure. */
     private fun report(r: SyncResult) {
@@ -84,8 +98,9 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
     /** A verified manifest, the bytes it was verified over, their ETag and the key that verified them. */
     private class Fetched(val manifest: Manifest, val raw: ByteArray, val etag: String?, val key: PublicKey)
 
-    private fun check(state: MutableMap<String, Any?>, now: Long): SyncResult {
-        val current = state["current"] as? String
+    /** The check proper; [running] is the installed version when its files are whole, else null. */
+    private fun check(state: MutableMap<String, Any?>, now: Long, running: String?): SyncResult {
+        val current = running
         val previous = state["previous"] as? String
         // What this device accepted from this channel: versions count per channel, and a device may switch.
         @Suppress("UNCHECKED_CAST")
@@ -101,12 +116,14 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
             accept(state, channels, fetched, current)
             return SyncResult(Outcome.UP_TO_DATE, current, previous, null, "", m.manifestVersion)
         }
+        // a repair of the running version keeps its previous; a damaged version is nobody's previous
+        val keep = if (release.version == state["current"] || current == null) previous else current
         checkFits(release)
-        install(release, current)
+        install(release, keep)
         accept(state, channels, fetched, release.version)  // only once the whole check succeeded
-        state["previous"] = current
+        state["previous"] = keep
         state["current"] = release.version
-        return SyncResult(Outcome.INSTALLED, release.version, current, null, "", m.manifestVersion)
+        return SyncResult(Outcome.INSTALLED, release.version, keep, null, "", m.manifestVersion)
     }
 
     private fun accept(state: MutableMap<String, Any?>, channels: MutableMap<String, Any?>, f: Fetched,
@@ -157,6 +174,11 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
             throw UpdateFailed("app_too_old", "${release.version} needs app ≥ ${release.minAppVersion}")
         }
         if (release.runtimeName != "litert") throw UpdateFailed("runtime", "${release.version} needs ${release.runtimeName}")
+        val have = config.runtimeVersion?.let { Semver.runtimeKey(it) }
+        if (have == null || Semver.compare(release.runtime.minVersion, have) > 0) {
+            throw UpdateFailed("runtime", "${release.version} needs LiteRT ≥ ${release.runtime.minVersion}, " +
+                "this device has ${config.runtimeVersion}")
+        }
         val need = 2 * release.totalLength
         if (config.stateDir.usableSpace < need) throw UpdateFailed("no_space", "$need bytes needed")
     }
@@ -165,14 +187,14 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
      * Steps 7-9: download and verify, health-check, then switch. Verified files are not kept for another try:
      * installed, or known bad. A cut download keeps its partial file, and the next check resumes it.
      */
-    private fun install(release: Release, current: String?) {
+    private fun install(release: Release, keep: String?) {
         val files = LinkedHashMap<String, File>()
         for (f in release.files) files[f.name] = downloader.download(f)
         try {
-            val staged = store.stage(release.version, files)
+            val staged = store.stage(release, files)
             try {
                 runHealthCheck(staged)
-                store.commit(release.version, staged, current)
+                store.commit(release.version, staged, keep)
             } finally {
                 staged.deleteRecursively()
             }

@@ -39,6 +39,7 @@ class IntegrationTest {
         private var server: Process? = null
         private var tmp: File? = null
         private val healthChecks = ArrayList<String>()
+        private const val TOKEN = "kotlin-it-telemetry-token-0123456789"  // serve --telemetry-token: 401 without it
 
         @BeforeClass
         @JvmStatic
@@ -57,7 +58,7 @@ class IntegrationTest {
             url = "http://127.0.0.1:$port/"
             root.mkdirs()
             server = ProcessBuilder(File(bin, "mobile-ml").path, "serve", root.path, "--port", "$port",
-                                    "--telemetry-db", db.path)
+                                    "--telemetry-db", db.path, "--telemetry-token", TOKEN)
                 .redirectErrorStream(true).redirectOutput(File(tmp!!, "serve.log")).start()
             val deadline = System.currentTimeMillis() + 60000
             while (!healthy()) {
@@ -115,9 +116,12 @@ class IntegrationTest {
         }
     }
 
+    private fun config(channel: String = "beta", token: String? = TOKEN) =
+        UpdaterConfig(url, "digits", channel, File(world, "keys/public.b64").readText(), state, "kotlin-device-1",
+                      "1.0.0", deviceModel = "kotlin-updater-test", timeoutMillis = 10000, telemetryToken = token)
+
     private fun updater(listener: UpdateListener? = null, channel: String = "beta") =
-        Updater(UpdaterConfig(url, "digits", channel, File(world, "keys/public.b64").readText(), state, "kotlin-device-1",
-                              "1.0.0", deviceModel = "kotlin-updater-test", timeoutMillis = 10000), health, listener)
+        Updater(config(channel), health, listener)
 
     private fun blob(variant: String) = File(world, "run/exports/$variant/model.tflite").readBytes()
 
@@ -245,6 +249,9 @@ class IntegrationTest {
 
     @Test
     fun t6_updateEventsReachTheServersTelemetry() {
+        val event = listOf(TelemetryEvent("inference", "1.2.0", 1.5))
+        assertTrue("the server refuses telemetry without its token", !Telemetry(config(token = null)).send(event))
+        assertTrue("and takes it with the token", Telemetry(config()).send(event))
         val out = run("telemetry", "summary", "--db", db.path, "--json")
         val rows = (Json.parse(out.trim()) as Map<*, *>)["rows"] as List<*>
         val mine = rows.map { it as Map<*, *> }.filter { it["device_model"] == "kotlin-updater-test" }
@@ -252,6 +259,8 @@ class IntegrationTest {
         val failed = mine.fold(0L) { n, row -> n + row["updates_failed"] as Long }
         assertEquals("installs of 1.0.0, 1.1.0 and 1.2.0: $mine", 3L, applied)
         assertEquals("cut download, tampered blob, replay, forgery: $mine", 4L, failed)
+        val inferences = mine.fold(0L) { n, row -> n + row["inferences"] as Long }
+        assertEquals("only the inference sent with the token: $mine", 1L, inferences)
     }
 
     @Test

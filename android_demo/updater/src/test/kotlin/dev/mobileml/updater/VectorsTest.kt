@@ -122,4 +122,12 @@ class VectorsTest {
     } catch (e: Rejected) {
         e.reason
     }
+
+    /** The updater's default LiteRT (checked against runtime.min_version) is the demo app's pin, in this repository. */
+    @Test
+    fun defaultRuntimeIsTheAppsLiteRtPin() {
+        val catalog = File(dir.absoluteFile.parentFile.parentFile, "android_demo/gradle/libs.versions.toml")
+        val pin = Regex("(?m)^litert = \"([^\"]+)\"").find(catalog.readText())?.groupValues?.get(1)
+        assertEquals("litert in $catalog", pin, UpdaterConfig.LITERT_VERSION)
+    }
 }
