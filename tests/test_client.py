@@ -20,6 +20,7 @@ from mobile_ml.client import state as device_state
 from mobile_ml.client import sync as client
 from mobile_ml.export.metadata import health_check
 from mobile_ml.publish import keys, publisher
+from mobile_ml.publish import manifest as mf
 
 
 @pytest.fixture()
@@ -341,7 +342,6 @@ def test_too_old_app_and_dead_server(world):
 
 def test_staged_rollout_promotion_and_rollback_end_to_end(world):
     """v1 everywhere; v2 to 10 %: inside devices update, outside keep v1; 100 %; rollback; replayed v2 refused."""
-    from mobile_ml.publish import manifest as mf
 
     devices = {i: _installed(world, install_id=f"phone-{i}") for i in range(12)}
     m = publisher.publish(
@@ -482,7 +482,6 @@ def test_download_cut_mid_transfer_then_resumed_and_server_500(world):
 
 def test_key_rotation_then_the_old_key_is_refused(world):
     """Threat 8: the old key hands over to a new one; devices follow, then refuse anything the old key signs."""
-    from mobile_ml.publish import manifest as mf
     from mobile_ml.publish.rotation import rotate
     from mobile_ml.publish.verify import verify_root
 
@@ -508,21 +507,7 @@ def test_key_rotation_then_the_old_key_is_refused(world):
     r = client.sync(cfg)
     assert (r.outcome, r.current) == ("installed", "1.1.0")
     # someone with the old key signs a "newer" manifest: refused, because the device moved on
-    old_private = keys.load_private(world["key"])
-    forged = mf.build(
-        model="digits",
-        channel="beta",
-        manifest_version=99,
-        key_id=keys.key_id(old_private.public_key()),
-        release=mf.parse(_channel(world).read_bytes(), "beta.json").release,
-        rollout_percent=100,
-        salt="x",
-        fallback=None,
-        action="publish",
-    )
-    raw = mf.dumps(forged)
-    _channel(world).write_bytes(raw)
-    (world["root"] / "digits/channels/beta.json.sig").write_bytes(keys.sign(old_private, raw))
+    _forged_old_key_manifest(world)
     r = client.sync(cfg)
     assert (r.outcome, r.reason, r.current) == ("rejected", "bad_signature", "1.1.0")
     # a device that never saw the rotation still accepts the old key's manifest (it has no reason not to)
@@ -587,7 +572,6 @@ def test_download_that_stalls_mid_body_is_a_network_failure(world):
 def _sign_channel(world, edit):
     """Re-sign the channel's manifest with the channel's own key after ``edit`` changed its parsed form: a publisher
     (or a stolen key) signing something hostile."""
-    from mobile_ml.publish import manifest as mf
 
     doc = json.loads(_channel(world).read_bytes())
     edit(doc)
@@ -712,3 +696,22 @@ def test_telemetry_carries_the_servers_ingest_token(digits_export, tmp_path):
     with sqlite3.connect(db) as conn:
         stored = {row[0] for row in conn.execute("SELECT install_id_hash FROM events")}
     assert stored == {hashlib.sha256(b"with-token").hexdigest()}
+
+
+def _forged_old_key_manifest(world):
+    """The channel replaced by a "newer" manifest (version 99) signed with the app's original key."""
+    old_private = keys.load_private(world["key"])
+    forged = mf.build(
+        model="digits",
+        channel="beta",
+        manifest_version=99,
+        key_id=keys.key_id(old_private.public_key()),
+        release=mf.parse(_channel(world).read_bytes(), "beta.json").release,
+        rollout_percent=100,
+        salt="x",
+        fallback=None,
+        action="publish",
+    )
+    raw = mf.dumps(forged)
+    _channel(world).write_bytes(raw)
+    (world["root"] / "digits/channels/beta.json.sig").write_bytes(keys.sign(old_private, raw))

@@ -24,7 +24,16 @@ from mobile_ml.contracts.manifest import Refusal
 from mobile_ml.publish import keys, publisher, trust
 from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.storage import ConcurrentUpdate, ExistsDifferent, open_root
-from tests.test_client import _channel, _installed, _next_release, _sign_channel, device, runs_verified_model, world
+from tests.test_client import (
+    _channel,
+    _forged_old_key_manifest,
+    _installed,
+    _next_release,
+    _sign_channel,
+    device,
+    runs_verified_model,
+    world,
+)
 from tests.test_publish import key_dir, s3_endpoint, s3_env
 from tests.test_serve import req, running
 
@@ -406,24 +415,6 @@ def test_t07_a_stalled_body_fails_as_network_and_keeps_its_bytes(world):
 
 
 # --- 8: key rotation: followed only when the trusted key signed it; the old key is refused afterwards ----------
-
-
-def _forged_old_key_manifest(world):
-    old_private = keys.load_private(world["key"])
-    forged = mf.build(
-        model="digits",
-        channel="beta",
-        manifest_version=99,
-        key_id=keys.key_id(old_private.public_key()),
-        release=mf.parse(_channel(world).read_bytes(), "beta.json").release,
-        rollout_percent=100,
-        salt="x",
-        fallback=None,
-        action="publish",
-    )
-    raw = mf.dumps(forged)
-    _channel(world).write_bytes(raw)
-    (world["root"] / "digits/channels/beta.json.sig").write_bytes(keys.sign(old_private, raw))
 
 
 def test_t08_after_a_rotation_the_old_key_is_refused(world):
