@@ -101,3 +101,10 @@ def test_parse_document_checks_schema_and_version_once():
         parse_document(_Doc, {"schema": "mobile_ml.test", "schema_version": True, "n": 3}, where="d")
     with pytest.raises(ContractError, match="d is not valid JSON: duplicate key"):
         parse_document(_Doc, b'{"schema": "mobile_ml.test", "schema_version": 2, "n": 3, "n": 4}', where="d")
+
+
+@pytest.mark.parametrize("parsed", [None, [], ["schema"], 5, True])
+def test_an_already_parsed_value_that_is_not_an_object_is_refused(parsed):
+    """A reader that parsed the bytes itself (to look at them first) hands over whatever the JSON held."""
+    with pytest.raises(ContractError, match="is not a test document"):
+        parse_document(_Doc, parsed, where="d")

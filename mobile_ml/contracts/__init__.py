@@ -42,11 +42,11 @@ class Document(Protocol):
 D = TypeVar("D", bound=Document)
 
 
-def parse_document(cls: type[D], data: bytes | str | dict[str, Any], *, where: str) -> D:
+def parse_document(cls: type[D], data: bytes | str | dict[str, Any] | list[Any] | None, *, where: str) -> D:
     """Bytes (strict JSON) or an already-parsed object → ``cls``, checking schema name and version first."""
     hint = f"re-run `{cls.REDO}`"
-    if isinstance(data, dict):
-        raw: Any = data
+    if not isinstance(data, (bytes, str)):
+        raw: Any = data  # already parsed (by a reader that needed the raw value first)
     else:
         try:
             raw = loads(data)

@@ -177,7 +177,7 @@ def _read(cls: type[D], path: Path) -> D:
         raw = loads(data)
     except StrictJSONError as e:
         raise ContractError(f"{path} is not valid JSON: {e}", hint="the device state is damaged") from e
-    if not isinstance(raw, dict):  # parse_document takes a dict or bytes, not another parsed value
+    if not isinstance(raw, dict):  # before the schema default below, which needs an object
         raise ContractError(f"{path} is not {cls.WHAT} (not a JSON object)", hint="the device state is damaged")
     if "schema" not in raw:  # written before the schema key existed
         raw = {"schema": cls.SCHEMA, "schema_version": cls.SCHEMA_VERSION, **raw}
