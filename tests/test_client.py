@@ -230,16 +230,7 @@ def test_expired_manifest_is_refused(world):
 
 def test_swapped_blob_is_refused(world):
     cfg = _installed(world)
-    m = publisher.publish(
-        str(world["root"]),
-        world["run"],
-        model="digits",
-        version="1.1.0",
-        channel="beta",
-        key=world["key"],
-        variant="fp32",
-    ).manifest
-    model_entry = m.release.file("model.tflite")
+    model_entry = _next_release(world)
     other = (world["run"] / "exports" / "int8" / "model.tflite").read_bytes()  # a valid model, the wrong one
     (world["root"] / model_entry.url).write_bytes(other)
     r = client.sync(cfg)

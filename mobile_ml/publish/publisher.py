@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -219,19 +220,7 @@ def set_rollout(root: str, model: str, channel: str, *, percent: float, key: str
     private, storage = keys.load_private(key), open_root(root)
     mf.check_percent(percent)
     st = _current(storage, model, channel, private)
-    m = st.current
-    # Same salt: raising the percentage keeps every device that was already in.
-    new = commit(
-        storage,
-        st,
-        private,
-        release=m.release,
-        fallback=m.fallback,
-        percent=percent,
-        salt=m.rollout.salt,
-        action="rollout",
-        now=now,
-    )
+    new = _recommit(storage, st, private, action="rollout", percent=percent, halted=False, now=now)
     return ReleaseResult(storage.url, "rollout", new)
 
 
@@ -245,18 +234,7 @@ def halt(root: str, model: str, channel: str, *, key: str | Path, now=None) -> R
             hint="a channel's first release has nothing to fall back to; stage the next release "
             "with `publish --rollout PCT` and halt that",
         )
-    new = commit(
-        storage,
-        st,
-        private,
-        release=m.release,
-        fallback=m.fallback,
-        percent=m.rollout.percent,
-        salt=m.rollout.salt,
-        action="halt",
-        halted=True,
-        now=now,
-    )
+    new = _recommit(storage, st, private, action="halt", percent=m.rollout.percent, halted=True, now=now)
     return ReleaseResult(storage.url, "halt", new)
 
 
@@ -298,20 +276,40 @@ def refresh(
     private, storage = keys.load_private(key), open_root(root)
     st = _current(storage, model, channel, private)
     m = st.current
-    new = commit(
+    new = _recommit(
+        storage, st, private, action="refresh", percent=m.rollout.percent, halted=m.rollout.halted,
+        expires_days=expires_days, now=now,
+    )  # fmt: skip
+    return ReleaseResult(storage.url, "refresh", new)
+
+
+def _recommit(
+    storage: Any,
+    st: ChannelState,
+    private: Any,
+    *,
+    action: str,
+    percent: float,
+    halted: bool,
+    expires_days: float = mf.DEFAULT_EXPIRY_DAYS,
+    now: datetime | None = None,
+) -> Manifest:
+    """A new manifest for the channel's current release and fallback: same salt, so raising the percentage keeps
+    every device that was already in."""
+    m = st.current
+    return commit(
         storage,
         st,
         private,
         release=m.release,
         fallback=m.fallback,
-        percent=m.rollout.percent,
+        percent=percent,
         salt=m.rollout.salt,
-        action="refresh",
-        halted=m.rollout.halted,
+        action=action,
+        halted=halted,
         expires_days=expires_days,
         now=now,
     )
-    return ReleaseResult(storage.url, "refresh", new)
 
 
 def publish_dev(root: str, rundir: str | Path, *, model: str, channel: str, key_dir: str | Path) -> ReleaseResult:
