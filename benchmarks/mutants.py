@@ -325,7 +325,7 @@ CHANNEL: tuple[Mutant, ...] = (
     _channel(14, "bucket-boundary", "a device whose bucket equals percent × 100 is let in", MANIFEST,
              "< round(percent * 100)", "<= round(percent * 100)", "test_t14_bucketing_vectors_and_the_boundary"),
     _channel(14, "rollout-new-salt", "raising the rollout draws a new salt (devices drop out)", PUBLISHER,
-             'salt=m.rollout.salt,\n        action="rollout",', 'salt=mf.new_salt(),\n        action="rollout",',
+             "salt=m.rollout.salt,", "salt=mf.new_salt(),",
              "test_t14_raising_the_rollout_keeps_everyone_already_in"),
     _channel(14, "ignore-halt", "a halted rollout still lets new devices in", TRUST,
              "if m.rollout.halted:", "if False:", "test_t14_a_halted_rollout_lets_no_new_device_in"),
