@@ -130,4 +130,71 @@ class VectorsTest {
         val pin = Regex("(?m)^litert = \"([^\"]+)\"").find(catalog.readText())?.groupValues?.get(1)
         assertEquals("litert in $catalog", pin, UpdaterConfig.LITERT_VERSION)
     }
+
+    // -- monitoring: tests/vectors/aggregates/ (make_aggregate_vectors.py), replayed by tests/test_monitor_vectors.py
+
+    private fun number(v: Any?): Double = when (v) {
+        "nan" -> Double.NaN
+        "inf" -> Double.POSITIVE_INFINITY
+        "-inf" -> Double.NEGATIVE_INFINITY
+        is Long -> v.toDouble()
+        else -> v as Double
+    }
+
+    private fun doubles(v: Any?): DoubleArray = (v as List<*>).map { number(it) }.toDoubleArray()
+
+    /** Every value at, just below and just above each edge, ±0, ±inf and NaN falls in Python's bin. */
+    @Test
+    fun everyValueFallsInTheBinPythonChose() {
+        val wrong = ArrayList<String>()
+        val all = cases(load("aggregates/bins.json"), "cases")
+        for (c in all) {
+            val edges = doubles(c["edges"])
+            val values = doubles(c["values"])
+            val bins = (c["bins"] as List<*>).map { (it as Long?)?.toInt() ?: -1 }
+            for (i in values.indices) {
+                val got = Bins.index(edges, values[i])
+                if (got != bins[i]) wrong.add("${c["name"]}: ${values[i]} → bin $got, Python says ${bins[i]}")
+            }
+        }
+        assertEquals(emptyList<String>(), wrong)
+        assertTrue(all.size >= 20 && all.any { it["discrete"] == true } && all.any { it["discrete"] == false })
+    }
+
+    /** The same inferences give the same document as Python's Aggregator, and merging two devices the same sum. */
+    @Test
+    fun aggregatesAndTheirMergeAreThePythonOnes() {
+        for (kind in listOf("tabular", "image")) {
+            val doc = load("aggregates/$kind.json")
+            val baseline = Baseline.parse(Json.write(doc["baseline"]).toByteArray())
+            assertEquals(kind, baseline.kind)
+            val devices = cases(doc, "devices")
+            val got = devices.map { device ->
+                val expect = device["expect"] as Map<*, *>
+                var tick = Manifest.parseTime(expect["window_start"] as String) - 1000
+                val agg = Aggregator(baseline, "vectors", "1.0.0", "stable") { tick += 1000; tick }
+                for (o in cases(device, "observations")) {
+                    agg.observe(doubles(o["input"]), doubles(o["probs"]), number(o["latency_ms"]))
+                }
+                assertEquals("$kind counts", expect, Json.parse(agg.toAggregates().toJson()))
+                Aggregates.fromMap(expect)
+            }
+            val merged = Aggregates.merge(got[0], got[1])
+            assertEquals("$kind merge", doc["merged"], Json.parse(merged.toJson()))
+            assertEquals("$kind merge commutes", merged.toJson(), Aggregates.merge(got[1], got[0]).toJson())
+        }
+    }
+
+    /** Image summaries (mean intensity, contrast per channel) are bit-identical to numpy's on integer pixels. */
+    @Test
+    fun imageSummariesArePythonsExactly() {
+        val doc = load("aggregates/image.json")
+        val first = cases(cases(doc, "devices")[0], "observations")
+        val summaries = doc["summaries"] as List<*>
+        assertTrue(summaries.size == 3)
+        for ((i, expect) in summaries.withIndex()) {
+            val got = Bins.imageSummaries(doubles(first[i]["input"]), 2)
+            assertTrue("image $i", doubles(expect).contentEquals(got))
+        }
+    }
 }
