@@ -54,6 +54,7 @@ class Thresholds:
 
 
 def proportions(counts: Sequence[int]) -> list[float]:
+    counts = [int(c) for c in counts]  # numpy integers too
     total = sum(counts)
     if total <= 0 or any(c < 0 for c in counts):
         raise ValueError("proportions need non-negative counts with a positive total")
@@ -61,7 +62,7 @@ def proportions(counts: Sequence[int]) -> list[float]:
 
 
 def _pair(expected: Sequence[int], actual: Sequence[int]) -> tuple[list[float], list[float]]:
-    if len(expected) != len(actual) or not expected:
+    if len(expected) != len(actual) or len(expected) == 0:
         raise ValueError(f"histograms of {len(expected)} and {len(actual)} bins cannot be compared")
     return proportions(expected), proportions(actual)
 
@@ -115,7 +116,8 @@ class Comparison:
 
 
 def compare(expected: Sequence[int], actual: Sequence[int], thresholds: Thresholds = Thresholds()) -> Comparison:
-    count = sum(actual)
+    """PSI, JS distance, count and verdict of the fleet's histogram ``actual`` against the baseline's."""
+    count = int(sum(actual))
     if count == 0:
         return Comparison(math.nan, math.nan, 0, Verdict.NOT_ENOUGH_DATA)
     value = psi(expected, actual)
