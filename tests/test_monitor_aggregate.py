@@ -16,7 +16,14 @@ from mobile_ml.contracts import ContractError, document_dict, parse_document, re
 from mobile_ml.contracts.aggregates import Aggregates, AggregatorState
 from mobile_ml.contracts.baseline import MAX_BINS
 from mobile_ml.errors import DataError
-from mobile_ml.monitor.aggregate import Aggregator, check_against_baseline, merge, state_file
+from mobile_ml.monitor.aggregate import (
+    MAX_UPLOAD_BYTES,
+    Aggregator,
+    check_against_baseline,
+    merge,
+    read_upload,
+    state_file,
+)
 from mobile_ml.monitor.baseline import build_baseline
 
 T0 = datetime(2026, 11, 23, tzinfo=timezone.utc)
@@ -197,3 +204,24 @@ def test_an_uploaded_document_is_read_strictly(baseline, change, field):
     with pytest.raises(ContractError) as e:
         parse_document(Aggregates, json.dumps(doc).encode(), where="aggregates")
     assert field in e.value.field
+
+
+def test_read_upload_caps_parses_and_checks_against_the_baseline(baseline):
+    agg = _agg(baseline)
+    _feed(agg, random.Random(5), 7)
+    data = json.dumps(document_dict(agg.to_document())).encode()
+    asked = []
+
+    def find(model: str, version: str):
+        asked.append((model, version))
+        return baseline
+
+    assert read_upload(data, find) == agg.to_document() and asked == [("digits", "1.0.0")]
+    with pytest.raises(ContractError, match="bytes; at most"):
+        read_upload(data + b" " * MAX_UPLOAD_BYTES, find)
+    with pytest.raises(ContractError, match="not valid JSON"):
+        read_upload(data[:-3], find)
+    other = build_baseline(np.zeros((3, 2)), np.zeros((3, 2)), features=["z", "flag"], kind="tabular",
+                           test_probs=np.full((3, 3), 1 / 3), labels=LABELS)  # fmt: skip
+    with pytest.raises(ContractError, match="bins; the baseline has"):
+        read_upload(data, lambda model, version: other)

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mobile_ml.contracts import ContractError, read_document, write_document
+from mobile_ml.contracts import ContractError, parse_document, read_document, write_document
 from mobile_ml.contracts.aggregates import Aggregates, AggregatorState, FeatureCounts
 from mobile_ml.contracts.baseline import Baseline
 from mobile_ml.errors import DataError
@@ -92,8 +92,8 @@ class Aggregator:
     ) -> Aggregator:
         """The aggregator kept in ``path``, or a new one when the file does not exist yet."""
         agg = cls(baseline, model=model, version=version, channel=channel, path=path, clock=clock)
-        if agg.path is not None and agg.path.exists():
-            state = read_document(AggregatorState, agg.path)
+        if Path(path).exists():
+            state = read_document(AggregatorState, path)
             for doc in (state.current, state.pending):
                 if doc is not None:
                     agg._check_own(doc, str(agg.path))
@@ -247,6 +247,21 @@ def _shape(doc: Aggregates) -> tuple[object, ...]:
         len(doc.confidence),
         len(doc.latency_ms),
     )
+
+
+# The largest document the bounds allow (256 features × 64 bins, 1,000 classes) is about 300 KB of JSON.
+MAX_UPLOAD_BYTES = 1 << 20
+
+
+def read_upload(data: bytes, find_baseline: Callable[[str, str], Baseline], *, where: str = "aggregates") -> Aggregates:
+    """An uploaded document, for the server: size-capped, strictly parsed, then checked against the baseline of
+    the model version it names (``find_baseline(model, version)``, which raises its own error for an unknown
+    one). Anything wrong is a ``ContractError`` naming the field; nothing is stored here."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ContractError(f"{where} is {len(data)} bytes; at most {MAX_UPLOAD_BYTES} are accepted")
+    doc = parse_document(Aggregates, data, where=where)
+    check_against_baseline(doc, find_baseline(doc.model, doc.version), where=where)
+    return doc
 
 
 def check_against_baseline(doc: Aggregates, baseline: Baseline, *, where: str = "aggregates") -> None:
