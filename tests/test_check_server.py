@@ -37,6 +37,9 @@ def published(digits_export, key_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("published") / "root"
     publisher.publish(root, digits_export.run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     shutil.copy(key_dir / "private.pem", root / "private.pem")  # a careless operator's key pair in the root
+    secret = root.parent / "secret.json"
+    secret.write_text('{"secret": true}\n')
+    (root / "digits" / "releases" / "9.9.9.json").symlink_to(secret)  # a protocol path that leaves the root
     return root
 
 
@@ -146,6 +149,9 @@ def test_nginx_with_the_printed_config_passes(published, key_dir, tmp_path):
             # only protocol paths: the key pair in the root and the publisher's lock file stay unserved
             assert _req(url, path="/private.pem")[0] == 404
             assert _req(url, path="/digits/channels/.beta.json.lock")[0] == 404
+            # a symlink at a protocol path that leads out of the root is not followed (disable_symlinks)
+            status, body = _req(url, path="/digits/releases/9.9.9.json")
+            assert status in (403, 404) and b"secret" not in body
             # telemetry reaches the `mobile-ml serve` upstream through the proxy location
             event = _event(event="update_check")
             status, body = _req(
@@ -164,7 +170,8 @@ SHORT_CC = '"public, max-age=60, must-revalidate"'
         # gzip weakens the ETag of every compressed response (nginx 1.7.3+): the JSON manifest's here
         ("    gzip off;", "    gzip on; gzip_types application/json; gzip_min_length 1;", {"strong_etag"}),
         ("    max_ranges 1;", "    max_ranges 0;", {"range", "if_range", "unsatisfiable"}),
-        ("        return 404;", "        autoindex on;", {"no_listing"}),
+        # the fallback location then lists directories and hands out every file, the key pair in the root too
+        ("        return 404;", "        autoindex on;", {"no_listing", "inside_root"}),
         (f"Cache-Control {SHORT_CC}", f"Cache-Control {IMMUTABLE_CC}", {"cache_control"}),
     ],
     ids=["gzip-on", "no-ranges", "autoindex", "manifest-immutable"],
@@ -239,6 +246,9 @@ class Front(BaseHTTPRequestHandler):
         rel = urllib.parse.unquote(self.path.split("?")[0]).lstrip("/")
         if self.fault == "traversal":
             return Path(str(self.root) + "/" + rel)  # no normalisation, no protocol-path filter
+        if self.fault == "everything":  # a plain static server: paths normalised, but every file under the root
+            path = (self.root / rel).resolve()
+            return path if self.root.resolve() in path.parents else None
         if self.fault == "listing" and (self.root / rel).is_dir() and ".." not in rel:
             return self.root / rel
         return self.root / rel if is_protocol_path(rel) and (self.root / rel).is_file() else None
@@ -308,6 +318,7 @@ def front(root, fault=""):
         ("listing", {"no_listing"}),
         ("long_manifest_cache", {"cache_control"}),
         ("traversal", {"inside_root"}),
+        ("everything", {"inside_root"}),  # the key pair left in the root is served
         ("head_body", {"head"}),
     ],
 )

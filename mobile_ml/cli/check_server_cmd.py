@@ -40,6 +40,8 @@ def check_server(
 
 
 def _table(report):
+    import re
+
     from rich.markup import escape
     from rich.table import Table
 
@@ -50,5 +52,6 @@ def _table(report):
     t.add_column("result")
     t.add_column("detail", overflow="fold")
     for c in report.checks:
-        t.add_row(c.check.value, "[green]pass[/]" if c.passed else "[red]FAIL[/]", escape(c.detail))
+        detail = re.sub(r"[0-9a-f]{64}", lambda m: m[0][:12] + "…", c.detail)  # blob names and hashes; --json has all
+        t.add_row(c.check.value, "[green]pass[/]" if c.passed else "[red]FAIL[/]", escape(detail))
     return Fit(t)

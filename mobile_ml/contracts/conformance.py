@@ -25,7 +25,7 @@ class Check(str, enum.Enum):
     HEAD = "head"  # HEAD: same status, ETag and Content-Length as GET, and no body
     CACHE_CONTROL = "cache_control"  # immutable with a long max-age on blobs, short or no-cache on manifests
     NO_LISTING = "no_listing"  # no directory listing at the root, its parents or any directory inside it
-    INSIDE_ROOT = "inside_root"  # traversal attempts, plain and encoded, never answer 2xx with foreign content
+    INSIDE_ROOT = "inside_root"  # traversal (plain, encoded) and non-protocol files never 2xx with foreign content
 
 
 @dataclass(frozen=True)

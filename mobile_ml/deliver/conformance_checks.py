@@ -247,6 +247,11 @@ def inside_root(seen: Seen) -> CheckResult:
         "%252e%252e%252f" * depth + "etc/passwd",  # double encoding, for fronts that decode twice
         "..%5c" * depth + "etc%5cpasswd",  # backslashes, for fronts on Windows paths
         "/" + "../" * depth + "etc/passwd",
+        # what operators leave in a root (docs/update-protocol.md, section 7): only a plain file server hands it out
+        "private.pem",
+        "telemetry.db",
+        ".git/config",
+        "etc/passwd",  # a front whose root is / (or whose fallback location is)
     ]
     known, problems = seen.known(), []
     for a in attempts:
@@ -256,7 +261,7 @@ def inside_root(seen: Seen) -> CheckResult:
                 f"GET {seen.probe.target(a)} → {r.status} with {len(r.body)} bytes that are no protocol "
                 f"file: {r.body[:40]!r}"
             )
-    return _result(Check.INSIDE_ROOT, problems, f"{len(attempts)} traversal attempts (plain and encoded) refused")
+    return _result(Check.INSIDE_ROOT, problems, f"{len(attempts)} traversal attempts (plain and encoded) and non-protocol files refused")
 
 
 CHECKS: tuple[tuple[Check, CheckFn], ...] = (
