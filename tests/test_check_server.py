@@ -260,7 +260,7 @@ class Front(BaseHTTPRequestHandler):
             return self._send(200, {}, "\n".join(f"<a href='{p.name}'>{p.name}</a>" for p in path.iterdir()).encode())
         if path is None or not path.is_file():
             return self._send(404, {}, b"not found")
-        data = path.read_bytes()
+        data = path.read_bytes() + (b"!" * 10 if self.fault == "extra_bytes" and "blobs/" in self.path else b"")
         tag = f'"{hashlib.sha256(data).hexdigest()}"'
         rel = str(path.relative_to(self.root)) if self.root in path.parents else ""
         cc = cache_control(rel)
@@ -343,6 +343,22 @@ def test_a_swapped_blob_fails_sha256(published, tmp_path):
         code, report, _ = check(url)
     # the range checks take a blob that arrived right; the flipped one is named by sha256 alone
     assert code == 3 and failed(report) == {"sha256"}, report.failures
+
+
+def test_a_blob_over_the_memory_cap_is_hashed_as_it_streams(published, monkeypatch):
+    from mobile_ml.deliver import conformance
+
+    sizes = sorted(p.stat().st_size for p in (published / "blobs" / "sha256").iterdir())
+    monkeypatch.setattr(conformance, "MAX_BODY", sizes[-1] - 1)  # the largest blob no longer fits in memory
+    with front(published) as url:
+        code, report, _ = check(url)
+    assert code == 0, report.failures
+    detail = {c.check.value: c.detail for c in report.checks}
+    largest = max((published / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size).name
+    assert largest not in detail["range"] and "blobs/sha256/" in detail["range"]  # ranges on the one kept whole
+    with front(published, "extra_bytes") as url:  # the large blob arrives with bytes past its signed length
+        code, report, _ = check(url)
+    assert "sha256" in failed(report) and f"more than its signed {sizes[-1]} bytes" in report.failures[0].detail
 
 
 def test_a_missing_blob_fails_reachable(published, tmp_path):

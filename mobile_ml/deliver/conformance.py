@@ -25,7 +25,8 @@ from mobile_ml.contracts.conformance import CheckResult, ServerCheck
 from mobile_ml.contracts.manifest import FileEntry, Manifest, Release
 from mobile_ml.errors import ConfigError, GateError, UserError
 
-MAX_BODY = 64 << 20  # bytes read from any one response; a blob past this is not checked further
+MAX_BODY = 64 << 20  # bytes of a response kept in memory; a longer blob is hashed as it streams, not kept
+CHUNK = 1 << 16
 MAX_MANIFEST_AGE = 300  # seconds: a manifest cached longer keeps devices on a halted or rolled-back release
 MIN_IMMUTABLE_AGE = 86400  # seconds: content-addressed files may be cached for ever (the publisher writes a year)
 STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e\x80-\xff]*"')  # RFC 9110 8.8.3 entity-tag without W/
@@ -51,7 +52,9 @@ class ProbeError(Exception):
 class Reply(NamedTuple):
     status: int
     headers: dict[str, str]  # lower-case names
-    body: bytes
+    body: bytes  # empty when the body was longer than MAX_BODY (``length`` and ``sha256`` still describe it)
+    sha256: str = ""
+    length: int = 0  # bytes received, at most the request's limit
 
     def h(self, name: str) -> str:
         return self.headers.get(name, "")
@@ -76,15 +79,22 @@ class Probe:
         cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
         return cls(self.host, self.port, timeout=self.timeout)
 
-    def get(self, rel: str, headers: dict[str, str] | None = None, *, method: str = "GET") -> Reply:
+    def get(self, rel: str, headers: dict[str, str] | None = None, *, limit: int = MAX_BODY) -> Reply:
+        """GET reading at most ``limit`` bytes of the body (a blob: its signed length + 1, to see a longer one)."""
         conn = self._connect()
         try:
-            conn.request(method, self.target(rel), headers={"Accept-Encoding": "identity", **(headers or {})})
+            conn.request("GET", self.target(rel), headers={"Accept-Encoding": "identity", **(headers or {})})
             resp = conn.getresponse()
-            body = resp.read(MAX_BODY)
-            return Reply(resp.status, _lower(resp.getheaders()), body)
+            digest, parts, length = hashlib.sha256(), [], 0
+            while length < limit and (chunk := resp.read(min(CHUNK, limit - length))):
+                digest.update(chunk)
+                length += len(chunk)
+                if length <= MAX_BODY:
+                    parts.append(chunk)
+            body = b"".join(parts) if length <= MAX_BODY else b""
+            return Reply(resp.status, _lower(resp.getheaders()), body, digest.hexdigest(), length)
         except (OSError, http.client.HTTPException) as e:
-            raise ProbeError(f"{method} {self.target(rel)}: {_reason(e)}") from None
+            raise ProbeError(f"GET {self.target(rel)}: {_reason(e)}") from None
         finally:
             conn.close()
 
@@ -154,8 +164,8 @@ class Seen:
         return f"{self.model}/channels/{self.channel}.json"
 
     def sample(self) -> tuple[str, bytes] | None:
-        """The largest blob that arrived whole and right, for the range checks."""
-        good = [(e.length, p) for p, e in self.entries.items() if _arrived(self.replies.get(p), e)]
+        """The largest blob that arrived whole and right (and fits in memory), for the range checks."""
+        good = [(e.length, p) for p, e in self.entries.items() if arrived(self.replies.get(p), e, MAX_BODY)]
         if not good:
             return None
         path = max(good)[1]
@@ -163,11 +173,14 @@ class Seen:
 
     def known(self) -> set[str]:
         """sha256 of every protocol file seen: a traversal attempt answered with one of these stayed in the root."""
-        return {hashlib.sha256(r.body).hexdigest() for r in self.replies.values() if r.status == 200}
+        return {r.sha256 for r in self.replies.values() if r.status == 200}
 
 
-def _arrived(reply: Reply | None, e: FileEntry) -> bool:
-    return reply is not None and reply.status == 200 and hashlib.sha256(reply.body).hexdigest() == e.sha256
+def arrived(reply: Reply | None, e: FileEntry, most: int | None = None) -> bool:
+    """The blob came with exactly its signed bytes (and, given ``most``, no more than that many)."""
+    if reply is None or reply.status != 200 or reply.length != e.length or reply.sha256 != e.sha256:
+        return False
+    return most is None or e.length <= most
 
 
 def check_server(url: str, model: str, channel: str, *, public_key: Any = None, timeout: float = 10.0) -> ServerCheck:
@@ -211,7 +224,8 @@ def _first_pass(probe: Probe, model: str, channel: str) -> Seen:
         raise NotAPublishRoot(e.message, hint="the URL serves something that is not a mobile-ml manifest") from None
     seen = Seen(probe, model, channel, manifest, replies)
     for rel in _protocol_files(seen):
-        reply = probe.get(rel)
+        entry = seen.entries.get(rel)
+        reply = probe.get(rel, limit=entry.length + 1) if entry is not None else probe.get(rel)
         replies[rel] = reply
         if reply.status != 200:
             seen.missing.append(f"{rel} (HTTP {reply.status})")

@@ -6,7 +6,6 @@ detail is the evidence: what was sent and what came back.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from mobile_ml.contracts.conformance import Check, CheckResult
@@ -17,6 +16,7 @@ from mobile_ml.deliver.conformance import (
     STRONG_ETAG,
     CheckFn,
     Seen,
+    arrived,
     release_matches,
 )
 
@@ -45,11 +45,10 @@ def sha256(seen: Seen) -> CheckResult:
     problems = []
     for path, e in seen.entries.items():
         r = seen.replies[path]
-        if r.status == 200 and (len(r.body) != e.length or hashlib.sha256(r.body).hexdigest() != e.sha256):
-            problems.append(
-                f"{path}: {len(r.body)} bytes hashing to {hashlib.sha256(r.body).hexdigest()[:12]}…, "
-                f"signed {e.length} bytes {e.sha256[:12]}…"
-            )
+        if r.status == 200 and r.length > e.length:  # the read stops one byte past the signed length
+            problems.append(f"{path}: more than its signed {e.length} bytes")
+        elif r.status == 200 and not arrived(r, e):
+            problems.append(f"{path}: {r.length} bytes hashing to {r.sha256}, signed {e.length} bytes {e.sha256}")
     m = seen.manifest
     for release in [m.release] + ([m.fallback] if m.fallback is not None else []):
         path = f"{seen.model}/releases/{release.version}.json"
@@ -154,8 +153,8 @@ def head(seen: Seen) -> CheckResult:
         r, extra = seen.probe.head(path)
         if r.status != got.status or r.h("etag") != got.h("etag"):
             problems.append(f"HEAD {path} → {r.status} ETag {r.h('etag')!r}; GET gave {got.status} {got.h('etag')!r}")
-        if r.h("content-length") not in ("", str(len(got.body))):
-            problems.append(f"HEAD {path}: Content-Length {r.h('content-length')}, GET sent {len(got.body)} bytes")
+        if r.h("content-length") not in ("", str(got.length)):
+            problems.append(f"HEAD {path}: Content-Length {r.h('content-length')}, GET sent {got.length} bytes")
         if extra:
             problems.append(f"HEAD {path}: {extra} body bytes after the headers")
     return _result(Check.HEAD, problems, "HEAD answers GET's status, ETag and length, with no body")
@@ -214,17 +213,9 @@ def no_listing(seen: Seen) -> CheckResult:
     ]
     base = seen.probe.base.strip("/").split("/") if seen.probe.base != "/" else []
     dirs += ["/" + "/".join(base[:i]) + ("/" if i else "") for i in range(len(base))]  # the root's parents
-    names = {
-        model,
-        "blobs",
-        "sha256",
-        "channels",
-        "releases",
-        "history",
-        f"{channel}.json",
-        f"{m.release.version}.json",
-        f"{m.manifest_version:08d}.json",
-    } | {url.rpartition("/")[2] for url in seen.entries}
+    # names a listing would show (as a link or a key); bare words such as "history" turn up in any web page
+    names = {f"{model}/", "blobs/", "sha256/", "channels/", "releases/", f"{channel}.json", f"{m.release.version}.json"}
+    names |= {f"{m.manifest_version:08d}.json"} | {url.rpartition("/")[2] for url in seen.entries}
     problems = []
     for d in dirs:
         r = seen.probe.get(d)
@@ -256,12 +247,16 @@ def inside_root(seen: Seen) -> CheckResult:
     known, problems = seen.known(), []
     for a in attempts:
         r = seen.probe.get(a)
-        if 200 <= r.status < 300 and hashlib.sha256(r.body).hexdigest() not in known:
+        if 200 <= r.status < 300 and r.sha256 not in known:
             problems.append(
                 f"GET {seen.probe.target(a)} → {r.status} with {len(r.body)} bytes that are no protocol "
                 f"file: {r.body[:40]!r}"
             )
-    return _result(Check.INSIDE_ROOT, problems, f"{len(attempts)} traversal attempts (plain and encoded) and non-protocol files refused")
+    return _result(
+        Check.INSIDE_ROOT,
+        problems,
+        f"{len(attempts)} traversal attempts (plain and encoded) and non-protocol files refused",
+    )
 
 
 CHECKS: tuple[tuple[Check, CheckFn], ...] = (
