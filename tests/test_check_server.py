@@ -399,9 +399,11 @@ def test_connection_refused_is_one_line_and_exit_2():
     assert err.splitlines()[0] == f"error: cannot reach 127.0.0.1:{port}: connection refused"
 
 
-def test_not_an_http_url_is_exit_2():
+def test_not_an_http_url_or_a_bad_name_is_exit_2():
     code, _, err = check("ftp://127.0.0.1/")
     assert code == 2 and "not an http:// or https:// URL" in err
+    code, _, err = check("http://127.0.0.1:9/", model="../etc")
+    assert code == 2 and "model name '../etc' is not allowed" in err
 
 
 # --- the contract ----------------------------------------------------------------------------------------------------

@@ -46,7 +46,11 @@ class NonConformant(GateError):
 
 
 class ProbeError(Exception):
-    """A request that got no complete HTTP response."""
+    """A request that got no complete HTTP response; ``reason`` alone ("connection refused") for one-line errors."""
+
+    def __init__(self, request: str, reason: str) -> None:
+        super().__init__(f"{request}: {reason}")
+        self.reason = reason
 
 
 class Reply(NamedTuple):
@@ -94,7 +98,7 @@ class Probe:
             body = b"".join(parts) if length <= MAX_BODY else b""
             return Reply(resp.status, _lower(resp.getheaders()), body, digest.hexdigest(), length)
         except (OSError, http.client.HTTPException) as e:
-            raise ProbeError(f"GET {self.target(rel)}: {_reason(e)}") from None
+            raise ProbeError(f"GET {self.target(rel)}", _reason(e)) from None
         finally:
             conn.close()
 
@@ -108,14 +112,14 @@ class Probe:
             conn.sock.sendall(request.encode("ascii"))
             raw = _read_until_close(conn.sock, 1 << 20)
         except OSError as e:
-            raise ProbeError(f"HEAD {self.target(rel)}: {_reason(e)}") from None
+            raise ProbeError(f"HEAD {self.target(rel)}", _reason(e)) from None
         finally:
             conn.close()
         head, sep, rest = raw.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = lines[0].split(" ")
         if not sep or len(status) < 2 or not status[1].isdigit():
-            raise ProbeError(f"HEAD {self.target(rel)}: not an HTTP response")
+            raise ProbeError(f"HEAD {self.target(rel)}", "not an HTTP response")
         pairs = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:] if ":" in line]
         return Reply(int(status[1]), _lower(pairs), b""), len(rest)
 
@@ -187,13 +191,16 @@ def check_server(url: str, model: str, channel: str, *, public_key: Any = None, 
     """Probe ``url`` (the publish root as served) for ``model``/``channel``; raises only for a dead URL or a URL
     that is not a publish root; every other finding is a failed ``CheckResult``."""
     from mobile_ml.deliver import conformance_checks as checks
+    from mobile_ml.publish.manifest import check_name
 
+    check_name("model", model)
+    check_name("channel", channel)  # names become paths: no "/" or ".." gets into a request
     probe = Probe(url, timeout)
     try:
         seen = _first_pass(probe, model, channel)
     except ProbeError as e:
         raise Unreachable(
-            f"cannot reach {probe.host}:{probe.port}: {str(e).rpartition(': ')[2]}",
+            f"cannot reach {probe.host}:{probe.port}: {e.reason}",
             hint="is the server running, and are the URL's host and port right?",
         ) from None
     results = [checks.reachable(seen)]
