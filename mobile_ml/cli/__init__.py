@@ -92,6 +92,7 @@ def _root(
 def _register() -> None:
     from mobile_ml.cli import (
         benchmark_cmd,
+        check_server_cmd,  # noqa: F401  (registers `release check-server` on publish_cmd.release_app)
         data_cmd,
         device_cmd,
         export_cmd,

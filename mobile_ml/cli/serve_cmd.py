@@ -43,8 +43,23 @@ def serve(
         float, typer.Option("--header-timeout", help="Seconds to send a request's headers.")
     ] = 10.0,
     body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds to send a request's body.")] = 30.0,
+    print_nginx_config: Annotated[
+        bool, typer.Option("--print-nginx-config", help="Print an nginx server block for ROOT instead of serving.")
+    ] = False,
+    listen: Annotated[str, typer.Option("--listen", help="With --print-nginx-config: nginx's HOST:PORT.")] = (
+        "127.0.0.1:8080"
+    ),
+    telemetry_upstream: Annotated[
+        str | None,
+        typer.Option("--telemetry-upstream", help="With --print-nginx-config: a `mobile-ml serve` for telemetry."),
+    ] = None,
 ) -> None:
     """Serve a publish root over HTTP with ETags, ranges and cache headers, and accept device telemetry."""
+    if print_nginx_config:  # only the configuration on stdout, so `> nginx.conf` works
+        from mobile_ml.deliver.nginx import config
+
+        typer.echo(config(root, listen=listen, telemetry_upstream=telemetry_upstream), nl=False)
+        return
     from mobile_ml.deliver.guard import Limits
     from mobile_ml.deliver.ports import check_free
     from mobile_ml.deliver.server import check_options

@@ -17,17 +17,15 @@ from mobile_ml.errors import ConfigError
 _NAME = r"[a-z0-9][a-z0-9._-]{0,63}"  # model and channel names (publish.manifest.check_name)
 _SEMVER = r"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)(?:-[0-9A-Za-z.-]+)?"
 _HEX64 = r"[0-9a-f]{64}"
-PROTOCOL_PATHS = re.compile(
-    "|".join(
-        (
-            rf"blobs/sha256/{_HEX64}",
-            rf"{_NAME}/releases/{_SEMVER}\.json",
-            rf"{_NAME}/history/{_NAME}/[0-9]{{8,20}}\.json(?:\.sig)?",
-            rf"{_NAME}/channels/{_NAME}\.json(?:\.sig)?",
-            rf"{_NAME}/keys/{_HEX64}\.json(?:\.sig)?",  # key rotation statements
-        )
-    )
+# One per kind of file in section 2; also the locations of `serve --print-nginx-config` (mobile_ml.deliver.nginx).
+PATTERNS: tuple[str, ...] = (
+    rf"blobs/sha256/{_HEX64}",
+    rf"{_NAME}/releases/{_SEMVER}\.json",
+    rf"{_NAME}/history/{_NAME}/[0-9]{{8,20}}\.json(?:\.sig)?",
+    rf"{_NAME}/channels/{_NAME}\.json(?:\.sig)?",
+    rf"{_NAME}/keys/{_HEX64}\.json(?:\.sig)?",  # key rotation statements
 )
+PROTOCOL_PATHS = re.compile("|".join(PATTERNS))
 
 
 def is_protocol_path(rel: str) -> bool:
