@@ -63,7 +63,7 @@ class PostgresStore(TelemetryStore):
             with self._conn.transaction(), self._conn.cursor() as cur:
                 yield cur
         except psycopg.Error as e:
-            raise StorageError(_scrub(str(e), self._url)) from None
+            raise StorageError(_scrub(" ".join(str(e).split()), self._url)) from None
 
     def _tables(self, cur: Any) -> set[str]:
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
@@ -82,8 +82,7 @@ def unreachable(url: str, e: Exception) -> UserError:
     reason = re.sub(r"^connection failed: ", "", reason)
     return UserError(
         f"cannot connect to PostgreSQL database {db} on host {host} port {port}: {reason}"[:400],
-        hint="check that the server runs there and the URL's user, password and database; "
-        "or leave out --telemetry-db to use a SQLite file",
+        hint="check that the server runs there, and the URL's user, password and database name",
     )
 
 

@@ -206,8 +206,15 @@ def open_store(target: str | Path, *, read_only: bool = False) -> TelemetryStore
     """The store at ``target``: a ``postgresql://`` URL, or else a SQLite file path. For writing, the schema is
     created or migrated; for reading, it must exist and be no newer than this code."""
     if is_url(target):
-        from mobile_ml.deliver.telemetry_pg import PostgresStore
-
+        try:
+            from mobile_ml.deliver.telemetry_pg import PostgresStore
+        except ModuleNotFoundError as e:
+            if e.name != "psycopg":
+                raise
+            raise UserError(
+                "a postgresql:// telemetry store needs psycopg, which is not installed",
+                hint="pip install 'mobile-ml[postgres]'",
+            ) from None
         return PostgresStore(str(target), read_only=read_only)
     return SQLiteStore(Path(target), read_only=read_only)
 
