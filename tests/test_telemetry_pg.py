@@ -153,6 +153,22 @@ def test_servers_starting_at_once_migrate_once(postgres):
         assert s.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
 
 
+def test_a_dropped_postgres_connection_is_reopened(postgres):
+    """The server closes our idle connection (a restart, an idle timeout): the next batch is still stored."""
+    import psycopg
+
+    url = postgres.create("dropped")
+    with open_store(url) as s:
+        s.add(telemetry.validate(body(events(5, seed=9))))
+        with psycopg.connect(postgres.url(), autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'dropped'"
+            ).fetchall()
+        assert killed == [(True,)]
+        s.add(telemetry.validate(body(events(5, seed=10))))
+        assert s.query("SELECT COUNT(*) FROM events")[0][0] == 10
+
+
 def test_a_store_from_a_newer_mobile_ml_is_refused(target):
     with open_store(target) as s, s._transaction() as cur:
         cur.execute(s._sql("INSERT INTO schema_version VALUES (?, ?)"), (SCHEMA_VERSION + 1, "later"))

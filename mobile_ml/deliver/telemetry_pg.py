@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -51,6 +51,16 @@ class PostgresStore(TelemetryStore):
             )
         except psycopg.Error as e:
             raise unreachable(self._url, e) from None
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> int:
+        try:
+            return super().add(rows)
+        except StorageError:
+            if self._conn is None or not self._conn.broken:
+                raise
+            # The connection died while idle (the server restarted, a proxy's idle timeout): once more, on a new
+            # one. Should it have died in COMMIT after all, events with an event_id are still stored once.
+            return super().add(rows)
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
