@@ -373,6 +373,18 @@ def test_a_telemetry_db_from_before_versioning_is_read_and_migrated(tmp_path):
     assert _sqlite_tables(db) == {"events", "schema_version"}
 
 
+@pytest.mark.parametrize("name", ["telemetry.db", "odd?name#.db"])
+def test_a_file_that_is_no_database_is_exit_2(tmp_path, name):
+    (tmp_path / name).write_text("notes, not a database\n" * 100)
+    for args in (
+        ["serve", tmp_path / "root", "--port", "1", "--telemetry-db", tmp_path / name],
+        ["telemetry", "summary", "--db", tmp_path / name],
+    ):
+        (tmp_path / "root").mkdir(exist_ok=True)
+        r = cli(*args)
+        assert r.exit_code == 2 and "is not a usable telemetry database" in _one_error_line(r.stderr), r.output
+
+
 def _sqlite_tables(db: Path) -> set[str]:
     with sqlite3.connect(db) as c:
         return {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

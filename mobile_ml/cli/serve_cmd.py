@@ -54,10 +54,9 @@ def serve(
     from mobile_ml.deliver.ports import check_free
     from mobile_ml.deliver.server import check_options
     from mobile_ml.deliver.server import serve as run
-
-    limits = Limits(idle_timeout, header_timeout, body_timeout, max_connections)
     from mobile_ml.deliver.telemetry import describe, open_store
 
+    limits = Limits(idle_timeout, header_timeout, body_timeout, max_connections)
     check_options(root, telemetry_db, telemetry_token)
     check_free(host, port)  # before "serving…": a busy port is one line and exit 2, not uvicorn's [Errno 98]
     if telemetry_db is not None:

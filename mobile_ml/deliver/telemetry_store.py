@@ -225,25 +225,32 @@ class SQLiteStore(TelemetryStore):
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         path = Path(path)
         super().__init__(str(path))
+        if read_only and not path.is_file():
+            raise InputFileError(
+                f"telemetry database {path} not found", hint="pass the --telemetry-db of `mobile-ml serve`"
+            )
         try:
-            if read_only:
-                if not path.is_file():
-                    raise InputFileError(
-                        f"telemetry database {path} not found", hint="pass the --telemetry-db of `mobile-ml serve`"
-                    )
-                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-                self._db.isolation_level = None
-                with self._transaction() as cur:
-                    self._check_readable(cur)
-                return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            with self._transaction(immediate=True) as cur:  # the write lock first: two openers migrate once
-                self._migrate(cur)
-        except StorageError as e:
-            raise InputFileError(f"{path} is not a usable telemetry database: {e}", hint="pass a new path") from None
+            self._open_for_reading(path) if read_only else self._open_for_writing(path)
+        except (StorageError, sqlite3.Error, OSError) as e:
+            raise InputFileError(
+                f"{path} is not a usable telemetry database: {e}",
+                hint="pass the --telemetry-db of `mobile-ml serve`, or a new file",
+            ) from None
+
+    def _open_for_reading(self, path: Path) -> None:
+        # A URI, so that mode=ro holds (no file created, nothing migrated); as_uri() escapes "?" and "#" in names.
+        self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        self._db.isolation_level = None
+        with self._transaction() as cur:
+            self._check_readable(cur)
+
+    def _open_for_writing(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._transaction(immediate=True) as cur:  # the write lock first: two openers migrate once
+            self._migrate(cur)
 
     @contextlib.contextmanager
     def _transaction(self, immediate: bool = False) -> Iterator[sqlite3.Cursor]:
