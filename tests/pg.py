@@ -133,7 +133,7 @@ def start() -> Postgres:
         "max_connections=50",
     ]
     with open(log, "wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, user=user, start_new_session=True)
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, user=user)
     pg = Postgres(port, home, process)
     _wait_ready(pg, log)
     return pg

@@ -199,6 +199,7 @@ def _free_port() -> int:
 
 
 def _serve(root: Path, db: str) -> tuple[subprocess.Popen, int]:
+    root.mkdir(exist_ok=True)  # an empty publish root: these tests only post telemetry
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "mobile_ml", "serve", str(root), "--port", str(port)]
@@ -247,26 +248,27 @@ def _stored(url: str) -> list[tuple]:
         return c.execute("SELECT event_id, install_id_hash, model, version, event, latency_ms FROM events").fetchall()
 
 
-def test_serve_stores_telemetry_in_postgres(postgres, tmp_path):
+def test_serve_stores_telemetry_in_postgres_as_in_sqlite(postgres, tmp_path):
+    """The same posts to a `serve` on PostgreSQL and a `serve` on SQLite: every event lands in PostgreSQL, and
+    `telemetry summary` prints the same for both."""
     url = postgres.create("served")
     secret_url = url.replace("postgres@", f"postgres:{PASSWORD}@")
+    lite = str(tmp_path / "served.db")
     evs = events(120, seed=6)
-    proc, port = _serve(tmp_path, secret_url)
+    servers = [_serve(tmp_path / "root", db) for db in (secret_url, lite)]
     try:
-        _wait_healthy(proc, port)
-        for i in range(0, len(evs), 40):
-            assert _request(port, "POST", "/v1/telemetry", body(evs[i : i + 40]))[0] == 202
+        for proc, port in servers:
+            _wait_healthy(proc, port)
+            for i in range(0, len(evs), 40):
+                assert _request(port, "POST", "/v1/telemetry", body(evs[i : i + 40]))[0] == 202
     finally:
-        err = _stop(proc)
-    assert proc.returncode == 0 and PASSWORD not in err and "Traceback" not in err
-    assert f"127.0.0.1:{postgres.port}/served" in err  # the "serving …" line names the store, without the password
-    want = {
-        (e["event_id"], e["install_id_hash"], e["model"], e["version"], e["event"], e.get("latency_ms")) for e in evs
-    }
+        errs = [_stop(proc) for proc, _ in servers]
+    assert [proc.returncode for proc, _ in servers] == [0, 0]
+    assert PASSWORD not in errs[0] and "Traceback" not in errs[0] + errs[1]
+    assert f"127.0.0.1:{postgres.port}/served" in errs[0]  # the "serving …" line names the store, without password
+    keys = ("event_id", "install_id_hash", "model", "version", "event", "latency_ms")
     got = _stored(url)
-    assert len(got) == len(evs) and set(got) == want
-    lite = str(tmp_path / "same.db")
-    store_events(lite, evs)
+    assert len(got) == len(evs) and set(got) == {tuple(e.get(k) for k in keys) for e in evs}
     assert summary_json(secret_url) == summary_json(lite)
 
 
@@ -275,7 +277,7 @@ def test_two_servers_share_one_database_nothing_lost_or_duplicated(postgres, tmp
     concurrent posts; a quarter of the batches is posted again to the other server, as a device does after a lost
     reply. Every event id is stored exactly once."""
     url = postgres.create("shared")
-    servers = [_serve(tmp_path, url) for _ in range(2)]
+    servers = [_serve(tmp_path / "root", url) for _ in range(2)]
     batches = [events(25, seed=100 + i) for i in range(96)]
     failures: list[str] = []
 
