@@ -69,7 +69,9 @@ class PostgresStore(TelemetryStore):
     def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+                self._conn = psycopg.connect(
+                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="mobile-ml"
+                )
             with self._conn.transaction(), self._conn.cursor() as cur:
                 yield cur
         except psycopg.Error as e:
