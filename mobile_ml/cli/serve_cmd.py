@@ -16,9 +16,14 @@ def serve(
     root: Annotated[Path, typer.Argument(help="Publish root to serve (read-only).")] = Path("exports"),
     host: Annotated[str, typer.Option("--host", help="Interface; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    telemetry_db: Annotated[
-        Path | None, typer.Option("--telemetry-db", help="SQLite file for POST /v1/telemetry (outside the root).")
-    ] = Path("telemetry.db"),
+    telemetry_db: Annotated[  # str, not Path: Path("postgresql://h/db") would fold the "//"
+        str | None,
+        typer.Option(
+            "--telemetry-db",
+            help="Where POST /v1/telemetry stores: a SQLite file (outside the root), or postgresql://USER:PASS@HOST/DB"
+            " shared by several servers.",
+        ),
+    ] = "telemetry.db",
     telemetry_token: Annotated[
         str | None,
         typer.Option(
@@ -64,13 +69,16 @@ def serve(
     from mobile_ml.deliver.ports import check_free
     from mobile_ml.deliver.server import check_options
     from mobile_ml.deliver.server import serve as run
+    from mobile_ml.deliver.telemetry import describe, open_store
 
     limits = Limits(idle_timeout, header_timeout, body_timeout, max_connections)
     check_options(root, telemetry_db, telemetry_token)
     check_free(host, port)  # before "serving…": a busy port is one line and exit 2, not uvicorn's [Errno 98]
+    if telemetry_db is not None:
+        open_store(telemetry_db).close()  # before "serving…": an unreachable database is exit 2; creates/migrates
     console.info(
         f"serving {render.escape(str(root))} on http://{host}:{port}/ "
-        f"(telemetry → {render.escape(str(telemetry_db))}); Ctrl-C or SIGTERM stops it"
+        f"(telemetry → {render.escape(describe(telemetry_db) if telemetry_db else 'off')}); Ctrl-C or SIGTERM stops it"
     )
     run(
         root,
@@ -85,7 +93,9 @@ def serve(
 
 @telemetry_app.command("summary")
 def summary(
-    db: Annotated[Path, typer.Option("--db", help="The --telemetry-db of `mobile-ml serve`.")] = Path("telemetry.db"),
+    db: Annotated[
+        str, typer.Option("--db", help="The --telemetry-db of `mobile-ml serve`: a SQLite file or postgresql:// URL.")
+    ] = "telemetry.db",
     json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
     """Per model version and device model: devices, adoption, on-device latency p50/p90, failure rate."""

@@ -16,7 +16,6 @@ import hashlib
 import os
 import signal
 import socket
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,7 +129,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 class _Telemetry:
     """POST /v1/telemetry: rate limit, token, type and size checks, strict validation, one transaction."""
 
-    def __init__(self, store: telemetry.Store | None, token: str | None, limiter: RateLimiter | None) -> None:
+    def __init__(self, store: telemetry.TelemetryStore | None, token: str | None, limiter: RateLimiter | None) -> None:
         self.store, self.token, self.limiter = store, token, limiter
         self.floods = FloodLog()
 
@@ -149,8 +148,8 @@ class _Telemetry:
             return _error(e.status, str(e))
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening; nothing was stored
-        except sqlite3.Error as e:
-            self.floods.note("sqlite", f"telemetry not stored: {e}")
+        except telemetry.StorageError as e:
+            self.floods.note("storage", f"telemetry not stored: {e}")
             return _error(503, "telemetry storage is unavailable", {"Retry-After": "60"})
 
     def _refusal(self, request: Request) -> Response | None:
@@ -189,7 +188,7 @@ def check_options(root: str | Path, telemetry_db: str | Path | None, telemetry_t
 
     if not Path(root).is_dir():
         raise InputFileError(f"publish root {root} is not a directory", hint="pass the --root you published to")
-    if telemetry_db is not None:
+    if telemetry_db is not None and not telemetry.is_url(telemetry_db):
         layout.check_outside(Path(root), Path(telemetry_db))
     if telemetry_token is not None:
         telemetry.check_token(telemetry_token)
@@ -206,11 +205,11 @@ def create_app(
     """The ASGI app. ``telemetry_rate``: requests per second per client address (0: no limit); the burst defaults
     to ten seconds' worth."""
     root = Path(root).resolve()
-    if telemetry_db is not None:
+    if telemetry_db is not None and not telemetry.is_url(telemetry_db):
         layout.check_outside(root, Path(telemetry_db))
     if telemetry_token is not None:
         telemetry.check_token(telemetry_token)
-    store = telemetry.Store(telemetry_db) if telemetry_db else None
+    store = telemetry.open_store(telemetry_db) if telemetry_db else None
     limiter = None
     if telemetry_rate > 0:
         limiter = RateLimiter(telemetry_rate, telemetry_burst or max(1.0, 10 * telemetry_rate))

@@ -1,8 +1,10 @@
-"""Device telemetry: strict validation, the optional ingest token, SQLite (WAL) storage, and the summary that feeds
-the next training round.
+"""Device telemetry: strict validation, the optional ingest token, and the summary that feeds the next training
+round. Storage (SQLite by default, PostgreSQL for many servers) is ``telemetry_store``.
 
 Every value is bound as an SQL parameter, never formatted into SQL text; strings are stored verbatim. A batch is
-validated whole before anything is written, and written in one transaction: a rejected batch stores nothing.
+validated whole before anything is written, and written in one transaction: a rejected batch stores nothing. An
+event may carry an ``event_id`` (the client's, random per event): a batch uploaded again after a lost reply is then
+stored once.
 """
 
 from __future__ import annotations
@@ -10,14 +12,41 @@ from __future__ import annotations
 import enum
 import hmac
 import re
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mobile_ml.contracts import ContractError, Fields, StrictJSONError, loads
+from mobile_ml.deliver.telemetry_store import (
+    SQLiteStore,
+    StorageError,
+    TelemetryStore,
+    describe,
+    is_url,
+    open_store,
+)
 from mobile_ml.errors import ConfigError
+
+__all__ = [  # the storage names are re-exported: the server and readers need only this module
+    "EVENT_TYPES",
+    "FIELDS",
+    "MAX_BODY_BYTES",
+    "MAX_EVENTS",
+    "EventType",
+    "Invalid",
+    "StorageError",
+    "Store",
+    "SummaryRow",
+    "TelemetryStore",
+    "check_token",
+    "describe",
+    "is_url",
+    "open_store",
+    "read_events",
+    "summary",
+    "token_matches",
+    "validate",
+]
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENTS = 100
@@ -36,6 +65,7 @@ FIELDS = (
 _STRINGS = {"model": 64, "version": 32, "app_version": 32, "device_model": 128}  # required text: max length
 _HEX = r"[0-9a-f]{16,128}"  # a hash of the install id, never the id itself
 _TOKEN = r"[A-Za-z0-9._~+/-]{16,256}=*"  # RFC 6750 b64token, long enough not to be guessed
+_EVENT_ID = r"[A-Za-z0-9_-]{16,64}"  # e.g. a random UUID, hex or with dashes
 
 
 class EventType(str, enum.Enum):
@@ -46,16 +76,6 @@ class EventType(str, enum.Enum):
 
 
 EVENT_TYPES = tuple(e.value for e in EventType)
-
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-    install_id_hash TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, app_version TEXT NOT NULL,
-    device_model TEXT NOT NULL, event TEXT NOT NULL, latency_ms REAL, error_code TEXT, time TEXT
-);
-CREATE INDEX IF NOT EXISTS events_by_model ON events (model, version, device_model);
-"""
 
 
 class Invalid(ValueError):
@@ -95,6 +115,7 @@ def _event(f: Fields) -> dict[str, Any]:
     row["latency_ms"] = f.opt_number("latency_ms", lo=0)
     row["error_code"] = f.opt_string("error_code", max_len=64)
     row["time"] = f.opt_string("time", max_len=40)
+    row["event_id"] = f.opt_string("event_id", pattern=_EVENT_ID)
     f.done()
     for name, value in row.items():
         if isinstance(value, str) and "\x00" in value:
@@ -118,31 +139,8 @@ def token_matches(authorization: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-class Store:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA_SQL)
-
-    def add(self, rows: list[dict[str, Any]]) -> int:
-        cols = list(FIELDS)
-        sql = f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return len(rows)
-
-    def close(self) -> None:
-        self._db.close()
+# Before PostgreSQL, the only store: code that constructs one from a path keeps working.
+Store = SQLiteStore
 
 
 @dataclass(frozen=True)
@@ -160,29 +158,17 @@ class SummaryRow:
     failure_rate: float | None  # failed / (applied + failed)
 
 
-def _read_events(path: Path) -> list[tuple[Any, ...]]:
-    from mobile_ml.errors import InputFileError
-
-    if not path.is_file():
-        raise InputFileError(
-            f"telemetry database {path} not found", hint="pass the --telemetry-db of `mobile-ml serve`"
-        )
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT model, version, device_model, install_id_hash, event, latency_ms FROM events"
-        ).fetchall()
-    except sqlite3.DatabaseError as e:
-        raise InputFileError(f"{path} is not a telemetry database: {e}", hint="pass the --telemetry-db of serve") from e
-    finally:
-        db.close()
-    return rows
+def read_events(target: str | Path) -> list[tuple[Any, ...]]:
+    """(model, version, device_model, install_id_hash, event, latency_ms) of every stored event."""
+    with open_store(target, read_only=True) as store:
+        return store.query("SELECT model, version, device_model, install_id_hash, event, latency_ms FROM events")
 
 
-def summary(path: str | Path) -> list[SummaryRow]:
+def summary(target: str | Path) -> list[SummaryRow]:
+    """Per (model, version, device model); ``target`` is a SQLite path or a ``postgresql://`` URL."""
     from mobile_ml.benchmark.stats import percentile
 
-    rows = _read_events(Path(path))
+    rows = read_events(target)
     model_devices: dict[str, set[str]] = {}
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for model, version, device, install, event, latency in rows:
