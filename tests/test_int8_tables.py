@@ -82,7 +82,7 @@ def test_integer_variants_of_mixed_scale_features_stay_within_one_row(table_run,
         assert norm is not None and len(norm.mean) == len(meta.input.features) == 4
         assert meta.inside_model == () and any("preprocessing.normalize" in s for s in meta.app_must)
         assert metadata.health_check((out / name / "model.tflite").read_bytes(), meta).ok
-    from mobile_ml.export.exporter import evaluate_file
+    from mobile_ml.export.evaluate import evaluate_file
 
     # `mobile-ml evaluate` on the file feeds it as its metadata.json says, so it agrees with export.json.
     evaluated = evaluate_file(out / "int8" / "model.tflite", table_run)

@@ -94,6 +94,7 @@ def _register() -> None:
         benchmark_cmd,
         data_cmd,
         device_cmd,
+        evaluate_cmd,
         export_cmd,
         pipeline_cmd,
         publish_cmd,
@@ -104,7 +105,7 @@ def _register() -> None:
     app.add_typer(data_cmd.app, name="data")
     app.command("train")(train_cmd.train)
     app.command("export")(export_cmd.export)
-    app.command("evaluate")(export_cmd.evaluate)
+    app.command("evaluate")(evaluate_cmd.evaluate)
     app.add_typer(benchmark_cmd.app, name="benchmark")
     app.add_typer(publish_cmd.keys_app, name="keys")
     app.command("publish")(publish_cmd.publish)
