@@ -163,7 +163,10 @@ def evaluate_tflite(
     meta = _metadata_beside(Path(model_path), data)
     labels = tuple(load_labels(labels_path)) if labels_path else (tuple(meta.labels) if meta else None)
     specs, indices, infos = _data_specs(interpreter)
-    ex = load_examples(eval_path, specs, option="--eval", labelled=True, target=target, labels=labels,
+    if labels is not None and task is not Task.REGRESSION:
+        _check_label_count(labels, interpreter, labels_path or "metadata.json beside the model")
+    classes = None if task is Task.REGRESSION else labels  # regression targets are numbers, not class names
+    ex = load_examples(eval_path, specs, option="--eval", labelled=True, target=target, labels=classes,
                        input_range=input_range)  # fmt: skip
     fed = [ex.x[s.name] for s in specs]
     if meta is not None and len(fed) == 1:
@@ -194,6 +197,17 @@ def evaluate_tflite(
     else:
         result |= _regression(outputs, ex.y, keras)
     return result
+
+
+def _check_label_count(labels: Sequence[str], interpreter: Any, where: str | Path) -> None:
+    """Refused before the data is read: a class list that does not match the output cannot label it."""
+    out = TensorInfo.from_details(interpreter.get_output_details()[0])
+    width = int(np.prod([d for d in out.shape[1:] if d > 0]))
+    if len(interpreter.get_output_details()) == 1 and width != len(labels):
+        raise DataError(
+            f"{where} has {len(labels)} labels but the model's output has {width} values a row",
+            hint="pass --labels with one class name per output value, in output order",
+        )
 
 
 def _metadata_beside(model_path: Path, data: bytes) -> metadata.ModelMetadata | None:
