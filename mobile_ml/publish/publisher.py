@@ -71,7 +71,7 @@ def exports_dir_of(path: str | Path) -> Path:
     exports = RunLayout.of(path).exports
     if not (exports / "export.json").is_file():
         raise InputFileError(
-            f"{path} has no export (neither {path.name}/export.json nor exports/export.json)",
+            f"{path} has no exports: neither {path.name}/export.json nor {path.name}/exports/export.json",
             hint="pass an export directory, or a run directory after `mobile-ml export RUNDIR`",
         )
     return exports
