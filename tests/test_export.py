@@ -13,7 +13,8 @@ from mobile_ml.errors import ConfigError, DataError, GateError, InputFileError
 from mobile_ml.export import convert as convert_mod
 from mobile_ml.export import metadata, tflite_file
 from mobile_ml.export.convert import ConversionError, convert
-from mobile_ml.export.exporter import evaluate_file, export
+from mobile_ml.export.evaluate import evaluate_file
+from mobile_ml.export.exporter import export
 from mobile_ml.export.options import VARIANTS, ExportOptions, parse_variants
 from mobile_ml.export.report import check_gate
 from mobile_ml.outputs import dumps

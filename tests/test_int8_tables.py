@@ -82,11 +82,19 @@ def test_integer_variants_of_mixed_scale_features_stay_within_one_row(table_run,
         assert norm is not None and len(norm.mean) == len(meta.input.features) == 4
         assert meta.inside_model == () and any("preprocessing.normalize" in s for s in meta.app_must)
         assert metadata.health_check((out / name / "model.tflite").read_bytes(), meta).ok
-    from mobile_ml.export.exporter import evaluate_file
+    from mobile_ml.export.evaluate import evaluate_file
 
     # `mobile-ml evaluate` on the file feeds it as its metadata.json says, so it agrees with export.json.
     evaluated = evaluate_file(out / "int8" / "model.tflite", table_run)
     assert evaluated["accuracy"] == result.variant("int8").parity.metrics.accuracy
+    # so does `mobile-ml evaluate MODEL --eval FILE` without the run: the app's normalization comes from metadata.json
+    from mobile_ml.export.evaluate import evaluate_tflite
+    from mobile_ml.train.rundir import load_run
+
+    x, y = load_run(table_run).split("test")
+    np.savez(out.parent / "test.npz", x=x, y=y)
+    alone = evaluate_tflite(out / "int8" / "model.tflite", out.parent / "test.npz")
+    assert alone["accuracy"] == evaluated["accuracy"] and alone["metadata"] is True
     fp32 = metadata.read(out / "fp32" / "metadata.json")  # float variants keep normalization in the model
     assert fp32.app_normalizes is None and "normalization" in fp32.inside_model[0]
     assert "normalize" not in json.loads((out / "fp32" / "metadata.json").read_text())["preprocessing"]

@@ -524,3 +524,94 @@ def test_s3_racing_publishers(digits_export, key_dir, s3_env, monkeypatch):
     publisher.publish(root, run, model="digits", version="1.0.0", channel="beta", key=key_dir)
     _race(monkeypatch, run, root, key_dir)
     assert verify_root(root, str(key_dir / "public.pem")).ok
+
+
+def _release_doc(root, version="1.0.0"):
+    from mobile_ml.contracts import read_document
+    from mobile_ml.contracts.manifest import Release
+
+    return read_document(Release, root / f"digits/releases/{version}.json")
+
+
+def test_publish_from_an_export_directory_records_the_lineage(digits_export, key_dir, tmp_path):
+    """EXPORTDIR (holding export.json) publishes like its run; the release says where the model came from."""
+    from mobile_ml.contracts.lineage import SourceKind, lineage_of
+
+    run, report = digits_export
+    from_export, from_run = tmp_path / "a", tmp_path / "b"
+    publisher.publish(str(from_export), run / "exports", model="digits", version="1.0.0", channel="beta", key=key_dir)
+    publisher.publish(str(from_run), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
+    assert _snapshot(from_export)["digits/releases/1.0.0.json"] == _snapshot(from_run)["digits/releases/1.0.0.json"]
+    release = _release_doc(from_export)
+    lineage = lineage_of(release.metadata, "release")
+    row = next(v for v in report["variants"] if v["variant"] == report["recommended"])
+    assert lineage is not None and lineage.kind is SourceKind.RUN and lineage.form == "run"
+    assert lineage.name == run.name and lineage.sha256 is None  # the committed export's run has no model.keras
+    assert lineage.variant == release.variant == report["recommended"]
+    assert lineage.export_sha256 == hashlib.sha256((run / "exports/export.json").read_bytes()).hexdigest()
+    assert lineage.parity == {k: float(v) for k, v in row["parity"].items()}
+    # the manifest devices verify inlines the same release, lineage included
+    manifest = mf.parse((from_export / manifest_path("digits", "beta")).read_bytes(), "beta.json")
+    assert manifest.release == release
+
+
+def test_a_runs_lineage_carries_the_sha256_of_its_model(exported, key_dir, tmp_path):
+    from mobile_ml.contracts.lineage import lineage_of
+
+    run, _ = exported
+    publisher.publish(str(tmp_path / "root"), run, model="digits", version="1.0.0", channel="beta", key=key_dir)
+    lineage = lineage_of(_release_doc(tmp_path / "root").metadata, "release")
+    assert lineage is not None and lineage.sha256 == hashlib.sha256((run / "model.keras").read_bytes()).hexdigest()
+
+
+def test_an_exports_recorded_source_is_its_lineage(digits_export):
+    """Exports that record their model's source (model files) give it as the lineage, named by file name."""
+    from types import SimpleNamespace
+
+    from mobile_ml.contracts.export import read_export
+    from mobile_ml.contracts.lineage import SourceKind
+
+    run, _ = digits_export
+    report = read_export(run / "exports")
+    source = SimpleNamespace(kind="file", path=Path("/models/cnn.keras"), form="keras3", sha256="ab" * 32)
+    lineage = publisher.export_lineage(SimpleNamespace(**vars(report), source=source), "int8", {}, "cd" * 32)
+    assert (lineage.kind, lineage.name, lineage.form, lineage.sha256) == (
+        SourceKind.FILE,
+        "cnn.keras",
+        "keras3",
+        "ab" * 32,
+    )
+    run_lineage = publisher.export_lineage(report, "int8", {"accuracy": 0.5}, "cd" * 32)
+    assert (run_lineage.kind, run_lineage.name, run_lineage.parity) == (SourceKind.RUN, run.name, {"accuracy": 0.5})
+
+
+def test_history_and_verify_show_the_lineage_and_verify_refuses_a_malformed_one(digits_export, key_dir, tmp_path):
+    from tests.test_cli import run as cli
+
+    run, _ = digits_export
+    root = tmp_path / "root"
+    r = cli("publish", run / "exports", "-m", "digits", "--version", "1.0.0", "-c", "beta", "-k", key_dir,
+            "--root", root)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    hist = cli("release", "history", "digits", "-c", "beta", "--public-key", key_dir, "--root", root, "--json")
+    (entry,) = json.loads(hist.stdout)["entries"]
+    assert entry["lineage"]["kind"] == "run" and entry["lineage"]["name"] == run.name
+    table = cli("release", "history", "digits", "-c", "beta", "--public-key", key_dir, "--root", root)
+    assert f"run {run.name} (run)" in table.stdout
+    ver = cli("release", "verify", "--root", root, "--public-key", key_dir, "--json")
+    assert ver.exit_code == 0 and json.loads(ver.stdout)["lineage"]["digits/releases/1.0.0.json"] == entry["lineage"]
+    doc = root / "digits/releases/1.0.0.json"
+    raw = json.loads(doc.read_text())
+    raw["metadata"]["lineage"]["sha256"] = "not a digest"
+    doc.write_text(json.dumps(raw))
+    bad = cli("release", "verify", "--root", root, "--public-key", key_dir)
+    assert bad.exit_code == 3 and "metadata.lineage.sha256" in bad.stdout + bad.stderr
+
+
+def test_cli_publish_refuses_a_directory_without_an_export(key_dir, tmp_path):
+    from tests.test_cli import run as cli
+
+    (tmp_path / "empty").mkdir()
+    r = cli("publish", tmp_path / "empty", "-m", "digits", "--version", "1.0.0", "-c", "beta", "-k", key_dir,
+            "--root", tmp_path / "root")  # fmt: skip
+    assert r.exit_code == 2 and "has no exports" in r.stderr and not (tmp_path / "root").exists()

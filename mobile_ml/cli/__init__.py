@@ -95,6 +95,7 @@ def _register() -> None:
         check_server_cmd,  # noqa: F401  (registers `release check-server` on publish_cmd.release_app)
         data_cmd,
         device_cmd,
+        evaluate_cmd,
         export_cmd,
         pipeline_cmd,
         publish_cmd,
@@ -105,7 +106,7 @@ def _register() -> None:
     app.add_typer(data_cmd.app, name="data")
     app.command("train")(train_cmd.train)
     app.command("export")(export_cmd.export)
-    app.command("evaluate")(export_cmd.evaluate)
+    app.command("evaluate")(evaluate_cmd.evaluate)
     app.add_typer(benchmark_cmd.app, name="benchmark")
     app.add_typer(publish_cmd.keys_app, name="keys")
     app.command("publish")(publish_cmd.publish)

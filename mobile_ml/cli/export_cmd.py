@@ -1,4 +1,4 @@
-"""``mobile-ml export`` and ``mobile-ml evaluate``."""
+"""``mobile-ml export`` (``mobile-ml evaluate`` is in ``evaluate_cmd``)."""
 
 from __future__ import annotations
 
@@ -78,29 +78,3 @@ def export(
         console.out.print(render.export_table(result))
         console.out.print(render.export_files(result))
     check_gate(result)  # after the evidence is written and shown: exit 3 names the best variant
-
-
-def evaluate(
-    model: Annotated[Path, typer.Argument(help="A .tflite file.")],
-    run: Annotated[
-        Path, typer.Option("--run", "-r", help="The run directory whose Keras model and test split to use.")
-    ],
-    data: Annotated[
-        Path | None, typer.Option("--data", help="Prepared data directory, if not where run.json says.")
-    ] = None,
-    split: Annotated[str, typer.Option(help="Split to evaluate on: train, validation or test.")] = "test",
-    json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON to stdout.")] = False,
-) -> None:
-    """Check any .tflite file against a run's Keras model with LiteRT (accuracy, agreement, output difference)."""
-    from mobile_ml.data.spec import SPLITS
-    from mobile_ml.errors import ConfigError
-    from mobile_ml.export.exporter import evaluate_file
-    from mobile_ml.outputs import dumps
-
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split '{split}'", hint=f"choose one of {', '.join(SPLITS)}")
-    result = evaluate_file(model, run, data_dir=data, split=split)
-    if json:
-        typer.echo(dumps(result), nl=False)
-        return
-    console.out.print(render.evaluation_table(result))

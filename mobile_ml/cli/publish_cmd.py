@@ -85,7 +85,14 @@ def keys_rotate(
 
 
 def publish(
-    rundir: Annotated[Path, typer.Argument(help="Run directory (or quickstart/pipeline output) with exports.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="EXPORTDIR|RUNDIR",
+            help="An export directory (holding export.json, from a run or a model file), or a run directory "
+            "(or quickstart/pipeline output) with exports/.",
+        ),
+    ],
     model: Annotated[str, typer.Option("--model", "-m", help="Model name in the publish root, e.g. digits.")],
     version: Annotated[str, typer.Option("--version", help="Semantic version of this release, e.g. 1.2.0.")],
     channel: Annotated[str, typer.Option("--channel", "-c", help="Channel, e.g. beta or stable.")],
@@ -106,13 +113,14 @@ def publish(
     expires_days: ExpiresDays = 30.0,
     json: Json = False,
 ) -> None:
-    """Publish an exported variant: immutable blobs, a release document, a signed channel manifest."""
+    """Publish an exported variant: immutable blobs, a release document (with the model's lineage), a signed
+    channel manifest."""
     from mobile_ml.publish.publisher import publish as run_publish
 
     _show(
         run_publish(
             root,
-            rundir,
+            source,
             model=model,
             version=version,
             channel=channel,

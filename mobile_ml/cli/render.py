@@ -243,11 +243,11 @@ def release_summary(r: dict) -> str:
 
 def history_table(model: str, channel: str, entries: list) -> Fit:
     t = Table(title=f"{escape(model)}/{escape(channel)}: every manifest issued")
-    for col in ("manifest", "issued", "action", "version", "rollout", "fallback", "signature"):
+    for col in ("manifest", "issued", "action", "version", "rollout", "fallback", "signature", "from"):
         t.add_column(col, justify="right" if col in ("manifest", "rollout") else "left")
     for e in entries:
         if e.get("damaged"):
-            t.add_row("?", "", "[red]damaged[/]", "", "", "", escape(e["path"]))
+            t.add_row("?", "", "[red]damaged[/]", "", "", "", escape(e["path"]), "")
             continue
         rollout = "halted" if e["halted"] else f"{e['percent']:g}%"
         t.add_row(
@@ -258,8 +258,17 @@ def history_table(model: str, channel: str, entries: list) -> Fit:
             rollout,
             e["fallback"] or "—",
             "[green]ok[/]" if e["signature_ok"] else "[red]BAD[/]",
+            escape(_lineage_line(e.get("lineage"))),
         )
     return Fit(t)
+
+
+def _lineage_line(lineage: dict | None) -> str:
+    """``file model.keras (keras3) 1a2b3c4d5e6f`` for a release's lineage; "—" before lineage was recorded."""
+    if not lineage:
+        return "—"
+    sha = lineage["sha256"][:12] if lineage.get("sha256") else "sha256 unknown"
+    return f"{lineage['kind']} {lineage['name']} ({lineage['form']}) {sha}"
 
 
 def verify_summary(report) -> str:
@@ -267,6 +276,7 @@ def verify_summary(report) -> str:
         f"{escape(report.root)}: {report.manifests} channel manifest(s), {report.history_entries} history "
         f"entries, {report.releases} release(s), {report.blobs} blob(s); key {report.key_id[:16]}…"
     ]
+    lines += [f"  {escape(p)}: from {escape(_lineage_line(v))}" for p, v in sorted(report.lineage.items())]
     lines += [f"  [red]problem[/]: {escape(p)}" for p in report.problems]
     lines += [f"  [yellow]warning[/]: {escape(w)}" for w in report.warnings]
     if report.ok:

@@ -55,7 +55,7 @@ from mobile_ml.progress import NullReporter
 from mobile_ml.train.metrics import Metrics, classification_metrics
 from mobile_ml.train.rundir import Run, load_run
 
-__all__ = ["export", "export_run", "evaluate_file", "check_gate"]
+__all__ = ["export", "export_run", "check_gate"]
 
 
 class ExportReporter(Protocol):
@@ -375,37 +375,3 @@ def _build(job: _Job, variant: Variant) -> tuple[bytes, dict[str, float], Finetu
     )
     seconds["convert"] = time.perf_counter() - t
     return data, seconds, tuned
-
-
-def evaluate_file(
-    model_path: str | Path, rundir: str | Path, *, data_dir: str | Path | None = None, split: str = "test"
-) -> dict[str, Any]:
-    """Parity figures of any .tflite file against ``rundir``'s Keras model on one split (nothing is written)."""
-    run = load_run(rundir, data_dir)
-    data = tflite_file.read_model_bytes(model_path)
-    interpreter = tflite_file.load_interpreter(data, str(model_path))  # verifies the flatbuffer first
-    ops = tflite_file.ops_info(data)
-    inputs, outputs = tflite_file.io_details(interpreter)
-    x, y = run.split(split)
-    probs = tflite_file.predict(interpreter, metadata.as_exported(model_path, data, x))
-    model = run.load_model()
-    keras_probs = model.predict(x, batch_size=256, verbose=0)
-    keras_metrics = classification_metrics(y, keras_probs, run.spec.labels)
-    par = parity(probs, y, run.spec.labels, keras_probs, keras_metrics)
-    from mobile_ml.outputs import to_jsonable
-
-    return {
-        "schema": "mobile_ml.evaluation",
-        "schema_version": 1,
-        "model": str(model_path),
-        "run_dir": str(run.dir),
-        "split": split,
-        "bytes": len(data),
-        "keras_accuracy": keras_metrics.accuracy,
-        **par.summary(),
-        "ops": list(ops.ops),
-        "builtin_only": ops.builtin_only,
-        "inputs": [i.to_dict() for i in inputs],
-        "outputs": [o.to_dict() for o in outputs],
-        "metrics": to_jsonable(par.metrics),
-    }

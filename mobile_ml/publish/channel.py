@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from mobile_ml.contracts import ContractError
 from mobile_ml.contracts.manifest import Manifest, Release
 from mobile_ml.errors import InputFileError, UserError
 from mobile_ml.publish import keys
@@ -204,6 +205,18 @@ def _check_as_device(data: bytes, sig: bytes, public_key: Any, state: ChannelSta
         ) from None
 
 
+def _lineage(release: Release, where: str) -> dict[str, Any] | None:
+    """The release's lineage as recorded at publish (None before lineage existed, or if it is malformed: history
+    shows what was issued; `release verify` names a malformed lineage as a problem)."""
+    from mobile_ml.contracts.lineage import lineage_of
+
+    try:
+        found = lineage_of(release.metadata, f"{where}: release")
+    except ContractError:
+        return None
+    return found.to_dict() if found else None
+
+
 def history(storage: Any, model: str, channel: str, public_key: Any) -> list[dict[str, Any]]:
     """Every manifest issued on the channel, oldest first, each with whether its signature verifies (with
     ``public_key`` or a key linked to it by rotation statements)."""
@@ -232,6 +245,7 @@ def history(storage: Any, model: str, channel: str, public_key: Any) -> list[dic
                 "fallback": m.fallback.version if m.fallback else None,
                 "signature_ok": ok,
                 "path": p,
+                "lineage": _lineage(m.release, p),
             }
         )
     return out

@@ -12,8 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.contracts.export import ExportResult
+from mobile_ml.contracts.lineage import KEY as LINEAGE_KEY
+from mobile_ml.contracts.lineage import Lineage, SourceKind
 from mobile_ml.contracts.manifest import FileEntry, Manifest, Parity, Release, Runtime
 from mobile_ml.errors import InputFileError
+from mobile_ml.outputs import sha256_file
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.channel import ChannelState, RefusedError, commit, read_state
@@ -55,16 +59,30 @@ class ExportedVariant:
     metadata: dict[str, Any]
     passed: bool
     parity: dict[str, Any]
+    lineage: Lineage
 
 
-def load_variant(rundir: str | Path, variant: str | None) -> ExportedVariant:
-    """The exported variant to publish (default: the recommended one), checked against its own records."""
-    rundir = Path(rundir)
-    exports = RunLayout.of(rundir).exports
+def exports_dir_of(path: str | Path) -> Path:
+    """The directory holding export.json: ``path`` itself (an export directory, from a run or a model file), or a
+    run's (or pipeline output's) ``exports/``."""
+    path = Path(path)
+    if (path / "export.json").is_file():
+        return path
+    exports = RunLayout.of(path).exports
     if not (exports / "export.json").is_file():
         raise InputFileError(
-            f"{rundir} has no exports (no exports/export.json)", hint="run `mobile-ml export RUNDIR` first"
+            f"{path} has no exports: neither {path.name}/export.json nor {path.name}/exports/export.json",
+            hint="pass an export directory, or a run directory after `mobile-ml export RUNDIR`",
         )
+    return exports
+
+
+def load_variant(path: str | Path, variant: str | None) -> ExportedVariant:
+    """The exported variant to publish (default: the recommended one), checked against its own records.
+
+    ``path`` is an export directory (holding export.json) or a run directory with ``exports/``.
+    """
+    exports = exports_dir_of(path)
     from mobile_ml.contracts.export import read_export
     from mobile_ml.export.metadata import read as read_metadata
 
@@ -82,18 +100,42 @@ def load_variant(rundir: str | Path, variant: str | None) -> ExportedVariant:
     if not model_path.is_file() or not meta_path.is_file():
         raise InputFileError(
             f"the {name} export is incomplete ({model_path.name} or {meta_path.name} missing)",
-            hint="export the run again",
+            hint="export the model again",
         )
     model, meta_bytes = model_path.read_bytes(), meta_path.read_bytes()
     meta = read_metadata(meta_path)
     if hashlib.sha256(model).hexdigest() != meta.model.sha256 or len(model) != meta.model.bytes:
         raise InputFileError(
             f"{model_path} does not match its metadata.json (sha256 or size differs)",
-            hint="the export was modified or damaged; export the run again",
+            hint="the export was modified or damaged; export the model again",
         )
     row = rows[name]
     parity = row.parity.summary() if row.parity else {}
-    return ExportedVariant(str(name), model, meta_bytes, meta.to_dict(), row.passed, parity)
+    lineage = export_lineage(report, str(name), parity, sha256_file(exports / "export.json"))
+    return ExportedVariant(str(name), model, meta_bytes, meta.to_dict(), row.passed, parity, lineage)
+
+
+def export_lineage(report: ExportResult, variant: str, parity: dict[str, Any], export_sha256: str) -> Lineage:
+    """Where the exported model came from. The one place that reads the source from export.json: an export that
+    records its ``source`` (model-file exports do) says it; an older one came from its ``run_dir``."""
+    figures = {k: float(v) for k, v in parity.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    source = getattr(report, "source", None)
+    if source is not None:
+        kind, name, form, sha = SourceKind(source.kind), Path(source.path).name, str(source.form), source.sha256
+    else:
+        kind, name, form, sha = SourceKind.RUN, report.run_dir.name, "run", _run_model_sha256(report.run_dir)
+    return Lineage(kind, name, getattr(form, "value", form), sha, variant, export_sha256, figures)
+
+
+def _run_model_sha256(run_dir: Path) -> str | None:
+    """sha256 of the run's model.keras, None when the run is gone (its exports copied elsewhere)."""
+    from mobile_ml.contracts import read_document
+    from mobile_ml.contracts.run import RunRecord
+
+    if not (run_dir / "run.json").is_file():
+        return None
+    model = run_dir / read_document(RunRecord, run_dir / "run.json").model.files.keras
+    return sha256_file(model) if model.is_file() else None
 
 
 def _blob(name: str, data: bytes) -> FileEntry:
@@ -104,6 +146,7 @@ def _blob(name: str, data: bytes) -> FileEntry:
 def _release_doc(model: str, version: str, ev: ExportedVariant, min_app_version: str) -> Release:
     meta = ev.metadata
     summary: dict[str, Any] = {k: meta[k] for k in ("labels", "input", "output", "preprocessing") if k in meta}
+    summary[LINEAGE_KEY] = ev.lineage.to_dict()  # in the free-form metadata every client accepts (contracts.lineage)
     figures = {k: ev.parity.get(k) for k in ("accuracy", "accuracy_drop_pp", "agreement")}
     # No timestamps: the same version published again must produce the same immutable document.
     return Release(
@@ -137,7 +180,7 @@ def _check_newer(version: str, state: ChannelState) -> None:
 
 def publish(
     root: str,
-    rundir: str | Path,
+    source: str | Path,
     *,
     model: str,
     version: str,
@@ -154,7 +197,7 @@ def publish(
     mf.parse_version(version), mf.parse_version(min_app_version), mf.check_percent(rollout)
     mf.check_expiry_days(expires_days)
     private = keys.load_private(key)
-    ev = load_variant(rundir, variant)
+    ev = load_variant(source, variant)
     if not ev.passed and not force:
         raise RefusedError(
             f"variant {ev.variant} failed the export's accuracy gate",

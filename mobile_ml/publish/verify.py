@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mobile_ml.contracts import ContractError, parse_document
+from mobile_ml.contracts.lineage import lineage_of
 from mobile_ml.contracts.manifest import Manifest, Release
 from mobile_ml.errors import GateError, InputFileError
 from mobile_ml.publish import keys
@@ -32,6 +33,7 @@ class VerifyReport:
     blobs: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    lineage: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # release document → its lineage
 
     @property
     def ok(self) -> bool:
@@ -50,6 +52,7 @@ class VerifyReport:
             "blobs": self.blobs,
             "problems": self.problems,
             "warnings": self.warnings,
+            "lineage": self.lineage,
         }
 
 
@@ -177,6 +180,12 @@ def _check_release_document(storage: Any, blobs: set[str], report: VerifyReport,
     except ContractError as e:
         report.problems.append(e.message)
         return
+    try:
+        found = lineage_of(release.metadata, path)
+    except ContractError as e:
+        report.problems.append(e.message)
+    else:
+        report.lineage[path] = found.to_dict() if found else None
     _check_release(storage, blobs, report, path, release)
 
 
