@@ -276,3 +276,72 @@ def test_custom_objects_are_named_when_missing_and_loaded_from_a_module(flavour,
         np.testing.assert_allclose(model.predict({"x": x})[0], np.asarray(keras_model(x)), atol=1e-6)
     with pytest.raises(InputFileError, match="not a Python file"):
         load_model(path, custom_objects=tmp_path / "nope.py")
+
+
+def test_a_rebuild_that_does_not_match_is_refused(tmp_path, monkeypatch):
+    from mobile_ml.export import keras_rebuild
+
+    model = load_model(save(k3_cnn(), tmp_path / "cnn.keras", "save"))
+    monkeypatch.setattr(keras_rebuild, "_copy_weights", lambda original, new: None)  # fresh random weights
+    with pytest.raises(FinetuneUnsupported, match="differs from it on output output_0"):
+        model.finetunable({"image": IMAGES[:8]})
+
+
+def test_the_temporary_keras3_export_is_made_once_and_removed_with_the_model(tmp_path):
+    import gc
+
+    model = load_model(save(k3_cnn(), tmp_path / "cnn.keras", "save"))
+    model.converter()
+    export = model._scratch["export"]
+    assert (export / "saved_model.pb").is_file()
+    model.converter()
+    assert model._scratch["export"] == export
+    del model
+    gc.collect()
+    assert not export.parent.exists()
+
+
+def test_a_plain_tf_saved_model_and_a_tf_keras_saved_model_for_finetuning(tmp_path):
+    tf = _tf.tensorflow()
+
+    class Scaler(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.ones((4, 2)))
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32, name="features")])
+        def __call__(self, x):
+            return {"scores": tf.matmul(x, self.w)}
+
+    module = Scaler()
+    with _tf.quiet():
+        tf.saved_model.save(module, str(tmp_path / "plain"), signatures=module.__call__)
+    model = load_model(tmp_path / "plain")
+    assert model.form == ModelForm.SAVED_MODEL
+    assert [(s.name, s.shape) for s in model.inputs] == [("features", (4,))]
+    assert [(s.name, s.shape) for s in model.outputs] == [("scores", (2,))]
+    assert model.float_weight_bytes() == 4 * 8
+    x = RNG.normal(0, 1, (5, 4)).astype(np.float32)
+    np.testing.assert_allclose(model.predict({"features": x})[0], x @ np.ones((4, 2)), atol=1e-5)
+    names, got = litert(convert(model, "fp32"), {"features": x})
+    assert names == {"inputs": ["features"], "outputs": ["scores"]}
+    with pytest.raises(FinetuneUnsupported):
+        model.finetunable({"features": x})
+    saved = load_model(save(tk_cnn(), tmp_path / "tk-saved", "tf"))
+    assert isinstance(saved.finetunable({}), _tf.keras().Model)
+
+
+def test_a_run_directory_and_a_keras3_model_dropped_into_one(tiny_run, tmp_path):
+    import shutil
+
+    run_dir, _ = tiny_run
+    model = load_model(run_dir)
+    assert model.form == ModelForm.RUN and model.keras_major == 2
+    assert model.sha256 == hashlib.sha256((run_dir / "model.keras").read_bytes()).hexdigest()
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (spec,) = model.inputs
+    k = keras3()
+    inp = k.Input(spec.shape, name="pixels")
+    save(k.Model(inp, k.layers.Dense(3)(k.layers.Flatten()(inp))), copy / "model.keras", "save")
+    dropped = load_model(copy)
+    assert dropped.form == ModelForm.KERAS3 and [s.name for s in dropped.inputs] == ["pixels"]

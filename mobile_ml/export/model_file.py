@@ -80,7 +80,7 @@ class LoadedModel:
                 f"no data for the model input(s) {', '.join(missing)}",
                 hint=f"the model's inputs are {', '.join(s.name for s in self.inputs)}",
             )
-        args = [np.asarray(x[s.name]) for s in self.inputs]
+        args = [np.asarray(x[s.name], dtype=s.dtype) for s in self.inputs]
         if self.keras_major is not None:
             with _tf.quiet():
                 out = self.handle.predict(args if len(args) > 1 else args[0], batch_size=batch_size, verbose=0)
@@ -94,7 +94,9 @@ class LoadedModel:
         n = len(next(iter(x.values())))
         parts: list[list[np.ndarray]] = [[] for _ in self.outputs]
         for start in range(0, n, batch_size):
-            feed = {s.name: tf.constant(np.asarray(x[s.name][start : start + batch_size])) for s in self.inputs}
+            feed = {
+                s.name: tf.constant(np.asarray(x[s.name][start : start + batch_size], s.dtype)) for s in self.inputs
+            }
             out = fn(**feed)
             for i, spec in enumerate(self.outputs):
                 parts[i].append(out[spec.name].numpy())
