@@ -21,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
-import importlib.util
 import json
 import re
-import sys
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -37,6 +35,7 @@ import numpy as np
 
 from mobile_ml import _tf
 from mobile_ml.errors import InputFileError, UserError
+from mobile_ml.export.custom_objects import first_line, import_custom_objects, load_error, unknown_objects
 from mobile_ml.export.keras_rebuild import FinetuneUnsupported, rebuild
 
 __all__ = ["FinetuneUnsupported", "IOSpec", "LoadedModel", "ModelForm", "load_model"]
@@ -163,7 +162,7 @@ class LoadedModel:
 def load_model(path: str | Path, *, custom_objects: Path | None = None) -> LoadedModel:
     """Load the model at ``path`` with the Keras that wrote it; ``InputFileError`` for anything else."""
     path = Path(path)
-    objects = _import_custom_objects(Path(custom_objects)) if custom_objects else {}
+    objects = import_custom_objects(Path(custom_objects)) if custom_objects else {}
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return _load_saved_model(path)
@@ -221,7 +220,7 @@ def _keras_zip_major(path: Path) -> int:
         version = str(meta["keras_version"])
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
         raise InputFileError(
-            f"{path.name} is not a readable .keras file ({_first_line(e)})",
+            f"{path.name} is not a readable .keras file ({first_line(e)})",
             hint="a .keras file is the zip `model.save('x.keras')` writes; save the model again",
         ) from e
     return _major(path, version)
@@ -240,7 +239,7 @@ def _h5_major(path: Path) -> int:
                 )
     except OSError as e:
         raise InputFileError(
-            f"{path.name} is not a readable HDF5 file ({_first_line(e)})", hint="save the model again"
+            f"{path.name} is not a readable HDF5 file ({first_line(e)})", hint="save the model again"
         ) from e
     if version is None:
         return 2  # Keras before 2.1 wrote no version; only tf_keras can still read such files
@@ -273,7 +272,7 @@ def _load_keras3(path: Path, objects: dict) -> Any:
         with _tf.quiet():
             return keras.saving.load_model(path, custom_objects=objects or None, compile=False)
     except Exception as e:
-        raise _load_error(path, e, "Keras 3", objects, _unknown_objects(path, keras, objects)) from e
+        raise load_error(path, e, "Keras 3", objects, unknown_objects(path, keras, objects)) from e
 
 
 def _load_tf_keras(path: Path, objects: dict) -> Any:
@@ -282,76 +281,7 @@ def _load_tf_keras(path: Path, objects: dict) -> Any:
         with _tf.quiet():
             return tk.models.load_model(path, custom_objects=objects or None, compile=False)
     except Exception as e:
-        raise _load_error(path, e, "tf_keras", objects, _unknown_objects(path, tk, objects)) from e
-
-
-_MISSING = (
-    re.compile(r"Could not locate (?:class|function) '([\w.>]+)'"),
-    re.compile(
-        r"Unknown (?:layer|object|activation|loss|metric|initializer|regularizer|constraint)[^'\"]*['\"]([\w.>]+)"
-    ),
-)
-
-
-def _load_error(path: Path, e: Exception, who: str, objects: dict, unknown: set[str]) -> UserError:
-    # tf_keras reports an unknown layer as "'str' object is not callable", so the config is the first witness.
-    said = {m for pattern in _MISSING for m in pattern.findall(str(e))} - set(objects) - {"function"}
-    missing = sorted(unknown or said)
-    if missing:
-        return UserError(
-            f"{path.name} needs custom objects that are not loaded: {', '.join(missing)}",
-            hint="pass --custom-objects module.py, the Python file that defines them",
-        )
-    return InputFileError(
-        f"cannot load {path.name} with {who}: {_first_line(e)}",
-        hint="the file is damaged or uses what this Keras cannot read back; save the model again as .keras",
-    )
-
-
-def _unknown_objects(path: Path, keras: ModuleType, objects: dict) -> set[str]:
-    """Names of the classes and functions in the model's config that neither Keras nor ``objects`` provides."""
-    try:
-        if path.suffix.lower() == ".keras":
-            with zipfile.ZipFile(path) as z:
-                config = json.loads(z.read("config.json"))
-        else:
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                raw = f.attrs["model_config"]
-            config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except Exception:  # unreadable config: the load error itself is the better message
-        return set()
-    unknown: set[str] = set()
-    _walk_config(config, keras, objects, unknown, in_layers=False)
-    return unknown
-
-
-def _walk_config(value: Any, keras: ModuleType, objects: dict, unknown: set[str], *, in_layers: bool) -> None:
-    if isinstance(value, list):
-        for item in value:
-            _walk_config(item, keras, objects, unknown, in_layers=in_layers)
-        return
-    if not isinstance(value, dict):
-        return
-    name, module = value.get("class_name"), value.get("module")
-    registered = value.get("registered_name") or name
-    if isinstance(name, str) and "config" in value:
-        known = name in objects or registered in objects or keras.saving.get_registered_object(registered) is not None
-        if name == "function":  # a plain Python function (an activation) saved by name
-            fn = value["config"]
-            known = not isinstance(fn, str) or fn in objects or hasattr(keras.activations, fn)
-            name = fn
-        elif module is not None:
-            known = known or str(module).split(".")[0] in ("keras", "tf_keras")
-        elif in_layers:  # legacy format (h5): a layer is known when Keras has a class of that name
-            known = known or hasattr(keras.layers, name) or name in ("Functional", "Sequential", "Model")
-        else:
-            known = True
-        if not known:
-            unknown.add(str(name))
-    for key, item in value.items():
-        _walk_config(item, keras, objects, unknown, in_layers=key == "layers" or (in_layers and key == "config"))
+        raise load_error(path, e, "tf_keras", objects, unknown_objects(path, tk, objects)) from e
 
 
 def _load_saved_model(path: Path) -> LoadedModel:
@@ -365,7 +295,7 @@ def _load_saved_model(path: Path) -> LoadedModel:
         signature = graph.signature_def["serving_default"]
     except Exception as e:  # DecodeError, IndexError (no graph), KeyError (no serving signature)
         raise InputFileError(
-            f"{path.name} is not a usable SavedModel ({type(e).__name__}: {_first_line(e)})",
+            f"{path.name} is not a usable SavedModel ({type(e).__name__}: {first_line(e)})",
             hint="it needs a serving_default signature; save or export the model again",
         ) from e
     ids = {n.user_object.identifier for n in graph.object_graph_def.nodes if n.WhichOneof("kind") == "user_object"}
@@ -377,7 +307,7 @@ def _load_saved_model(path: Path) -> LoadedModel:
         with _tf.quiet():
             loaded = tf.saved_model.load(str(path))
     except Exception as e:
-        raise InputFileError(f"cannot load the SavedModel {path.name}: {_first_line(e)}", hint="export it again") from e
+        raise InputFileError(f"cannot load the SavedModel {path.name}: {first_line(e)}", hint="export it again") from e
     return LoadedModel(path, form, _sha256(path), inputs, outputs, None, loaded)
 
 
@@ -412,38 +342,6 @@ def _natural(name: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
-def _import_custom_objects(module_path: Path) -> dict[str, Any]:
-    """Every Keras layer, model and function that ``module_path`` defines, keyed by name, for either Keras."""
-    if not module_path.is_file() or module_path.suffix != ".py":
-        raise InputFileError(f"--custom-objects {module_path} is not a Python file", hint="pass the module.py path")
-    name = f"mobile_ml_custom_{hashlib.sha256(str(module_path.resolve()).encode()).hexdigest()[:12]}"
-    spec = importlib.util.spec_from_file_location(name, module_path)
-    if spec is None or spec.loader is None:
-        raise InputFileError(f"cannot import {module_path}", hint="pass a Python source file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        raise UserError(f"importing {module_path} failed: {_first_line(e)}", hint="fix the module") from e
-    found: dict[str, Any] = {}
-    for attr, value in vars(module).items():
-        if getattr(value, "__module__", None) != name or attr.startswith("_"):
-            continue
-        if isinstance(value, type) and _is_keras_class(value) or callable(value) and not isinstance(value, type):
-            found[attr] = value
-    if not found:
-        raise UserError(f"{module_path} defines no Keras layer, model or function", hint="pass the module that does")
-    return found
-
-
-def _is_keras_class(cls: type) -> bool:
-    return any(
-        base.__module__.split(".")[0] in ("keras", "tf_keras") and base.__name__ in ("Layer", "Model", "Operation")
-        for base in cls.__mro__
-    )
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     if path.is_file():
@@ -465,7 +363,3 @@ def _dtype(dtype: Any) -> str:
     with contextlib.suppress(AttributeError):
         return str(dtype.name)
     return str(np.dtype(dtype))
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
