@@ -162,7 +162,7 @@ def test_a_regression_model_with_one_linear_output(tmp_path):
     original = k.Sequential([k.Input((5,)), k.layers.Dense(8, activation="relu"), k.layers.Dense(1)])
     x = RNG.normal(0, 1, (50, 5)).astype(np.float32)
     model = load_model(save(original, tmp_path / "reg.keras", "save"))
-    # An unnamed Sequential input is called keras_tensor by Keras 3, and so by its export and by LiteRT.
+    # An unnamed Sequential input keeps its saved InputLayer name through the export into LiteRT's signature.
     (spec,) = model.inputs
     want = np.asarray(original(x))
     names, fp32 = litert(convert(model, "fp32"), {spec.name: x})
@@ -170,6 +170,29 @@ def test_a_regression_model_with_one_linear_output(tmp_path):
     np.testing.assert_allclose(fp32["output_0"], want, atol=1e-5)
     _, int8 = litert(convert(model, "int8", representative=x, int8_io="int8"), {spec.name: x})
     assert np.abs(int8["output_0"] - want).max() < 0.05 * np.ptp(want)
+
+
+def test_outputs_keep_the_model_order_while_litert_sorts_them_by_name(tmp_path):
+    tk, k = _tf.keras(), keras3()
+    inp = tk.Input((4,), name="x")
+    two = tk.Model(inp, [tk.layers.Dense(2, name="zeta")(inp), tk.layers.Dense(1, name="aaa")(inp)])
+    model = load_model(save(two, tmp_path / "two.keras", "save"))
+    assert [s.name for s in model.outputs] == ["zeta", "aaa"]
+    x = RNG.normal(0, 1, (4, 4)).astype(np.float32)
+    names, got = litert(convert(model, "fp32"), {"x": x})
+    assert names["outputs"] == ["aaa", "zeta"]
+    for spec, want in zip(model.outputs, model.predict({"x": x}), strict=True):
+        np.testing.assert_allclose(got[spec.name], want, atol=1e-5)
+    # An unnamed Keras 3 Input is saved as layer "input_layer": the name survives the file, unlike tensor names.
+    unnamed = k.Input((4,))
+    k3 = k.Model(unnamed, [k.layers.Dense(2)(unnamed), k.layers.Dense(1)(unnamed)])
+    model = load_model(save(k3, tmp_path / "k3.keras", "save"))
+    assert [s.name for s in model.inputs] == [unnamed._keras_history[0].name]
+    assert [(s.name, s.shape) for s in model.outputs] == [("output_0", (2,)), ("output_1", (1,))]
+    names, got = litert(convert(model, "fp32"), {model.inputs[0].name: x})
+    assert names == {"inputs": [model.inputs[0].name], "outputs": ["output_0", "output_1"]}
+    for spec, want in zip(model.outputs, model.predict({model.inputs[0].name: x}), strict=True):
+        np.testing.assert_allclose(got[spec.name], want, atol=1e-5)
 
 
 def test_keras3_models_are_rebuilt_in_tf_keras_for_finetuning(tmp_path):

@@ -9,11 +9,12 @@ Forms and how each is recognised (never by trying loaders until one works):
     ``tf.saved_model.save`` output.
 
 Names (``IOSpec.name``) are the names the converted TFLite file's ``serving_default`` signature runner uses, and the
-keys ``LoadedModel.predict`` takes. Inputs: the Keras ``Input`` names (tf_keras ``model.input_names``; Keras 3
-``model.inputs[i].name``, ``keras_tensor`` for an unnamed Sequential input), or the SavedModel signature's input
-keys. Outputs: tf_keras output layer names; Keras 3 ``output_0``, ``output_1``, ... in output order (what
-``model.export()`` names them); a SavedModel's signature output keys. LiteRT lists signature outputs sorted by name,
-so match by name, not by position.
+keys ``LoadedModel.predict`` takes. Inputs: the Keras ``Input`` layer names stored in the file (tf_keras
+``model.input_names``; Keras 3 ``model.inputs[i].name``, which after loading is the InputLayer's name, e.g.
+``input_layer`` when the Input was not named), or the SavedModel signature's input keys (sorted). Outputs: tf_keras
+output layer names; Keras 3 ``output_0``, ``output_1``, ... in output order (what ``model.export()`` names them); a
+SavedModel's signature output keys. LiteRT lists signature outputs sorted by name, so match by name, not position.
+A QAT model (tfmot wraps layers) names its outputs ``quant_<name>``; a pruned one keeps ``<name>``.
 """
 
 from __future__ import annotations
