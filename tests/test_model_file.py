@@ -221,6 +221,10 @@ def test_a_keras3_only_layer_prevents_the_rebuild_and_is_named(tmp_path):
     model = load_model(save(k.Model(inp, out), tmp_path / "rms.keras", "save"))
     with pytest.raises(FinetuneUnsupported, match="layer 'rms' \\(RMSNormalization\\) has no tf_keras equivalent"):
         model.finetunable({"features": np.ones((2, 6), np.float32)})
+    inner = k.Sequential([k.Input((6,)), k.layers.Dense(3)], name="backbone")
+    nested = load_model(save(k.Model(inp, k.layers.Dense(2)(inner(inp))), tmp_path / "nested.keras", "save"))
+    with pytest.raises(FinetuneUnsupported, match="layer 'backbone' is a nested Sequential model"):
+        nested.finetunable({"features": np.ones((2, 6), np.float32)})
     exported = load_model(save(k.Model(inp, out), tmp_path / "rms-export", "export"))
     with pytest.raises(FinetuneUnsupported, match="without a Keras model"):
         exported.finetunable({"features": np.ones((2, 6), np.float32)})

@@ -111,6 +111,11 @@ def _resolve(value: Any, tensors: dict[tuple[str, int], list]) -> Any:
 
 def _tf_keras_layer(tk: Any, layer: Any, name: str) -> Any:
     cls_name = type(layer).__name__
+    if cls_name in ("Functional", "Sequential", "Model"):  # tfmot cannot quantize a model nested in a model anyway
+        raise FinetuneUnsupported(
+            f"layer '{layer.name}' is a nested {cls_name} model, which tfmot cannot fine-tune",
+            hint="skip qat-int8 and pruned-int8 (--variants fp32,fp16,dynamic,int8), or flatten the model",
+        )
     cls = getattr(tk.layers, cls_name, None)
     if not isinstance(cls, type):
         raise FinetuneUnsupported(
