@@ -1,14 +1,16 @@
-"""Keras model → .tflite bytes for one variant, with the converter's failures turned into errors a user can act on."""
+"""A Keras model or a loaded model file → .tflite bytes for one variant, with the converter's failures turned into
+errors a user can act on."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
 from mobile_ml import _tf
 from mobile_ml.errors import DataError, MobileMLError, UserError
+from mobile_ml.export.model_file import LoadedModel
 from mobile_ml.export.options import INTEGER_VARIANTS
 
 
@@ -16,40 +18,82 @@ class ConversionError(UserError):
     """The model cannot be expressed in TFLite builtin ops (exit code 2: the model must change)."""
 
 
-def representative_sample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Up to ``n`` rows of ``x`` drawn without replacement, in a fixed order for a given seed."""
+Representative = np.ndarray | Mapping[str, np.ndarray]  # one input's rows, or input name → rows
+
+
+def representative_sample(x: Representative, n: int, seed: int) -> Representative:
+    """Up to ``n`` rows of ``x`` drawn without replacement, in a fixed order for a given seed; for several inputs the
+    same rows of each."""
+    if isinstance(x, Mapping):
+        rows = len(next(iter(x.values())))
+        idx = np.sort(np.random.default_rng(seed).permutation(rows)[: min(n, rows)])
+        return {k: _real(np.asarray(v)[idx]) for k, v in x.items()}
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(x))[: min(n, len(x))]
     return np.asarray(x[np.sort(idx)], dtype=np.float32)
 
 
-def check_representative(sample: np.ndarray, model) -> None:
-    expected = [int(d) for d in model.input_shape[1:]]
-    got = [int(d) for d in sample.shape[1:]]
-    if got != expected:
+def _real(rows: np.ndarray) -> np.ndarray:
+    return rows if np.issubdtype(rows.dtype, np.integer) else rows.astype(np.float32)
+
+
+def _input_shapes(model) -> dict[str, list[int]]:
+    """Input name → row shape, for a LoadedModel or a tf_keras model (None dimensions as -1)."""
+    if isinstance(model, LoadedModel):
+        return {s.name: [-1 if d is None else int(d) for d in s.shape] for s in model.inputs}
+    return {
+        name: [-1 if d is None else int(d) for d in t.shape[1:]]
+        for name, t in zip(model.input_names, model.inputs, strict=True)
+    }
+
+
+def check_representative(sample: Representative, model) -> None:
+    """Refuse calibration rows that do not fit the model's inputs, are empty or are not finite."""
+    shapes = _input_shapes(model)
+    if not isinstance(sample, Mapping):
+        if len(shapes) != 1:
+            raise DataError(
+                f"the model has {len(shapes)} inputs ({', '.join(shapes)}) but the representative data is one array",
+                hint="pass calibration data for every input (an .npz with x_<input name> arrays)",
+            )
+        sample = {next(iter(shapes)): sample}
+    missing = [name for name in shapes if name not in sample]
+    if missing or len(sample) != len(shapes):
         raise DataError(
-            f"representative data has rows of shape {got} but the model's input is {expected}",
-            hint="calibrate with rows of the data the model was trained on",
+            f"representative data has inputs {', '.join(sample) or 'none'} but the model's are {', '.join(shapes)}",
+            hint="name calibration arrays after the model's inputs (x_<input name> in an .npz)",
         )
-    if len(sample) == 0:
-        raise DataError("representative data is empty", hint="calibration needs at least one row of train data")
-    if not np.isfinite(sample).all():
-        raise DataError(
-            "representative data contains NaN or infinite values",
-            hint="calibrate with cleaned data (`mobile-ml data prepare` imputes missing values)",
-        )
+    for name, expected in shapes.items():
+        rows = np.asarray(sample[name])
+        got = [int(d) for d in rows.shape[1:]]
+        if len(got) != len(expected) or any(e not in (-1, g) for e, g in zip(expected, got, strict=True)):
+            where = f" for input {name}" if len(shapes) > 1 else ""
+            raise DataError(
+                f"representative data{where} has rows of shape {got} but the model's input is {expected}",
+                hint="calibrate with rows of the data the model was trained on",
+            )
+        if len(rows) == 0:
+            raise DataError("representative data is empty", hint="calibration needs at least one row of train data")
+        if not np.isfinite(rows).all():
+            raise DataError(
+                "representative data contains NaN or infinite values",
+                hint="calibrate with cleaned data (`mobile-ml data prepare` imputes missing values)",
+            )
+    if len({len(np.asarray(v)) for v in sample.values()}) > 1:
+        raise DataError("representative data has a different number of rows per input", hint="pass aligned rows")
 
 
 def convert(
     model,
     variant: str,
     *,
-    representative: np.ndarray | None = None,
+    representative: Representative | None = None,
     int8_io: str = "int8",
     allow_flex: bool = False,
     per_channel: bool = True,
 ) -> bytes:
-    """Convert a ``tf_keras`` model; integer variants calibrate on ``representative`` (real-valued input rows).
+    """Convert a ``tf_keras`` model or a ``LoadedModel``; integer variants calibrate on ``representative``
+    (real-valued input rows: an array for a one-input model, input name → rows for any model).
 
     ``per_channel=False`` quantizes each weight tensor with one scale instead of one per output channel. The file
     is smaller (the schema stores a float32 scale and an int64 zero point per channel, 12 bytes, for weights and
@@ -57,7 +101,11 @@ def convert(
     most in depthwise convolutions. The parity figures say whether it did.
     """
     tf = _tf.tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if isinstance(model, LoadedModel):
+        with _tf.quiet():
+            converter = model.converter()
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -88,13 +136,22 @@ def convert(
     except MobileMLError:
         raise
     except Exception as e:
-        raise _explain(e, model, variant, allow_flex) from e
+        keras_model = model.handle if isinstance(model, LoadedModel) and model.keras_major else model
+        raise _explain(e, keras_model, variant, allow_flex) from e
 
 
-def _rows(sample: np.ndarray) -> Callable[[], Iterable[list[np.ndarray]]]:
+def _rows(sample: Representative) -> Callable[[], Iterable[list[np.ndarray] | dict[str, np.ndarray]]]:
+    """Calibration batches of one row. Several inputs are fed as a dict keyed by signature input name: every route
+    (from_keras_model, from_saved_model) accepts that, while a list is matched against the converted graph's own
+    input order, which is not the model's (measured: a two-input list fails with a shape mismatch)."""
+
     def gen():
-        for i in range(len(sample)):
-            yield [sample[i : i + 1]]
+        if isinstance(sample, Mapping):
+            for i in range(len(next(iter(sample.values())))):
+                yield {name: np.asarray(rows)[i : i + 1] for name, rows in sample.items()}
+        else:
+            for i in range(len(sample)):
+                yield [sample[i : i + 1]]
 
     return gen
 
