@@ -57,7 +57,9 @@ def convert(
     most in depthwise convolutions. The parity figures say whether it did.
     """
     tf = _tf.tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    # stand-in for byom-models' LoadedModel route (their convert.py replaces this at merge)
+    loaded = hasattr(model, "converter")
+    converter = model.converter() if loaded else tf.lite.TFLiteConverter.from_keras_model(model)
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -67,7 +69,8 @@ def convert(
     elif variant in INTEGER_VARIANTS:
         if representative is None:
             raise ValueError(f"{variant} needs representative data")
-        check_representative(representative, model)
+        if not loaded:
+            check_representative(representative, model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _rows(representative)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
