@@ -166,12 +166,23 @@ def test_keras3_model_file_exports_fp32_and_int8(keras3_classifier, data, tmp_pa
     out = tmp_path / "k3"
     r = cli(
         "export", keras3_classifier, "--eval", data / "eval.npz", "--calibration", data / "cal.npz",
-        "--variants", "fp32,int8", "--max-accuracy-drop", "5", "--out", out, *FAST,
+        "--variants", "fp32,int8", "--max-accuracy-drop", "5", "--out", out, "--input-range", "-40,40", *FAST,
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     report = _check_evidence(out, ["fp32", "int8"])
     assert report["source"]["form"] == "keras3"
     assert report["keras"]["accuracy"] > 0.8  # the Keras 3 model itself was run for the reference figures
+
+    # --input-range: metadata says what to feed, and the int8 input's scale covers the whole declared range
+    # (the calibration rows only reach about ±15: without the range's ends in calibration, 40 would clamp).
+    meta = json.loads((out / "int8" / "metadata.json").read_text())
+    assert meta["input"]["value_range"] == [-40, 40]
+    tensor = meta["input"]["tensor"]
+    edge = [round(v / tensor["scale"]) + tensor["zero_point"] for v in (-40, 40)]
+    assert -129 <= edge[0] <= -127 and 126 <= edge[1] <= 128, edge
+    assert any(
+        f"[-40, 40] → [{max(edge[0], -128)}, {min(edge[1], 127)}]" in line for line in meta["preprocessing"]["app_must"]
+    )
 
 
 def test_integer_variants_without_calibration_are_skipped_with_a_line(tf_keras_classifier, data, tmp_path):

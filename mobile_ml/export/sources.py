@@ -9,6 +9,8 @@ Choices made here, and why:
   evaluation rows: calibrating on the rows parity is measured on flatters integer variants. With neither, the
   integer variants are skipped with a line that names ``--calibration`` (the float variants still prove the model;
   refusing the whole export would hide them).
+- ``--input-range`` is what the app feeds: calibration gets two rows at its ends (``_spanning``), so an integer
+  input's scale covers it, and metadata.json states the range and the quantize formula.
 - ``--task auto`` reads the Keras outputs on the evaluation rows: one output whose rows are probability
   distributions over two or more classes (non-negative, summing to 1) is a classifier; anything else, a one-unit
   sigmoid included (its probability is then compared as a number), is a regression model.
@@ -240,7 +242,26 @@ def _calibration(path, model, spec, data_dir, options: ExportOptions, common) ->
                 f"--calibration {rows.source}: input {name} contains NaN or infinite values",
                 hint="calibrate with cleaned rows",
             )
-    return rows.take(options.calibration_samples, options.seed)
+    return _spanning(rows.take(options.calibration_samples, options.seed), common["input_range"])
+
+
+def _spanning(rows: Examples, value_range: tuple[float, float] | None) -> Examples:
+    """With ``--input-range LOW,HIGH``, two more calibration rows, all LOW and all HIGH, for every float input.
+
+    The converter sets an integer input's scale from the values calibration showed it. Rows that never reach the
+    declared range's ends would give a scale that clamps what the app may legitimately feed; these two rows make
+    the input's quantization cover exactly the range metadata.json tells the app to feed.
+    """
+    if value_range is None:
+        return rows
+    x = {}
+    for name, v in rows.x.items():
+        if not np.issubdtype(v.dtype, np.floating):
+            x[name] = np.concatenate([v, v[:1], v[:1]])
+            continue
+        ends = np.stack([np.full(v.shape[1:], value_range[0], v.dtype), np.full(v.shape[1:], value_range[1], v.dtype)])
+        x[name] = np.concatenate([v, ends])
+    return Examples(x, None, rows.source)
 
 
 def _finetune(path, model, spec, data_dir, options: ExportOptions, common) -> tuple[Examples, Examples] | None:
