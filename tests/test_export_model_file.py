@@ -315,3 +315,33 @@ def test_a_run_export_records_its_source_and_old_files_read_as_runs(exported, di
     assert raw["source"]["path"] == ".." and raw["variants"][0]["output_diffs"][0]["max_abs_diff"] >= 0
     old = read_export(digits_export.run / "exports")  # written before sources were recorded
     assert old.source.kind.value == "run" and old.source.sha256 == "" and old.task.value == "classification"
+
+
+def test_a_model_file_with_prepared_data_calibrates_on_its_train_split(tiny_run, digits_dir, tmp_path, monkeypatch):
+    """--data DATADIR: calibration rows come from its train split (never the --eval rows), metadata from data.json."""
+    import shutil
+
+    from mobile_ml.data.spec import load_spec, load_split
+    from mobile_ml.export import sources
+
+    spec = load_spec(digits_dir)
+    x_test, y_test = load_split(digits_dir, spec, "test")
+    np.savez(tmp_path / "eval.npz", x=x_test, y=y_test)
+    model = tmp_path / "digits.keras"
+    shutil.copy(tiny_run[0] / "model.keras", model)
+    seen = []
+    real = sources._spanning
+
+    def spy(rows, value_range):
+        seen.append(rows)
+        return real(rows, value_range)
+
+    monkeypatch.setattr(sources, "_spanning", spy)
+    r = cli("export", model, "--eval", tmp_path / "eval.npz", "--data", digits_dir, "--variants", "int8", *FAST)
+    assert r.exit_code == 0, r.output
+    x_train = load_split(digits_dir, spec, "train")[0]
+    (cal,) = seen
+    rows = next(iter(cal.x.values()))
+    assert len(rows) == 64 and all((x_train == row).all(axis=tuple(range(1, x_train.ndim))).any() for row in rows)
+    meta = json.loads((tmp_path / "digits_exports" / "int8" / "metadata.json").read_text())
+    assert meta["labels"] == list(spec.labels) and meta["input"]["kind"] == "image"
