@@ -293,10 +293,14 @@ def test_bad_regression_inputs_exit_2_and_write_nothing(regression_model, extra,
     assert not (d / "reg_exports").exists()
 
 
-def test_labels_that_do_not_match_the_output_exit_2(tf_keras_classifier, data):
-    r = cli("export", tf_keras_classifier, "--eval", data / "eval.npz", "--labels", data / "two-labels.txt")
+def test_labels_that_do_not_match_the_output_exit_2(tf_keras_classifier, data, tmp_path):
+    out = tmp_path / "never"
+    r = cli(
+        "export", tf_keras_classifier, "--eval", data / "eval.npz", "--labels", data / "two-labels.txt", "--out", out
+    )
     assert r.exit_code == 2, r.output
     assert "--labels lists 2 labels but the model's output" in r.stderr and "has 3 classes" in r.stderr
+    assert not out.exists()
 
 
 def test_file_options_are_refused_for_a_run(tiny_run, data):
@@ -345,3 +349,30 @@ def test_a_model_file_with_prepared_data_calibrates_on_its_train_split(tiny_run,
     assert len(rows) == 64 and all((x_train == row).all(axis=tuple(range(1, x_train.ndim))).any() for row in rows)
     meta = json.loads((tmp_path / "digits_exports" / "int8" / "metadata.json").read_text())
     assert meta["labels"] == list(spec.labels) and meta["input"]["kind"] == "image"
+
+
+def test_two_output_regression_model_reports_each_output(tmp_path):
+    from mobile_ml.export import metadata
+
+    keras = _tf_keras()
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(6).normal(0, 1, (200, 4)).astype(np.float32)
+    y = np.concatenate([x[:, :1] * 2, x[:, 1:3] - x[:, 3:]], axis=1).astype(np.float32)
+    inp = keras.Input((4,), name="features")
+    h = keras.layers.Dense(8, activation="relu")(inp)
+    m = keras.Model(inp, [keras.layers.Dense(1, name="first")(h), keras.layers.Dense(2, name="second")(h)])
+    m.compile("adam", "mse")
+    m.fit(x, [y[:, :1], y[:, 1:]], epochs=5, verbose=0)
+    m.save(tmp_path / "two_out.keras")
+    np.savez(tmp_path / "eval.npz", x=x, y=y)
+    r = cli("export", tmp_path / "two_out.keras", "--eval", tmp_path / "eval.npz", "--variants", "fp32,fp16")
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "two_out_exports"
+    report = json.loads((out / "export.json").read_text())
+    assert report["task"] == "regression"  # --task auto: these outputs are not probabilities
+    fp16 = report["variants"][1]
+    assert [d["name"] for d in fp16["output_diffs"]] == ["first", "second"]
+    assert fp16["regression"]["max_abs_diff"] == pytest.approx(max(d["max_abs_diff"] for d in fp16["output_diffs"]))
+    meta = metadata.read(out / "fp16" / "metadata.json")
+    assert [o.name for o in meta.outputs] == ["first", "second"]
+    assert metadata.health_check((out / "fp16" / "model.tflite").read_bytes(), meta).ok

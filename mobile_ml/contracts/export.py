@@ -288,7 +288,7 @@ class ExportResult:
     SCHEMA: ClassVar[str] = EXPORT_SCHEMA
     SCHEMA_VERSION: ClassVar[int] = EXPORT_SCHEMA_VERSION
     WHAT: ClassVar[str] = "a mobile-ml export report"
-    REDO: ClassVar[str] = "mobile-ml export RUNDIR --clean"
+    REDO: ClassVar[str] = "mobile-ml export MODEL --clean"
 
     run_dir: Path | None  # None: the model came as a file (see ``source``)
     exports_dir: Path

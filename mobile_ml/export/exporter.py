@@ -53,6 +53,8 @@ parity = figures.classification  # where ``parity`` lived before mobile_ml.expor
 
 
 class ExportReporter(Protocol):
+    """Progress events; a reporter may also have ``variant_note(text)`` for a requested variant that is skipped."""
+
     def variant_started(self, variant: str, index: int, total: int) -> None: ...
     def finetune_epoch(self, variant: str, epoch: int, epochs: int, logs: dict[str, float]) -> None: ...
     def variant_finished(self, result: VariantResult) -> None: ...
@@ -219,9 +221,9 @@ def export_source(
     todo = [v for v in options.variants if v not in job.skipped]
     notes = tuple(f"{v}: {job.skipped[v]}" for v in options.variants if v in job.skipped)
     if not todo:
-        raise ConfigError(f"no requested variant can be built here: {'; '.join(notes)}", hint=_skip_hint(job))
+        raise ConfigError(f"no requested variant can be built here: {'; '.join(notes)}", hint=SKIP_HINT)
     if options.require is not None and options.require in job.skipped:
-        raise ConfigError(f"--require {options.require}: {job.skipped[options.require]}", hint=_skip_hint(job))
+        raise ConfigError(f"--require {options.require}: {job.skipped[options.require]}", hint=SKIP_HINT)
     for note in notes:
         if (say := getattr(job.reporter, "variant_note", None)) is not None:
             say(note)
@@ -253,8 +255,7 @@ def export_source(
     return final
 
 
-def _skip_hint(job: _Job) -> str:
-    return "pass --calibration FILE / --finetune-data FILE, or choose other --variants (e.g. fp32,fp16,dynamic)"
+SKIP_HINT = "pass --calibration FILE / --finetune-data FILE, or choose other --variants (e.g. fp32,fp16,dynamic)"
 
 
 def _carry_over(earlier: ExportResult, job: _Job) -> list[VariantResult]:

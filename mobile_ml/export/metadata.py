@@ -186,8 +186,9 @@ def health_check(model: bytes, meta: ModelMetadata | bytes | dict[str, Any], whe
         meta = parse_document(ModelMetadata, meta, where=f"metadata.json of {where}")
     case = meta.health_check
     interpreter = tflite_file.load_interpreter(model, where)
-    if case.inputs is not None:  # several inputs, fed by name; the outputs side by side, as the case records them
-        rows = {k: np.asarray(v, dtype=np.float32) for k, v in case.inputs.items()}
+    if case.inputs is not None or meta.outputs:  # fed by name; several outputs side by side, as the case has them
+        named = case.inputs if case.inputs is not None else {meta.input.name or "": case.input}
+        rows = {k: np.asarray(v, dtype=np.float32) for k, v in named.items()}
         names = [o.name for o in meta.outputs] or [meta.output.name]
         got = tflite_file.predict_named(interpreter, rows, names)
         probs = np.concatenate([g.reshape(1, -1) for g in got], axis=1)[0]

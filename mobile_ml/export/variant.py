@@ -19,6 +19,7 @@ from mobile_ml.contracts.export import (
     Task,
     TensorInfo,
     VariantResult,
+    Verdict,
 )
 from mobile_ml.errors import ConfigError, InputFileError
 from mobile_ml.export import metadata, tflite_file
@@ -63,7 +64,7 @@ def export_variant(job: _Job, variant: Variant, build: Builder) -> VariantResult
     seconds["evaluate"] = time.perf_counter() - t
     gate = figures.judge(par, reg, job.options, job.src.task)
     if par is not None or reg is not None:
-        meta = _metadata(job, variant, interpreter, data, par, reg, gate.value == "pass")
+        meta = _metadata(job, variant, interpreter, data, par, reg, gate is Verdict.PASS)
         write_document(vdir / "metadata.json", meta)
     return VariantResult(
         variant,
