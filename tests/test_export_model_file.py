@@ -83,6 +83,7 @@ def regression_model(tmp_path_factory):
     y = (x @ w * 10 + 50).astype(np.float32)[:, None]  # on a scale of tens: the gate is in these units
     np.savez(d / "eval.npz", x=x[300:], y=y[300:])
     np.savez(d / "cal.npz", x=x[:100])
+    np.savez(d / "train.npz", x=x[:300], y=y[:300])
     keras = _tf_keras()
     keras.utils.set_random_seed(0)
     m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
@@ -232,7 +233,10 @@ def test_regression_parity_is_error_against_keras_and_max_error_gates(regression
 
     d = regression_model
     args = ("export", d / "reg.keras", "--eval", d / "eval.npz", "--calibration", d / "cal.npz")
-    r = cli(*args, "--variants", "fp32,int8", "--max-error", "5", "--out", tmp_path / "ok", *FAST, "--int8-io", "float")
+    r = cli(
+        *args, "--variants", "fp32,int8,qat-int8", "--max-error", "5", "--out", tmp_path / "ok", *FAST,
+        "--finetune-data", d / "train.npz",
+    )  # fmt: skip
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "ok" / "export.json").read_text())
     assert report["task"] == "regression" and report["keras"] is None
@@ -246,6 +250,8 @@ def test_regression_parity_is_error_against_keras_and_max_error_gates(regression
     assert fp32["parity"] is None and fp32["passed"]
     int8 = report["variants"][1]["regression"]
     assert 0 < int8["mae"] <= int8["max_abs_diff"] and int8["mae"] < 5  # int8 moved the outputs, within budget
+    qat = report["variants"][2]  # fine-tuned on squared error: a regression has no accuracy to report
+    assert qat["finetune"]["val_accuracy"] is None and qat["regression"]["mae"] < 5
     meta = json.loads((tmp_path / "ok" / "int8" / "metadata.json").read_text())
     assert meta["task"] == "regression" and meta["parity"]["max_error"] == 5 and meta["labels"] == []
 

@@ -78,8 +78,37 @@ def quantization_aware(
     annotated, wrapped = _clone_annotating(model, lambda layer: supported.supports(layer), qk.quantize_annotate_layer)
     with qk.quantize_scope(), _tf.quiet():
         qat = qk.quantize_apply(annotated)
+    if regression:
+        _seed_activation_ranges(model, qat, train[0])
     acc = _fit(qat, train, val, epochs, learning_rate, batch_size, seed, [], on_epoch, regression)
     return qat, FinetuneInfo(epochs, learning_rate, tuple(wrapped), acc, seconds=time.perf_counter() - start)
+
+
+def _seed_activation_ranges(model, qat, x) -> None:
+    """Start each wrapped layer's activation range at what the float model's layer produces on ``x``.
+
+    tfmot starts every activation range at [-6, 6] and moves it by an exponential average (decay 0.999), so a few
+    epochs hardly move it. A classifier's activations fit in it; a regression output on its target's scale (tens,
+    thousands) does not: it was clamped to 6 and the qat-int8 variant predicted nonsense. Seeding the ranges from
+    the float model makes fine-tuning start where int8 calibration would.
+    """
+    keras = _tf.keras()
+    by_name = {layer.name: layer for layer in model.layers}
+    pairs = [(w, by_name[w.layer.name]) for w in qat.layers if hasattr(w, "layer") and w.layer.name in by_name]
+    if not pairs:
+        return
+    probe = keras.Model(model.inputs, [orig.output for _, orig in pairs])
+    with _tf.quiet():
+        outs = probe.predict(x, batch_size=256, verbose=0)
+    outs = outs if isinstance(outs, list) else [outs]
+    for (wrapper, _), out in zip(pairs, outs, strict=True):
+        lo, hi = min(0.0, float(np.min(out))), max(0.0, float(np.max(out)))
+        for var in wrapper.weights:
+            name = var.name.split("/")[-1].split(":")[0]
+            if name in ("post_activation_min", "output_min"):
+                var.assign(np.full(var.shape, lo, np.float32))
+            elif name in ("post_activation_max", "output_max"):
+                var.assign(np.full(var.shape, hi, np.float32))
 
 
 def pruned(
