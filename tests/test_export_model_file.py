@@ -382,3 +382,17 @@ def test_two_output_regression_model_reports_each_output(tmp_path):
     meta = metadata.read(out / "fp16" / "metadata.json")
     assert [o.name for o in meta.outputs] == ["first", "second"]
     assert metadata.health_check((out / "fp16" / "model.tflite").read_bytes(), meta).ok
+
+
+def test_nan_in_calibration_rows_exits_2_and_writes_nothing(tf_keras_classifier, data, tmp_path):
+    x = _blobs(50, 7)[0]
+    x[3, 2] = np.nan
+    np.savez(tmp_path / "cal.npz", x=x)
+    out = tmp_path / "never"
+    r = cli(
+        "export", tf_keras_classifier, "--eval", data / "eval.npz", "--calibration", tmp_path / "cal.npz",
+        "--variants", "int8", "--out", out,
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "contains NaN or infinite values" in r.stderr and "--calibration" in r.stderr
+    assert not out.exists()

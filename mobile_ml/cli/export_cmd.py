@@ -12,10 +12,9 @@ from mobile_ml.errors import ConfigError
 
 
 def export(
-    rundir: Annotated[
+    model: Annotated[
         Path,
         typer.Argument(
-            metavar="MODEL",
             help="A run directory (or quickstart/pipeline output), or a model file: .keras (Keras 3 or tf_keras), "
             ".h5, or a SavedModel directory.",
         ),
@@ -123,22 +122,22 @@ def export(
         "--custom-objects": custom_objects,
         "--out": out,
     }
-    if _is_run(rundir):
+    if _is_run(model):
         given = [k for k, v in files.items() if v is not None] + (["--task"] if task != "auto" else [])
         if given:
             raise ConfigError(
-                f"{given[0]} applies to a model file; {rundir} is a run, evaluated on its own test split",
+                f"{given[0]} applies to a model file; {model} is a run, evaluated on its own test split",
                 hint="drop the option, or pass the model file itself (e.g. RUNDIR/model.keras with --eval FILE)",
             )
         with render.ExportProgress() as progress:
-            result = run_export(rundir, options, data_dir=data, force=force, clean=clean, reporter=progress)
+            result = run_export(model, options, data_dir=data, force=force, clean=clean, reporter=progress)
     else:
         from mobile_ml.export.exporter import export_model
         from mobile_ml.export.sources import parse_range
 
         with render.ExportProgress() as progress:
             result = export_model(
-                rundir,
+                model,
                 options,
                 force=force,
                 clean=clean,
