@@ -87,6 +87,10 @@ class _ExportEvents(_LiveProgress):
         self.export_task = self._task(self.export_task, "variants", total)
         self.progress.update(self.export_task, completed=index, status=f"building {variant}", refresh=True)
 
+    def variant_note(self, note: str) -> None:
+        """A requested variant that cannot be built here (no calibration rows, no tf_keras equivalent, ...)."""
+        self.progress.console.print(f"  {note}", soft_wrap=True)
+
     def finetune_epoch(self, variant, epoch, epochs, logs) -> None:
         if self.export_task is not None:
             self.progress.update(
@@ -99,10 +103,12 @@ class _ExportEvents(_LiveProgress):
     def variant_finished(self, result) -> None:
         if self.export_task is not None:
             self.progress.update(self.export_task, advance=1, status="", refresh=True)
-        p = result.parity
+        p, r = result.parity, result.regression
         figures = (
             f"accuracy {p.metrics.accuracy:.4f} (drop {p.accuracy_drop_pp:.2f} pt), agreement {p.agreement:.4f}"
             if p
+            else f"mean |Δ| {r.mae:.4g}, max |Δ| {r.max_abs_diff:.4g}"
+            if r
             else result.note
         )
         self.progress.console.print(

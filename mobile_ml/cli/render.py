@@ -139,6 +139,8 @@ def run_files(run_dir) -> str:
 
 
 def export_table(result) -> Fit:
+    if result.keras is None:
+        return _regression_table(result)
     from rich import box
 
     budget = result.options.max_accuracy_drop
@@ -169,10 +171,40 @@ def export_table(result) -> Fit:
     return Fit(t, name_columns=2)
 
 
+def _regression_table(result) -> Fit:
+    from rich import box
+
+    kr = result.keras_regression
+    t = Table(
+        title=f"Exported variants: LiteRT on {kr.examples} rows, Keras MAE {kr.mae:.4g}, "
+        f"budget mean |Δ| {result.options.max_error:g}",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        show_edge=False,
+    )
+    for col in ("", "variant", "KiB", "ratio", "mean |Δ|", "RMSE", "max |Δ|", "MAE", "gate"):
+        t.add_column(col, justify="left" if col in ("", "variant", "gate") else "right", no_wrap=True)
+    for v in result.variants:
+        r = v.regression
+        cells = [f"{r.mae:.4g}", f"{r.rmse:.4g}", f"{r.max_abs_diff:.4g}"] if r else ["—"] * 3
+        cells.append(f"{r.target.mae:.4g}" if r and r.target else "—")
+        gate = "[green]pass[/]" if v.passed else "[red]fail[/]"
+        mark = "★" if v.variant == result.recommended else ""
+        t.add_row(mark, v.variant, f"{v.bytes / 1024:.1f}", f"{v.size_ratio:.2f}", *cells, gate)
+    t.caption = (
+        f"★ recommended: {result.recommended}, the smallest variant within budget"
+        if result.recommended
+        else "[red]no variant is within budget[/]"
+    )
+    return Fit(t, name_columns=2)
+
+
 def export_files(result) -> str:
+    notes = "".join(f"\n{escape(n)}" for n in result.notes)
     return (
         f"wrote {escape(str(result.exports_dir))}/: <variant>/model.tflite + metadata.json, export.json, "
-        f"export.csv, export.png ({result.seconds:.1f} s)"
+        f"export.csv, export.png ({result.seconds:.1f} s){notes}"
     )
 
 

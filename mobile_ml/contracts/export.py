@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mobile_ml.contracts import ContractError, Fields, read_document
+from mobile_ml.contracts.export_figures import (
+    ModelSource,
+    OutputDiff,
+    RegressionFigures,
+    RegressionParity,
+    SourceKind,
+    Task,
+)
 from mobile_ml.contracts.variants import (
     VARIANTS,
     ExportOptions,
@@ -180,10 +188,16 @@ class VariantResult:
     seconds: dict[str, float]  # convert / finetune / evaluate
     finetune: FinetuneInfo | None = None
     note: str = ""
+    regression: RegressionParity | None = None  # regression models: error against Keras (``parity`` is None)
+    output_diffs: tuple[OutputDiff, ...] = ()  # every output against Keras's (files before this: none)
 
     @property
     def passed(self) -> bool:
         return self.verdict is Verdict.PASS
+
+    @property
+    def evaluated(self) -> bool:
+        return self.parity is not None or self.regression is not None
 
     @classmethod
     def from_dict(cls, f: Fields) -> VariantResult:
@@ -191,10 +205,14 @@ class VariantResult:
         if (parity_f is None) != (metrics_f is None):
             raise f.error("parity", "parity and metrics must both be given or both be null")
         parity = Parity.from_dict(parity_f, metrics_f) if parity_f and metrics_f else None
+        regression = RegressionParity.from_dict(r) if (r := f.opt_obj("regression")) is not None else None
+        if parity is not None and regression is not None:
+            raise f.error("regression", "a variant has classification parity or regression parity, not both")
         passed = f.boolean("passed")
-        if passed and parity is None:
+        if passed and parity is None and regression is None:
             raise f.error("passed", "a variant that was not evaluated cannot pass")
-        verdict = Verdict.NOT_EVALUATED if parity is None else Verdict.PASS if passed else Verdict.FAIL
+        evaluated = parity is not None or regression is not None
+        verdict = Verdict.NOT_EVALUATED if not evaluated else Verdict.PASS if passed else Verdict.FAIL
         ops = f.strings("ops", max_len=1000)
         v = cls(
             f.choice("variant", Variant),
@@ -211,6 +229,8 @@ class VariantResult:
             {k: _seconds(f, k, s) for k, s in f.mapping("seconds").items()},
             FinetuneInfo.from_dict(t) if (t := f.opt_obj("finetune")) else None,
             f.string("note", default=""),
+            regression,
+            tuple(OutputDiff.from_dict(d) for d in f.objs("output_diffs", max_len=64, optional=True)),
         )
         if f.boolean("builtin_only") != v.ops.builtin_only:
             raise f.error("builtin_only", "disagrees with select_tf_ops and custom_ops")
@@ -239,6 +259,8 @@ class VariantResult:
             "seconds": self.seconds,
             "finetune": self.finetune.to_dict() if self.finetune else None,
             "note": self.note,
+            "regression": self.regression.to_dict() if self.regression else None,
+            "output_diffs": [d.to_dict() for d in self.output_diffs],
         }
 
 
@@ -259,44 +281,67 @@ def _relative_file(f: Fields, key: str) -> str:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """``export.json``. ``run_dir`` and ``exports_dir`` are absolute once read through ``read_export``."""
+    """``export.json``. ``run_dir``, ``exports_dir`` and ``source.path`` are absolute once read through
+    ``read_export``. A model brought as a file has no ``run_dir``; a regression model has ``keras_regression``
+    figures instead of ``keras`` (whose accuracy would mean nothing)."""
 
     SCHEMA: ClassVar[str] = EXPORT_SCHEMA
     SCHEMA_VERSION: ClassVar[int] = EXPORT_SCHEMA_VERSION
     WHAT: ClassVar[str] = "a mobile-ml export report"
-    REDO: ClassVar[str] = "mobile-ml export RUNDIR --clean"
+    REDO: ClassVar[str] = "mobile-ml export MODEL --clean"
 
-    run_dir: Path
+    run_dir: Path | None  # None: the model came as a file (see ``source``)
     exports_dir: Path
     options: ExportOptions
-    keras: Figures  # the trained model on the same test split, for reference
+    keras: Figures | None  # the source model on the same evaluation rows, for reference (None: regression)
     variants: tuple[VariantResult, ...]
     recommended: Variant | None
     seconds: float
     environment: dict[str, Any] = field(default_factory=dict)
+    source: ModelSource | None = None  # None only while building; read files always have one
+    task: Task = Task.CLASSIFICATION
+    keras_regression: RegressionFigures | None = None  # regression: the source model's error against the targets
+    notes: tuple[str, ...] = ()  # requested variants that could not be built here, and why
 
     def variant(self, name: str) -> VariantResult:
         return next(v for v in self.variants if v.variant == name)
 
     def located(self, exports_dir: Path) -> ExportResult:
         """This report with its paths resolved against the directory that holds its file."""
-        return replace(self, exports_dir=exports_dir, run_dir=Path(os.path.normpath(exports_dir / self.run_dir)))
+
+        def resolve(p: Path) -> Path:
+            return Path(os.path.normpath(exports_dir / p))
+
+        run_dir = resolve(self.run_dir) if self.run_dir is not None else None
+        source = self.source
+        if source is None:  # written before sources were recorded: always a run's export
+            source = ModelSource(SourceKind.RUN, run_dir or exports_dir.parent, "run", "")
+        else:
+            source = replace(source, path=resolve(source.path))
+        return replace(self, exports_dir=exports_dir, run_dir=run_dir, source=source)
 
     @classmethod
     def from_dict(cls, f: Fields) -> ExportResult:
         options = ExportOptions.from_dict(f.obj("options"))
         if f.number("budget_pp") != options.max_accuracy_drop:
             raise f.error("budget_pp", "disagrees with options.max_accuracy_drop")
+        run_dir = f.opt_string("run_dir")
         result = cls(
-            Path(f.string("run_dir")),
+            Path(run_dir) if run_dir is not None else None,
             Path("."),
             options,
-            Figures.from_dict(f.obj("keras")),
+            Figures.from_dict(k) if (k := f.opt_obj("keras")) is not None else None,
             tuple(VariantResult.from_dict(v) for v in f.objs("variants", max_len=len(VARIANTS))),
             None if f.opt_string("recommended") is None else f.choice("recommended", Variant),
             f.number("seconds", lo=0.0),
             f.mapping("environment", optional=True),
+            ModelSource.from_dict(s) if (s := f.opt_obj("source")) is not None else None,
+            f.choice("task", Task, default=Task.CLASSIFICATION),
+            RegressionFigures.from_dict(r) if (r := f.opt_obj("keras_regression")) is not None else None,
+            f.strings("notes", optional=True),
         )
+        if (result.keras is None) == (result.keras_regression is None):
+            raise f.error("keras", "expected the Keras figures of a classifier or of a regression model, not both")
         f.string("exports_dir")  # always the file's own directory (see the module docstring)
         names = [v.variant for v in result.variants]
         if len(set(names)) != len(names):
@@ -310,13 +355,17 @@ class ExportResult:
         from mobile_ml.outputs import to_jsonable
 
         run_dir = self.run_dir
-        if run_dir.is_absolute() and self.exports_dir.is_absolute():
+        if run_dir is not None and run_dir.is_absolute() and self.exports_dir.is_absolute():
             run_dir = Path(os.path.relpath(run_dir, self.exports_dir))
         return {
-            "run_dir": run_dir.as_posix(),
+            "run_dir": run_dir.as_posix() if run_dir is not None else None,
             "exports_dir": ".",
+            "source": self.source.to_dict(relative_to=self.exports_dir) if self.source else None,
+            "task": self.task.value,
             "options": self.options.to_dict(),
-            "keras": self.keras.to_dict(),
+            "keras": self.keras.to_dict() if self.keras else None,
+            "keras_regression": self.keras_regression.to_dict() if self.keras_regression else None,
+            "notes": list(self.notes),
             "budget_pp": self.options.max_accuracy_drop,
             "recommended": self.recommended.value if self.recommended else None,
             "variants": [v.to_dict() for v in self.variants],
@@ -343,7 +392,13 @@ __all__ = [
     "ExportResult",
     "FinetuneInfo",
     "Figures",
+    "ModelSource",
     "OpsInfo",
+    "OutputDiff",
+    "RegressionFigures",
+    "RegressionParity",
+    "SourceKind",
+    "Task",
     "Parity",
     "TensorInfo",
     "VariantResult",

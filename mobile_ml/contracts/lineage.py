@@ -8,19 +8,14 @@ in the field, whose parsers refuse unknown keys everywhere else. Publishers read
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
 
 from mobile_ml.contracts._fields import Fields
+from mobile_ml.contracts.export_figures import SourceKind  # the export's own kinds: lineage copies them
 
 KEY = "lineage"  # the key in ``Release.metadata``
 SHA256 = r"[0-9a-f]{64}"
-
-
-class SourceKind(str, enum.Enum):
-    RUN = "run"  # a run directory trained by `mobile-ml train`
-    FILE = "file"  # a model file or SavedModel directory the user brought
 
 
 @dataclass(frozen=True)

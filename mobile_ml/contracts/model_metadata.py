@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mobile_ml.contracts import Fields
+from mobile_ml.contracts.export_figures import Task
 from mobile_ml.contracts.variants import TensorInfo, TextEnum, Variant
 
 
 class InputKind(TextEnum):
     IMAGE = "image"
     TABULAR = "tabular"
+    TENSOR = "tensor"  # a model file's input that is neither: fed as the tensor's values (``value_range`` if known)
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,18 @@ class InputSpec:
     value_range: tuple[float, float] | None = None  # raw pixel values the app passes (the model normalizes)
     features: tuple[str, ...] = ()  # encoded feature order
     columns: tuple[dict[str, Any], ...] = ()  # raw column → features (name, kind, vocabulary, impute, ...): data
+    name: str | None = None  # the model's input name (written for model files, whose inputs are fed by name)
 
     @classmethod
     def from_dict(cls, f: Fields) -> InputSpec:
         kind = f.choice("kind", InputKind)
         tensor = TensorInfo.from_dict(f.obj("tensor"))
-        if kind is InputKind.IMAGE:
+        name = f.opt_string("name")
+        if kind is InputKind.TENSOR:
+            value_range = _range(f) if f.raw.get("value_range") is not None else None
+            f.value("value_range", optional=True)
+            spec = cls(kind, tensor, value_range=value_range, name=name)
+        elif kind is InputKind.IMAGE:
             lo, hi = _range(f)
             spec = cls(
                 kind,
@@ -63,6 +71,7 @@ class InputSpec:
                 f.integer("channels", lo=1),
                 f.string("layout"),
                 (lo, hi),
+                name=name,
             )
         else:
             columns = []
@@ -70,11 +79,15 @@ class InputSpec:
                 columns.append(c.raw)
                 c.string("name")
                 c.string("kind")
-            spec = cls(kind, tensor, features=f.strings("features"), columns=tuple(columns))
+            spec = cls(kind, tensor, features=f.strings("features"), columns=tuple(columns), name=name)
         f.done()
         return spec
 
     def to_dict(self) -> dict[str, Any]:
+        named: dict[str, Any] = {"name": self.name} if self.name is not None else {}
+        if self.kind is InputKind.TENSOR:
+            vr = list(self.value_range) if self.value_range else None
+            return {"kind": self.kind.value, **named, "value_range": vr, "tensor": self.tensor.to_dict()}
         if self.kind is InputKind.IMAGE:
             head: dict[str, Any] = {
                 "kind": self.kind.value,
@@ -86,7 +99,7 @@ class InputSpec:
             }
         else:
             head = {"kind": self.kind.value, "features": list(self.features), "columns": list(self.columns)}
-        return {**head, "tensor": self.tensor.to_dict()}
+        return {**head, **named, "tensor": self.tensor.to_dict()}
 
 
 def _range(f: Fields) -> tuple[float, float]:
@@ -153,6 +166,7 @@ class HealthCase:
     expected_label: str
     atol: float
     input_quantized: list[Any] | None = None  # the same row as the integer input tensor takes it
+    inputs: dict[str, list[Any]] | None = None  # several inputs: one row of each, by input name (``input``: the first)
 
     @classmethod
     def from_dict(cls, f: Fields) -> HealthCase:
@@ -166,6 +180,7 @@ class HealthCase:
             f.string("expected_label"),
             f.number("atol", lo=0.0),
             _numbers(f, "input_quantized") if f.raw.get("input_quantized") is not None else None,
+            _named(f, "inputs") if f.raw.get("inputs") is not None else None,
         )
         f.done()
         return case
@@ -180,7 +195,16 @@ class HealthCase:
         }
         if self.input_quantized is not None:
             d["input_quantized"] = self.input_quantized
+        if self.inputs is not None:
+            d["inputs"] = self.inputs
         return d
+
+
+def _named(f: Fields, key: str) -> dict[str, list[Any]]:
+    rows = f.obj(key)
+    out = {name: _numbers(rows, name) for name in list(rows.raw)}
+    rows.done()
+    return out
 
 
 def _numbers(f: Fields, key: str) -> list[Any]:
@@ -249,6 +273,59 @@ class MetadataParity:
 
 
 @dataclass(frozen=True)
+class RegressionMetadataParity:
+    """A regression variant's figures from ``export.json`` (against the Keras outputs, the target's units)."""
+
+    examples: int
+    mae: float  # mean |Δ| against Keras: what the gate compares with ``max_error``
+    rmse: float
+    max_abs_diff: float
+    passed: bool
+    max_error: float
+
+    @classmethod
+    def from_dict(cls, f: Fields) -> RegressionMetadataParity:
+        p = cls(
+            f.integer("examples", lo=0),
+            f.number("mae", lo=0.0),
+            f.number("rmse", lo=0.0),
+            f.number("max_abs_diff", lo=0.0),
+            f.boolean("passed"),
+            f.number("max_error", lo=0.0),
+        )
+        f.done()
+        return p
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples,
+            "mae": self.mae,
+            "rmse": self.rmse,
+            "max_abs_diff": self.max_abs_diff,
+            "passed": self.passed,
+            "max_error": self.max_error,
+        }
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One of several outputs: its name, what it means, its tensor (``outputs`` in metadata.json)."""
+
+    name: str
+    meaning: str
+    tensor: TensorInfo
+
+    @classmethod
+    def from_dict(cls, f: Fields) -> OutputSpec:
+        o = cls(f.string("name"), f.string("meaning"), TensorInfo.from_dict(f.obj("tensor")))
+        f.done()
+        return o
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "meaning": self.meaning, "tensor": self.tensor.to_dict()}
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     SCHEMA: ClassVar[str] = "mobile_ml.model_metadata"
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -265,13 +342,23 @@ class ModelMetadata:
     app_must: tuple[str, ...]  # preprocessing the app must do, in order
     output_meaning: str
     output: TensorInfo
-    parity: MetadataParity
+    parity: MetadataParity | RegressionMetadataParity
     health_check: HealthCase
     app_normalizes: FeatureNormalization | None = None  # preprocessing.normalize; None: the model normalizes
+    # Written only when they differ from what single-input classifiers always had, so those files keep their bytes:
+    task: Task = Task.CLASSIFICATION  # regression: ``labels`` is empty, the health case's values are raw outputs
+    inputs: tuple[InputSpec, ...] = ()  # several inputs: each (``input`` is the first)
+    outputs: tuple[OutputSpec, ...] = ()  # several outputs: each (``output`` is the first)
 
     @classmethod
     def from_dict(cls, f: Fields) -> ModelMetadata:
         pre, out = f.obj("preprocessing"), f.obj("output")
+        task = f.choice("task", Task, default=Task.CLASSIFICATION)
+        parity: MetadataParity | RegressionMetadataParity
+        if task is Task.REGRESSION:
+            parity = RegressionMetadataParity.from_dict(f.obj("parity"))
+        else:
+            parity = MetadataParity.from_dict(f.obj("parity"))
         meta = cls(
             f.choice("variant", Variant),
             f.string("description"),
@@ -283,13 +370,16 @@ class ModelMetadata:
             pre.strings("app_must"),
             out.string("meaning"),
             TensorInfo.from_dict(out.obj("tensor")),
-            MetadataParity.from_dict(f.obj("parity")),
+            parity,
             HealthCase.from_dict(f.obj("health_check")),
             FeatureNormalization.from_dict(norm) if (norm := pre.opt_obj("normalize")) is not None else None,
+            task,
+            tuple(InputSpec.from_dict(i) for i in f.objs("inputs", max_len=64, optional=True)),
+            tuple(OutputSpec.from_dict(o) for o in f.objs("outputs", max_len=64, optional=True)),
         )
         pre.done()
         out.done()
-        if len(meta.health_check.expected_probabilities) != len(meta.labels):
+        if task is Task.CLASSIFICATION and len(meta.health_check.expected_probabilities) != len(meta.labels):
             raise f.error("health_check.expected_probabilities", f"expected {len(meta.labels)} values, one per label")
         if meta.app_normalizes is not None and len(meta.app_normalizes.mean) != len(meta.input.features):
             raise f.error(
@@ -311,6 +401,9 @@ class ModelMetadata:
             "output": {"meaning": self.output_meaning, "tensor": self.output.to_dict()},
             "parity": self.parity.to_dict(),
             "health_check": self.health_check.to_dict(),
+            **({"task": self.task.value} if self.task is not Task.CLASSIFICATION else {}),
+            **({"inputs": [i.to_dict() for i in self.inputs]} if self.inputs else {}),
+            **({"outputs": [o.to_dict() for o in self.outputs]} if self.outputs else {}),
         }
 
     def _preprocessing(self) -> dict[str, Any]:

@@ -66,6 +66,8 @@ class ExportOptions:
     finetune_learning_rate: float = 1e-4  # small: fine-tuning starts from the trained weights
     prune_sparsity: float = 0.5  # fraction of prunable weights set to zero
     seed: int = 0
+    # Regression models: the largest mean |Δ| against the Keras model a variant may show (the target's units).
+    max_error: float | None = None
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -84,6 +86,8 @@ class ExportOptions:
                 f"--max-accuracy-drop must be between 0 and 100 percentage points, not {self.max_accuracy_drop:g}",
                 hint="e.g. --max-accuracy-drop 1.0",
             )
+        if self.max_error is not None and not (self.max_error >= 0 and self.max_error < float("inf")):
+            raise ConfigError(f"--max-error must be a finite number >= 0, not {self.max_error:g}", hint="e.g. 0.05")
         if self.int8_io not in ("int8", "float"):
             raise ConfigError(f"unknown integer input/output type '{self.int8_io}'", hint="use int8 or float")
         if self.calibration_samples < 1:
@@ -111,6 +115,7 @@ class ExportOptions:
                 finetune_learning_rate=f.number("finetune_learning_rate"),
                 prune_sparsity=f.number("prune_sparsity"),
                 seed=f.integer("seed"),
+                max_error=f.opt_number("max_error"),
             )
         except ConfigError as e:
             raise f.error("", e.message) from None
@@ -130,6 +135,8 @@ class ExportOptions:
             "finetune_learning_rate": self.finetune_learning_rate,
             "prune_sparsity": self.prune_sparsity,
             "seed": self.seed,
+            # written only when set: classification exports keep the exact options they always had
+            **({"max_error": self.max_error} if self.max_error is not None else {}),
         }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import overload
 
 import numpy as np
 
@@ -21,6 +22,10 @@ class ConversionError(UserError):
 Representative = np.ndarray | Mapping[str, np.ndarray]  # one input's rows, or input name → rows
 
 
+@overload
+def representative_sample(x: np.ndarray, n: int, seed: int) -> np.ndarray: ...
+@overload
+def representative_sample(x: Mapping[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray]: ...
 def representative_sample(x: Representative, n: int, seed: int) -> Representative:
     """Up to ``n`` rows of ``x`` drawn without replacement, in a fixed order for a given seed; for several inputs the
     same rows of each."""

@@ -38,7 +38,7 @@ def evaluate_file(
     model_path: str | Path, rundir: str | Path, *, data_dir: str | Path | None = None, split: str = "test"
 ) -> dict[str, Any]:
     """Parity figures of any .tflite file against ``rundir``'s Keras model on one split (nothing is written)."""
-    from mobile_ml.export.exporter import parity
+    from mobile_ml.export.parity import classification as parity
     from mobile_ml.outputs import to_jsonable
     from mobile_ml.train.rundir import load_run
 
@@ -259,7 +259,7 @@ def _classification(
     m = classification_metrics(y, probs, names)
     out: dict[str, Any] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "loss": m.loss, "labels": names}
     if keras is not None:
-        from mobile_ml.export.exporter import parity
+        from mobile_ml.export.parity import classification as parity
 
         kp = keras[0].reshape(len(probs), -1)
         km = classification_metrics(y, kp, names)

@@ -30,13 +30,14 @@ def _tfmot():
     return tfmot
 
 
-def _fit(model, train, val, epochs, lr, batch_size, seed, callbacks, on_epoch: EpochCallback | None):
+def _fit(model, train, val, epochs, lr, batch_size, seed, callbacks, on_epoch: EpochCallback | None, regression):
     keras = _tf.keras()
     keras.utils.set_random_seed(seed)
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    # Regression models fine-tune on squared error, the loss a regression model is trained on; there is no accuracy
+    # to report for them (FinetuneInfo.val_accuracy stays None).
+    loss, metric = ("mse", "mae") if regression else ("sparse_categorical_crossentropy", "accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=loss, metrics=[metric])
     with _tf.quiet():
         model.fit(
             *train,
@@ -47,7 +48,7 @@ def _fit(model, train, val, epochs, lr, batch_size, seed, callbacks, on_epoch: E
             verbose=0,
             callbacks=[*callbacks, epoch_callback(keras, on_epoch)],
         )
-        if val is None:
+        if val is None or regression:
             return None
         return float(model.evaluate(*val, batch_size=256, verbose=0)[1])
 
@@ -62,6 +63,7 @@ def quantization_aware(
     batch_size: int = 64,
     seed: int = 0,
     on_epoch: EpochCallback | None = None,
+    regression: bool = False,
 ):
     """Fine-tune ``model`` with fake-quantization; return ``(qat_model, FinetuneInfo)`` ready for int8 conversion."""
 
@@ -76,8 +78,37 @@ def quantization_aware(
     annotated, wrapped = _clone_annotating(model, lambda layer: supported.supports(layer), qk.quantize_annotate_layer)
     with qk.quantize_scope(), _tf.quiet():
         qat = qk.quantize_apply(annotated)
-    acc = _fit(qat, train, val, epochs, learning_rate, batch_size, seed, [], on_epoch)
+    if regression:
+        _seed_activation_ranges(model, qat, train[0])
+    acc = _fit(qat, train, val, epochs, learning_rate, batch_size, seed, [], on_epoch, regression)
     return qat, FinetuneInfo(epochs, learning_rate, tuple(wrapped), acc, seconds=time.perf_counter() - start)
+
+
+def _seed_activation_ranges(model, qat, x) -> None:
+    """Start each wrapped layer's activation range at what the float model's layer produces on ``x``.
+
+    tfmot starts every activation range at [-6, 6] and moves it by an exponential average (decay 0.999), so a few
+    epochs hardly move it. A classifier's activations fit in it; a regression output on its target's scale (tens,
+    thousands) does not: it was clamped to 6 and the qat-int8 variant predicted nonsense. Seeding the ranges from
+    the float model makes fine-tuning start where int8 calibration would.
+    """
+    keras = _tf.keras()
+    by_name = {layer.name: layer for layer in model.layers}
+    pairs = [(w, by_name[w.layer.name]) for w in qat.layers if hasattr(w, "layer") and w.layer.name in by_name]
+    if not pairs:
+        return
+    probe = keras.Model(model.inputs, [orig.output for _, orig in pairs])
+    with _tf.quiet():
+        outs = probe.predict(x, batch_size=256, verbose=0)
+    outs = outs if isinstance(outs, list) else [outs]
+    for (wrapper, _), out in zip(pairs, outs, strict=True):
+        lo, hi = min(0.0, float(np.min(out))), max(0.0, float(np.max(out)))
+        for var in wrapper.weights:
+            name = var.name.split("/")[-1].split(":")[0]
+            if name in ("post_activation_min", "output_min"):
+                var.assign(np.full(var.shape, lo, np.float32))
+            elif name in ("post_activation_max", "output_max"):
+                var.assign(np.full(var.shape, hi, np.float32))
 
 
 def pruned(
@@ -91,6 +122,7 @@ def pruned(
     batch_size: int = 64,
     seed: int = 0,
     on_epoch: EpochCallback | None = None,
+    regression: bool = False,
 ):
     """Prune to ``sparsity`` while fine-tuning; return ``(stripped_model, FinetuneInfo)`` with measured sparsity."""
 
@@ -99,7 +131,8 @@ def pruned(
     sp = tfmot.sparsity.keras
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
-    steps = max(1, int(np.ceil(len(train[0]) / batch_size))) * epochs
+    rows = len(next(iter(train[0].values()))) if isinstance(train[0], dict) else len(train[0])
+    steps = max(1, int(np.ceil(rows / batch_size))) * epochs
     # Reach the target sparsity by two thirds of fine-tuning, then let the remaining weights recover.
     schedule = sp.PolynomialDecay(
         initial_sparsity=0.0,
@@ -113,7 +146,8 @@ def pruned(
         lambda layer: prune_registry.PruneRegistry.supports(layer) and bool(layer.get_weights()),
         lambda layer: sp.prune_low_magnitude(layer, pruning_schedule=schedule),
     )
-    acc = _fit(wrapped_model, train, val, epochs, learning_rate, batch_size, seed, [sp.UpdatePruningStep()], on_epoch)
+    callbacks = [sp.UpdatePruningStep()]
+    acc = _fit(wrapped_model, train, val, epochs, learning_rate, batch_size, seed, callbacks, on_epoch, regression)
     stripped = sp.strip_pruning(wrapped_model)
     kernels = [layer.get_weights()[0] for layer in stripped.layers if layer.name in wrapped]
     total = sum(k.size for k in kernels)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mobile_ml.contracts import parse_document, read_document
+from mobile_ml.contracts.export import Parity, RegressionParity, Task
 from mobile_ml.contracts.model_metadata import (
     FeatureNormalization,
     HealthCase,
@@ -27,8 +28,10 @@ from mobile_ml.contracts.model_metadata import (
     MetadataParity,
     ModelFile,
     ModelMetadata,
+    OutputSpec,
+    RegressionMetadataParity,
 )
-from mobile_ml.contracts.variants import TensorInfo, Variant
+from mobile_ml.contracts.variants import ExportOptions, TensorInfo, Variant
 from mobile_ml.data.spec import DataSpec
 from mobile_ml.export import tflite_file
 from mobile_ml.export.normalization import normalize
@@ -183,7 +186,14 @@ def health_check(model: bytes, meta: ModelMetadata | bytes | dict[str, Any], whe
         meta = parse_document(ModelMetadata, meta, where=f"metadata.json of {where}")
     case = meta.health_check
     interpreter = tflite_file.load_interpreter(model, where)
-    probs = tflite_file.predict(interpreter, model_input(meta, case.input))[0]
+    if case.inputs is not None or meta.outputs:  # fed by name; several outputs side by side, as the case has them
+        named = case.inputs if case.inputs is not None else {meta.input.name or "": case.input}
+        rows = {k: np.asarray(v, dtype=np.float32) for k, v in named.items()}
+        names = [o.name for o in meta.outputs] or [meta.output.name]
+        got = tflite_file.predict_named(interpreter, rows, names)
+        probs = np.concatenate([g.reshape(1, -1) for g in got], axis=1)[0]
+    else:
+        probs = tflite_file.predict(interpreter, model_input(meta, case.input))[0].reshape(-1)
     expected = np.asarray(case.expected_probabilities, dtype=np.float32)
     if probs.shape != expected.shape:
         return HealthResult(
@@ -196,3 +206,131 @@ def health_check(model: bytes, meta: ModelMetadata | bytes | dict[str, Any], whe
     if diff > case.atol:
         return HealthResult(False, top1, diff, f"outputs differ by {diff:.3g} (> {case.atol:.3g})")
     return HealthResult(True, top1, diff, "ok")
+
+
+def classification_parity(par: Parity, passed: bool, options: ExportOptions, keras_metrics) -> MetadataParity:
+    return MetadataParity(
+        **par.summary(),
+        passed=passed,
+        budget_pp=float(options.max_accuracy_drop),
+        keras_accuracy=keras_metrics.accuracy,
+    )
+
+
+def rejudge(path: Path, passed: bool, options: ExportOptions) -> None:
+    """Rewrite the gate's answer in a kept variant's metadata.json for today's budget."""
+    from mobile_ml.contracts import write_document
+
+    meta = read(path)
+    if isinstance(meta.parity, MetadataParity):
+        parity: Any = replace(meta.parity, passed=passed, budget_pp=float(options.max_accuracy_drop))
+    else:
+        parity = replace(meta.parity, passed=passed, max_error=float(options.max_error or 0.0))
+    write_document(path, replace(meta, parity=parity))
+
+
+def build_for_file(
+    src: Any,
+    variant: Variant,
+    description: str,
+    interpreter,
+    par: Parity | None,
+    reg: RegressionParity | None,
+    passed: bool,
+    options: ExportOptions,
+    keras_metrics: Any,
+    sha: str,
+    nbytes: int,
+) -> ModelMetadata:
+    """metadata.json for a model that came as a file: each input and output by name, what the app feeds it
+    (``--input-range``, or the data description given with ``--data``), and a health case from the eval rows."""
+    runner = interpreter.get_signature_runner()
+    sig_in, sig_out = runner.get_input_details(), runner.get_output_details()
+    names_out = [o.name for o in src.model.outputs]
+    out_keys = names_out if set(names_out) <= set(sig_out) else sorted(sig_out)
+    in_specs = tuple(_file_input(src, name, TensorInfo.from_details(sig_in[name])) for name in sig_in)
+    out_tensors = [TensorInfo.from_details(sig_out[k]) for k in out_keys]
+    meaning = (
+        "softmax probabilities over `labels`, in label order"
+        if src.task is Task.CLASSIFICATION
+        else f"predicted {src.target or 'value'}, on the target's scale"
+    )
+    app = tuple(line for spec in in_specs for line in _feed(spec, src.input_range))
+    inside = ("whatever the model file itself computes (it was converted as given)",)
+    health = _file_health(src, interpreter, out_keys, out_tensors)
+    parity: MetadataParity | RegressionMetadataParity
+    if par is not None:
+        parity = classification_parity(par, passed, options, keras_metrics)
+    else:
+        assert reg is not None  # noqa: S101  (one of the two is always computed for an evaluated variant)
+        parity = RegressionMetadataParity(
+            reg.examples, reg.mae, reg.rmse, reg.max_abs_diff, passed, float(options.max_error or 0.0)
+        )
+    several_in = in_specs if len(in_specs) > 1 else ()
+    several_out = (
+        tuple(OutputSpec(k, meaning, t) for k, t in zip(out_keys, out_tensors, strict=True))
+        if len(out_tensors) > 1
+        else ()
+    )
+    return ModelMetadata(
+        variant,
+        description,
+        ModelFile("model.tflite", sha, nbytes),
+        tuple(src.labels),
+        src.target,
+        in_specs[0],
+        inside,
+        app,
+        meaning,
+        out_tensors[0],
+        parity,
+        health,
+        None,
+        src.task,
+        several_in,
+        several_out,
+    )
+
+
+def _file_input(src: Any, name: str, tensor: TensorInfo) -> InputSpec:
+    if src.spec is not None and len(src.model.inputs) == 1:
+        return replace(input_spec(src.spec, tensor), name=name)
+    shape = tensor.shape[1:]
+    if src.input_range is not None and len(shape) == 3:
+        h, w, c = shape
+        return InputSpec(InputKind.IMAGE, tensor, h, w, c, "NHWC", src.input_range, name=name)
+    return InputSpec(InputKind.TENSOR, tensor, value_range=src.input_range, name=name)
+
+
+def _feed(spec: InputSpec, value_range: tuple[float, float] | None) -> list[str]:
+    t = spec.tensor
+    what = f"input `{spec.name}`: shape {list(t.shape[1:])}"
+    lines = [
+        f"{what}, real values in [{value_range[0]:g}, {value_range[1]:g}] as float (the model does the rest)"
+        if value_range is not None
+        else f"{what}, real values as the model was trained on (no --input-range was declared)"
+    ]
+    if t.scale is not None:
+        step = f"quantize to {t.dtype}: q = round(x / {t.scale:.9g}) + {t.zero_point}, clamped to the {t.dtype} range"
+        if value_range is not None:
+            q = tflite_file.quantize(np.asarray(value_range, dtype=np.float32), t)
+            step += f" ([{value_range[0]:g}, {value_range[1]:g}] → [{int(q[0])}, {int(q[1])}])"
+        lines.append(step)
+    return lines
+
+
+def _file_health(src: Any, interpreter, out_keys: list[str], out_tensors: list[TensorInfo]) -> HealthCase:
+    """The first evaluation row and this variant's own outputs on it (several outputs side by side)."""
+    rows = {k: v[:1] for k, v in src.eval.x.items()}
+    got = tflite_file.predict_named(interpreter, rows, out_keys)
+    values = np.concatenate([g.reshape(1, -1) for g in got], axis=1)[0]
+    scales = [2 * t.scale for t in out_tensors if t.scale is not None]
+    atol = max([1e-3, 1e-4 * float(np.abs(values).max(initial=0.0)), *scales])
+    top1 = int(np.argmax(values))
+    label = src.labels[top1] if src.task is Task.CLASSIFICATION and top1 < len(src.labels) else ""
+    first = next(iter(rows.values()))
+    by_name = {k: v.tolist() for k, v in rows.items()} if len(rows) > 1 else None
+    fed = next(iter(src.eval.x))
+    tensor = TensorInfo.from_details(interpreter.get_signature_runner().get_input_details()[fed])
+    quantized = tflite_file.quantize(first, tensor).tolist() if tensor.scale is not None and by_name is None else None
+    return HealthCase(first.tolist(), tuple(float(v) for v in values), top1, label, atol, quantized, by_name)

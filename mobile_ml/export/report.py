@@ -7,7 +7,7 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-from mobile_ml.contracts.export import ExportResult, Figures, Parity, Variant, VariantResult, Verdict
+from mobile_ml.contracts.export import ExportResult, Figures, Parity, Task, Variant, VariantResult, Verdict
 from mobile_ml.errors import GateError
 
 __all__ = [
@@ -55,13 +55,22 @@ def verdict(parity: Parity | None, budget_pp: float) -> Verdict:
 
 
 def recommend(variants: Iterable[VariantResult]) -> Variant | None:
-    """The smallest variant within the accuracy budget; ties go to the smaller drop, then to build order."""
-    passing = [(v.bytes, v.parity.accuracy_drop_pp, v.variant) for v in variants if v.passed and v.parity]
+    """The smallest variant within the budget; ties go to the smaller drop (or error), then to build order."""
+    passing = [(v.bytes, _loss(v), v.variant) for v in variants if v.passed and v.evaluated]
     return min(passing, key=lambda t: t[:2])[2] if passing else None
+
+
+def _loss(v: VariantResult) -> float:
+    """What the gate measures: accuracy drop in points, or a regression's mean |Δ| against Keras."""
+    if v.parity is not None:
+        return v.parity.accuracy_drop_pp
+    return v.regression.mae if v.regression is not None else float("inf")
 
 
 def check_gate(result: ExportResult) -> None:
     """Raise ``GateError`` (exit 3) when no variant meets the budget, or the required one misses it."""
+    if result.task is Task.REGRESSION:
+        return _check_regression_gate(result)
     budget = result.options.max_accuracy_drop
     req = result.options.require
     if req is not None:
@@ -88,7 +97,54 @@ def check_gate(result: ExportResult) -> None:
         )
 
 
+def _check_regression_gate(result: ExportResult) -> None:
+    budget = result.options.max_error or 0.0
+    hint = "inspect export.json, or raise --max-error if the error is acceptable"
+    req = result.options.require
+    if req is not None and not (v := result.variant(req)).passed:
+        why = f"its mean |Δ| is {v.regression.mae:.4g}" if v.regression else f"it could not be evaluated ({v.note})"
+        raise GateError(f"required variant {req} misses the --max-error {budget:g} budget: {why}", hint=hint)
+    if result.recommended is None:
+        evaluated = [(v.regression.mae, v.variant) for v in result.variants if v.regression]
+        if not evaluated:
+            raise GateError("no variant could be evaluated with LiteRT", hint="see the notes in export.json")
+        err, best = min(evaluated, key=lambda t: t[0])
+        raise GateError(
+            f"no variant is within --max-error {budget:g}; the best is {best} with a mean |Δ| of {err:.4g}", hint=hint
+        )
+
+
+REGRESSION_COLUMNS = (
+    "variant",
+    "bytes",
+    "gzip_bytes",
+    "size_ratio",
+    "mae",
+    "rmse",
+    "max_abs_diff",
+    "target_mae",
+    "builtin_only",
+    "passed",
+    "seconds",
+)
+
+
+def _write_regression_csv(result: ExportResult, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(REGRESSION_COLUMNS)
+        for v in result.variants:
+            r = v.regression
+            row: list[object] = [v.variant, v.bytes, v.gzip_bytes, f"{v.size_ratio:.4f}"]
+            row += [f"{r.mae:.6g}", f"{r.rmse:.6g}", f"{r.max_abs_diff:.6g}"] if r else [""] * 3
+            row += [f"{r.target.mae:.6g}" if r and r.target else ""]
+            row += [v.ops.builtin_only, v.passed, f"{sum(v.seconds.values()):.3f}"]
+            w.writerow(row)
+
+
 def write_csv(result: ExportResult, path: Path) -> None:
+    if result.task is Task.REGRESSION:
+        return _write_regression_csv(result, path)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
@@ -117,6 +173,8 @@ def plot(result: ExportResult, path: Path) -> None:
     from mobile_ml.plotting import label_points, plain_log_ticks, pyplot
 
     plt = pyplot()
+    if result.keras is None:
+        return _plot_regression(result, path, plt)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     keras_acc = result.keras.accuracy * 100
     floor = keras_acc - result.options.max_accuracy_drop
@@ -144,6 +202,33 @@ def plot(result: ExportResult, path: Path) -> None:
     plain_log_ticks(ax.xaxis)
     ax.set_title("Exported variants: accuracy vs size (★ recommended)")
     ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_regression(result: ExportResult, path: Path, plt) -> None:
+    """Mean |Δ| against Keras by file size, with the --max-error budget as a line."""
+    from mobile_ml.plotting import label_points, plain_log_ticks
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    shown = sorted((v for v in result.variants if v.regression), key=lambda v: v.bytes)
+    errs = [v.regression.mae for v in shown if v.regression]
+    budget = result.options.max_error or 0.0
+    ax.axhline(budget, color="tab:red", lw=1, ls="--", label=f"--max-error {budget:g}")
+    for v, err in zip(shown, errs, strict=True):
+        star = v.variant == result.recommended
+        color = "tab:green" if v.passed else "tab:red"
+        ax.scatter(v.bytes / 1024, err, s=180 if star else 50, color=color, marker="*" if star else "o", zorder=3)
+    label_points(ax, [(v.bytes / 1024, e, v.variant) for v, e in zip(shown, errs, strict=True)], y_close=budget / 10)
+    ax.set_xlabel("model file size (KiB)")
+    ax.set_ylabel("mean |Δ| against Keras (target units)")
+    ax.set_xscale("log")
+    ax.margins(x=0.12)
+    plain_log_ticks(ax.xaxis)
+    ax.set_title("Exported variants: error vs size (★ recommended)")
+    ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path)

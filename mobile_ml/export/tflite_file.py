@@ -7,6 +7,7 @@ imports TensorFlow, so inspecting or evaluating a model costs milliseconds, not 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "op_name",
     "ops_info",
     "predict",
+    "predict_named",
     "quantize",
     "read_model_bytes",
 ]
@@ -175,3 +177,34 @@ def predict(interpreter, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
         interpreter.invoke()
         results.append(dequantize(interpreter.get_tensor(outs[0]["index"]), out_info).copy())
     return np.concatenate(results) if results else np.zeros((0, *out_info.shape[1:]), np.float32)
+
+
+def predict_named(
+    interpreter, x: Mapping[str, np.ndarray], outputs: Sequence[str], *, batch: int = 256
+) -> list[np.ndarray]:
+    """Run a model with any number of inputs and outputs through its signature, feeding each input by name.
+
+    ``x`` maps the model's input names (the signature's keys) to rows of real values; integer inputs are quantized
+    from their own tensor's scale. The outputs come back dequantized, in the order of ``outputs`` (the source
+    model's output names; when the signature names them differently, e.g. ``output_0``, in signature order).
+    """
+    runner = interpreter.get_signature_runner()
+    ins, outs = runner.get_input_details(), runner.get_output_details()
+    missing = sorted(set(ins) - set(x))
+    if missing:
+        raise InputFileError(
+            f"the model's inputs {', '.join(missing)} have no data (given: {', '.join(sorted(x))})",
+            hint="name each input's array after the model's input (x_<input name> in an .npz)",
+        )
+    order = list(outputs) if set(outputs) <= set(outs) else sorted(outs)
+    infos = {k: TensorInfo.from_details(d) for k, d in ins.items()}
+    out_infos = {k: TensorInfo.from_details(d) for k, d in outs.items()}
+    n = len(next(iter(x.values())))
+    step = batch if all(i.shape[:1] == (-1,) for i in infos.values()) else 1
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in order}
+    for start in range(0, n, step):
+        feed = {k: quantize(np.asarray(x[k][start : start + step]), infos[k]) for k in ins}
+        got = runner(**feed)
+        for k in order:
+            parts[k].append(dequantize(np.asarray(got[k]), out_infos[k]).copy())
+    return [np.concatenate(parts[k]) for k in order]

@@ -119,12 +119,12 @@ def export_lineage(report: ExportResult, variant: str, parity: dict[str, Any], e
     """Where the exported model came from. The one place that reads the source from export.json: an export that
     records its ``source`` (model-file exports do) says it; an older one came from its ``run_dir``."""
     figures = {k: float(v) for k, v in parity.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    source = getattr(report, "source", None)
-    if source is not None:
-        kind, name, form, sha = SourceKind(source.kind), Path(source.path).name, str(source.form), source.sha256
-    else:
-        kind, name, form, sha = SourceKind.RUN, report.run_dir.name, "run", _run_model_sha256(report.run_dir)
-    return Lineage(kind, name, getattr(form, "value", form), sha, variant, export_sha256, figures)
+    source = report.source
+    if source is not None and source.sha256:
+        return Lineage(source.kind, source.path.name, source.form, source.sha256, variant, export_sha256, figures)
+    # An export.json written before sources were recorded (or a run source without a digest): from its run_dir.
+    run_dir = report.run_dir if report.run_dir is not None else Path(".")
+    return Lineage(SourceKind.RUN, run_dir.name, "run", _run_model_sha256(run_dir), variant, export_sha256, figures)
 
 
 def _run_model_sha256(run_dir: Path) -> str | None:
