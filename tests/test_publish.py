@@ -566,15 +566,15 @@ def test_a_runs_lineage_carries_the_sha256_of_its_model(exported, key_dir, tmp_p
 
 def test_an_exports_recorded_source_is_its_lineage(digits_export):
     """Exports that record their model's source (model files) give it as the lineage, named by file name."""
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     from mobile_ml.contracts.export import read_export
-    from mobile_ml.contracts.lineage import SourceKind
+    from mobile_ml.contracts.export_figures import ModelSource, SourceKind
 
     run, _ = digits_export
     report = read_export(run / "exports")
-    source = SimpleNamespace(kind="file", path=Path("/models/cnn.keras"), form="keras3", sha256="ab" * 32)
-    lineage = publisher.export_lineage(SimpleNamespace(**vars(report), source=source), "int8", {}, "cd" * 32)
+    source = ModelSource(SourceKind.FILE, Path("/models/cnn.keras"), "keras3", "ab" * 32)
+    lineage = publisher.export_lineage(replace(report, source=source), "int8", {}, "cd" * 32)
     assert (lineage.kind, lineage.name, lineage.form, lineage.sha256) == (
         SourceKind.FILE,
         "cnn.keras",

@@ -167,6 +167,8 @@ def from_files(
         )
     model = load_model(model_path, custom_objects=custom_objects)
     names = load_labels(labels) if labels is not None else None
+    if names is not None and task != "regression":
+        _check_label_count(names, model)  # before the eval data: its class indices are judged against these names
     spec = _data_spec(data_dir)
     if names is None and spec is not None:
         names = tuple(spec.labels)
@@ -323,6 +325,18 @@ def _labels(task: Task, names: Sequence[str] | None, outputs: list[np.ndarray], 
             hint="pass one label per output unit, in output order",
         )
     return tuple(names)
+
+
+def _check_label_count(names: Sequence[str], model: SourceModelT) -> None:
+    """A label list whose length differs from a single output's declared width is refused from the shapes alone."""
+    if len(model.outputs) != 1 or any(d is None for d in model.outputs[0].shape):
+        return  # several or dynamic outputs: _labels judges on the predicted widths
+    units = int(np.prod([int(d) for d in model.outputs[0].shape if d is not None]))
+    if len(names) != units:
+        raise ConfigError(
+            f"--labels lists {len(names)} labels but the model's output {model.outputs[0].name} has {units} classes",
+            hint="pass one label per output unit, in output order",
+        )
 
 
 def parse_range(text: str) -> tuple[float, float]:
