@@ -43,19 +43,29 @@ def serve(
         float, typer.Option("--header-timeout", help="Seconds to send a request's headers.")
     ] = 10.0,
     body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds to send a request's body.")] = 30.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Server processes on the one port (about one per core); limits and the telemetry rate are per worker.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve a publish root over HTTP with ETags, ranges and cache headers, and accept device telemetry."""
     from mobile_ml.deliver.guard import Limits
     from mobile_ml.deliver.ports import check_free
     from mobile_ml.deliver.server import check_options
     from mobile_ml.deliver.server import serve as run
+    from mobile_ml.deliver.workers import check_count
 
     limits = Limits(idle_timeout, header_timeout, body_timeout, max_connections)
     check_options(root, telemetry_db, telemetry_token)
+    check_count(workers)
     check_free(host, port)  # before "serving…": a busy port is one line and exit 2, not uvicorn's [Errno 98]
     console.info(
         f"serving {render.escape(str(root))} on http://{host}:{port}/ "
-        f"(telemetry → {render.escape(str(telemetry_db))}); Ctrl-C or SIGTERM stops it"
+        f"(telemetry → {render.escape(str(telemetry_db))}"
+        f"{f', {workers} workers' if workers > 1 else ''}); Ctrl-C or SIGTERM stops it"
     )
     run(
         root,
@@ -65,6 +75,7 @@ def serve(
         telemetry_token=telemetry_token,
         telemetry_rate=telemetry_rate,
         limits=limits,
+        workers=workers,
     )
 
 
