@@ -85,29 +85,51 @@ class FloodLog:
 
 
 class _Deadlines:
-    """The timer both guarded protocols share: one deadline at a time, named by the phase it guards."""
+    """The deadline both guarded protocols share: one at a time, named by the phase it guards.
+
+    Arming is the hot path (twice per request on a keep-alive connection), so it only moves a number: the one timer
+    per connection is scheduled when none is pending and, when it fires early, re-schedules itself for the current
+    deadline. A cancelled phase lets the pending timer fire once and do nothing.
+    """
 
     floods: ClassVar[FloodLog]
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     _timer: asyncio.TimerHandle | None
     _phase: str
+    _deadline: float
+    _seconds: float
+    _timer_at: float  # when the pending timer fires
 
     def _arm(self, phase: str, seconds: float) -> None:
-        self._cancel()
-        self._phase = phase
-        self._timer = self.loop.call_later(seconds, self._expire, phase, seconds)
+        self._phase, self._seconds = phase, seconds
+        self._deadline = self.loop.time() + seconds
+        if self._timer is not None and self._timer_at > self._deadline:
+            self._timer.cancel()  # pending for a longer phase (a 30 s body) than this one (a 5 s idle)
+            self._timer = None
+        if self._timer is None:
+            self._timer, self._timer_at = self.loop.call_at(self._deadline, self._expire), self._deadline
 
     def _cancel(self) -> None:
+        self._phase = ""
+
+    def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._phase = None, ""
 
-    def _expire(self, phase: str, seconds: float) -> None:
-        self._timer, self._phase = None, ""
-        if not self.transport.is_closing():
-            self.floods.note(f"timeout-{phase}", f"closed a connection past its {seconds:g} s {phase} timeout")
-            self.transport.close()
+    def _expire(self) -> None:
+        self._timer = None
+        if not self._phase or self.transport.is_closing():
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._expire)  # re-armed since this timer was set
+            self._timer_at = self._deadline
+            return
+        phase, seconds = self._phase, self._seconds
+        self._phase = ""
+        self.floods.note(f"timeout-{phase}", f"closed a connection past its {seconds:g} s {phase} timeout")
+        self.transport.close()
 
 
 class GuardedH11(_Deadlines, H11Protocol):
@@ -146,7 +168,7 @@ class GuardedH11(_Deadlines, H11Protocol):
             self._arm("idle", self.limits.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
+        self._stop_timer()
         super().connection_lost(exc)
 
     def _follow(self) -> None:
@@ -225,7 +247,7 @@ if HttpToolsProtocol is not None:
                 self._arm("idle", self.limits.idle_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel()
+            self._stop_timer()
             super().connection_lost(exc)
 
 

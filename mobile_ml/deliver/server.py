@@ -90,15 +90,15 @@ class _Content:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.etags = _ETags()
-        # scope path → (path, (st_dev, st_ino, st_size, st_mtime_ns), ETag, 304 headers), for _Front
-        self.fresh: dict[str, tuple[str, tuple[int, int, int, int], str, list[tuple[bytes, bytes]]]] = {}
+        # scope path → (path, (st_dev, st_ino, st_size, st_mtime_ns), ETag, ETag as bytes, 304 headers), for _Front
+        self.fresh: dict[str, tuple[str, tuple[int, int, int, int], str, bytes, list[tuple[bytes, bytes]]]] = {}
 
     def not_modified(self, scope_path: str, if_none_match: bytes) -> list[tuple[bytes, bytes]] | None:
         """The headers of a 304 for a manifest check, or None: let the full path answer."""
         hit = self.fresh.get(scope_path)
         if hit is None:
             return None
-        path, key, etag, headers = hit
+        path, key, etag, raw_etag, headers = hit
         try:
             st = os.stat(path)
         except OSError:
@@ -107,6 +107,8 @@ class _Content:
         # a publish replaces the manifest (os.replace → new inode), so its first check after takes the full path.
         if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != key:
             return None
+        if if_none_match == raw_etag:  # the device sends back exactly the tag it got: no parsing
+            return headers
         return headers if etag_matches(if_none_match.decode("latin-1"), etag) else None
 
     def _remember(self, rel: str, st: os.stat_result, headers: dict[str, str]) -> None:
@@ -116,7 +118,8 @@ class _Content:
             self.fresh.clear()
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        self.fresh["/" + rel] = (str(self.root / rel), key, headers["ETag"], raw)
+        etag = headers["ETag"]
+        self.fresh["/" + rel] = (str(self.root / rel), key, etag, etag.encode("latin-1"), raw)
 
     async def handle(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
@@ -325,6 +328,7 @@ def build_server(
         log_level=log_level,
         http=protocol,
         loop="auto",
+        access_log=False,  # never shown at our log levels, yet uvicorn would build a record per request
         ws="none",
         h11_max_incomplete_event_size=limits.max_header_bytes,
         timeout_graceful_shutdown=10,
