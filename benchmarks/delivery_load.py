@@ -300,11 +300,11 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
-    print("\n| server | requests/s (median) |\n|---|---:|", file=sys.stderr)
+    print("\n| server | requests/s (median) |\n|---|---:|")  # stdout: TensorFlow's set-up may have muted stderr
     for name, c in checks.items():
-        print(f"| {name} | {c['requests_per_s']:,.0f} |", file=sys.stderr)
+        print(f"| {name} | {c['requests_per_s']:,.0f} |")
     for name, value in out["ratios"].items():
-        print(f"{name}: {value}", file=sys.stderr)
+        print(f"{name}: {value}")
 
 
 if __name__ == "__main__":

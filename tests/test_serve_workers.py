@@ -176,6 +176,24 @@ def test_workers_stop_when_the_parent_is_killed(root, tmp_path):
     assert not [k for k in kids if _alive(k)], "orphaned workers"
 
 
+def test_a_killed_worker_is_replaced(root, tmp_path):
+    with serving(root, tmp_path / "t.db", 2) as (proc, port):
+        first = _workers(proc, 2)
+        os.kill(first[0], signal.SIGKILL)  # as the OOM killer would
+        for _ in range(200):
+            now = set(_workers(proc, 2))
+            if first[0] not in now:
+                break
+            time.sleep(0.05)
+        assert first[0] not in now and first[1] in now
+        os.kill(first[1], signal.SIGSTOP)  # only the replacement can answer now
+        try:
+            assert req(port, "GET", MANIFEST)[0] == 200
+        finally:
+            os.kill(first[1], signal.SIGCONT)
+        assert proc.poll() is None
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_busy_port_is_one_line_and_exit_2_with_workers(root, tmp_path, workers):
     with socket.socket() as busy:
@@ -281,3 +299,43 @@ def test_the_lane_does_no_hashing_and_no_path_resolution(root, monkeypatch):
         monkeypatch.setattr(server.hashlib, "sha256", refuse)
         for _ in range(3):
             assert req(port, "GET", MANIFEST, {"If-None-Match": etag})[0] == 304
+
+
+# --- the httptools protocol keeps h11's header limit ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size, refused", [(8 * 1024, False), (20 * 1024, True)])
+def test_oversized_request_headers_are_refused(root, size, refused):
+    """llhttp has no header-size limit of its own; GuardedHttpTools counts (16 KiB, as h11's event size was)."""
+    from mobile_ml.deliver.guard import Limits
+    from mobile_ml.deliver.server import create_app
+
+    with running(create_app(root), Limits(max_header_bytes=16 * 1024)) as port:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        head = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n"
+        filler = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(size // 1024))
+        s.sendall(head + filler + b"\r\n")
+        reply = s.recv(65536)
+        s.close()
+    assert reply.startswith(b"HTTP/1.1 400" if refused else b"HTTP/1.1 200"), reply[:80]
+
+
+def test_oversized_headers_sent_in_pieces_are_refused_before_they_end(root):
+    from mobile_ml.deliver.guard import Limits
+    from mobile_ml.deliver.server import create_app
+
+    with running(create_app(root), Limits(max_header_bytes=16 * 1024)) as port:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for i in range(40):  # 40 KB, never finished: only the running count can stop it
+                s.sendall(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000))
+                time.sleep(0.005)
+        except OSError:
+            pass  # closed under us: refused
+        try:
+            reply = s.recv(65536)
+        except ConnectionResetError:  # closed with our bytes unread: the 400 may be lost with them
+            reply = b"HTTP/1.1 400 (reset)"
+        s.close()
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:80]

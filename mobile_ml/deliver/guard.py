@@ -215,6 +215,8 @@ if HttpToolsProtocol is not None:
             if self._state == "header":
                 self._header_bytes += len(data)
             super().data_received(data)
+            if self.transport.is_closing():
+                return
             if self._state == "header" and self._header_bytes > self.limits.max_header_bytes:
                 self.send_400_response("Request headers too large.")  # as h11 does past its event size
             elif self._state == "body" and self._phase != "body":
@@ -230,6 +232,11 @@ if HttpToolsProtocol is not None:
                 self._begin()  # a pipelined request
 
         def on_headers_complete(self) -> None:
+            # The whole head came in one read: counted exactly, only when the bytes read hint it may be too long
+            # (they may include the start of a body). Raising here stops llhttp, and uvicorn answers 400.
+            cap = self.limits.max_header_bytes
+            if self._header_bytes > cap and len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > cap:
+                raise ValueError("request headers too large")
             self._state = "body"
             super().on_headers_complete()
 

@@ -10,7 +10,8 @@ client whose connections land on several workers may send up to N times ``--tele
 cost a database round trip per request, for a limit that only guards against floods.
 
 SIGTERM or SIGINT to the parent stops every worker gracefully (each finishes its in-flight requests) and waits for
-them; a worker that dies is replaced; a worker is also asked to stop when its parent dies (Linux ``PDEATHSIG``).
+them; a worker that dies is replaced (one that dies while starting stops the whole server: it would only die again);
+a worker is also asked to stop when its parent dies (Linux ``PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import time
 from dataclasses import dataclass
 
 from mobile_ml.deliver.guard import Limits
-from mobile_ml.errors import ConfigError
+from mobile_ml.errors import ConfigError, MobileMLError
 
 log = logging.getLogger("uvicorn.error")
 MAX_WORKERS = 64
 _GRACE = 15.0  # s a worker may take to stop: uvicorn's graceful shutdown (10 s) and a margin
-_RESTART_PAUSE = 1.0  # s between replacing dead workers, so a worker that dies at once does not spin the machine
+_RESTART_PAUSE = 1.0  # s between replacing dead workers
+_STARTUP = 5.0  # s: a worker that dies this soon after it started is broken, not unlucky: replacing it would loop
 
 
 @dataclass(frozen=True)
@@ -95,21 +97,28 @@ def supervise(options: ServeOptions, sock: socket.socket, workers: int) -> None:
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def start() -> multiprocessing.process.BaseProcess:
+    def start() -> tuple[multiprocessing.process.BaseProcess, float]:
         p = ctx.Process(target=_worker_main, args=(options, sock), name="mobile-ml serve worker")
         p.start()
-        return p
+        return p, time.monotonic()
 
     procs = [start() for _ in range(workers)]
     try:
         while not stop.wait(0.2):
-            for i, p in enumerate(procs):
-                if not p.is_alive() and not stop.is_set():
-                    log.warning("worker %s exited with code %s; starting another", p.pid, p.exitcode)
-                    time.sleep(_RESTART_PAUSE)
-                    procs[i] = start()
+            for i, (p, started) in enumerate(procs):
+                if p.is_alive() or stop.is_set():
+                    continue
+                # Exited on its own (not killed by a signal: the OOM killer, an operator) right after starting.
+                if (p.exitcode or 0) >= 0 and time.monotonic() - started < _STARTUP:
+                    raise MobileMLError(
+                        f"a serve worker exited with code {p.exitcode} while starting",
+                        hint="run with --workers 1 to see why",
+                    )
+                log.warning("worker %s exited with code %s; starting another", p.pid, p.exitcode)
+                time.sleep(_RESTART_PAUSE)
+                procs[i] = start()
     finally:
-        _stop_all(procs)
+        _stop_all([p for p, _ in procs])
         sock.close()
         for s, h in previous.items():
             signal.signal(s, h)
