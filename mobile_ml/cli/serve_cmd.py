@@ -58,6 +58,13 @@ def serve(
         str | None,
         typer.Option("--telemetry-upstream", help="With --print-nginx-config: a `mobile-ml serve` for telemetry."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Server processes on the one port (about one per core); limits and the telemetry rate are per worker.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve a publish root over HTTP with ETags, ranges and cache headers, and accept device telemetry."""
     if print_nginx_config:  # only the configuration on stdout, so `> nginx.conf` works
@@ -70,15 +77,18 @@ def serve(
     from mobile_ml.deliver.server import check_options
     from mobile_ml.deliver.server import serve as run
     from mobile_ml.deliver.telemetry import describe, open_store
+    from mobile_ml.deliver.workers import check_count
 
     limits = Limits(idle_timeout, header_timeout, body_timeout, max_connections)
     check_options(root, telemetry_db, telemetry_token)
+    check_count(workers)
     check_free(host, port)  # before "serving…": a busy port is one line and exit 2, not uvicorn's [Errno 98]
     if telemetry_db is not None:
         open_store(telemetry_db).close()  # before "serving…": an unreachable database is exit 2; creates/migrates
     console.info(
         f"serving {render.escape(str(root))} on http://{host}:{port}/ "
-        f"(telemetry → {render.escape(describe(telemetry_db) if telemetry_db else 'off')}); Ctrl-C or SIGTERM stops it"
+        f"(telemetry → {render.escape(describe(telemetry_db) if telemetry_db else 'off')}"
+        f"{f', {workers} workers' if workers > 1 else ''}); Ctrl-C or SIGTERM stops it"
     )
     run(
         root,
@@ -88,6 +98,7 @@ def serve(
         telemetry_token=telemetry_token,
         telemetry_rate=telemetry_rate,
         limits=limits,
+        workers=workers,
     )
 
 

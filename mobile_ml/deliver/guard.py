@@ -21,6 +21,11 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:  # uvicorn[standard]; without it `mobile-ml serve` falls back to h11 (slower, same guarantees)
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
 from mobile_ml.errors import ConfigError
 
 log = logging.getLogger("uvicorn.error")
@@ -79,7 +84,55 @@ class FloodLog:
         self._last[kind] = now
 
 
-class GuardedH11(H11Protocol):
+class _Deadlines:
+    """The deadline both guarded protocols share: one at a time, named by the phase it guards.
+
+    Arming is the hot path (twice per request on a keep-alive connection), so it only moves a number: the one timer
+    per connection is scheduled when none is pending and, when it fires early, re-schedules itself for the current
+    deadline. A cancelled phase lets the pending timer fire once and do nothing.
+    """
+
+    floods: ClassVar[FloodLog]
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    _timer: asyncio.TimerHandle | None
+    _phase: str
+    _deadline: float
+    _seconds: float
+    _timer_at: float  # when the pending timer fires
+
+    def _arm(self, phase: str, seconds: float) -> None:
+        self._phase, self._seconds = phase, seconds
+        self._deadline = self.loop.time() + seconds
+        if self._timer is not None and self._timer_at > self._deadline:
+            self._timer.cancel()  # pending for a longer phase (a 30 s body) than this one (a 5 s idle)
+            self._timer = None
+        if self._timer is None:
+            self._timer, self._timer_at = self.loop.call_at(self._deadline, self._expire), self._deadline
+
+    def _cancel(self) -> None:
+        self._phase = ""
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._phase = None, ""
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self._phase or self.transport.is_closing():
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._expire)  # re-armed since this timer was set
+            self._timer_at = self._deadline
+            return
+        phase, seconds = self._phase, self._seconds
+        self._phase = ""
+        self.floods.note(f"timeout-{phase}", f"closed a connection past its {seconds:g} s {phase} timeout")
+        self.transport.close()
+
+
+class GuardedH11(_Deadlines, H11Protocol):
     """uvicorn's h11 protocol with a deadline for each phase of a request and a cap on connections."""
 
     limits: ClassVar[Limits] = Limits()
@@ -91,7 +144,7 @@ class GuardedH11(H11Protocol):
         return type("GuardedH11", (cls,), {"limits": limits, "floods": floods or FloodLog()})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = None
         self._phase = ""
         super().connection_made(transport)
         cap = self.limits.connections
@@ -115,7 +168,7 @@ class GuardedH11(H11Protocol):
             self._arm("idle", self.limits.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
+        self._stop_timer()
         super().connection_lost(exc)
 
     def _follow(self) -> None:
@@ -126,21 +179,87 @@ class GuardedH11(H11Protocol):
         elif state is not h11.IDLE:
             self._cancel()  # the whole request is in (the app owns the connection now), or closed
 
-    def _arm(self, phase: str, seconds: float) -> None:
-        self._cancel()
-        self._phase = phase
-        self._timer = self.loop.call_later(seconds, self._expire, phase, seconds)
 
-    def _cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer, self._phase = None, ""
+if HttpToolsProtocol is not None:
 
-    def _expire(self, phase: str, seconds: float) -> None:
-        self._timer, self._phase = None, ""
-        if not self.transport.is_closing():
-            self.floods.note(f"timeout-{phase}", f"closed a connection past its {seconds:g} s {phase} timeout")
-            self.transport.close()
+    class GuardedHttpTools(_Deadlines, HttpToolsProtocol):
+        """uvicorn's httptools (llhttp, C) protocol with the same deadlines, cap and header limit as GuardedH11.
+
+        llhttp parses a request as soon as its bytes arrive, so the phase follows the parser's callbacks: idle →
+        header (first byte) → body (headers complete) → done (message complete; the app owns the connection) → idle
+        (response sent). llhttp has no header-size limit of its own: the bytes of the header phase are counted here.
+        """
+
+        limits: ClassVar[Limits] = Limits()
+        floods: ClassVar[FloodLog] = FloodLog()
+
+        @classmethod
+        def configured(cls, limits: Limits, floods: FloodLog | None = None) -> type[GuardedHttpTools]:
+            return type("GuardedHttpTools", (cls,), {"limits": limits, "floods": floods or FloodLog()})
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self._timer = None
+            self._phase = ""
+            self._state, self._header_bytes = "idle", 0
+            super().connection_made(transport)
+            cap = self.limits.connections
+            if len(self.connections) > cap:
+                self.floods.note("cap", f"connection limit of {cap} reached: closing new connections at once")
+                self.transport.close()
+                return
+            self._arm("idle", self.limits.idle_timeout)
+
+        def data_received(self, data: bytes) -> None:
+            if self._state == "idle":
+                self._begin()
+            if self._state == "header":
+                self._header_bytes += len(data)
+            super().data_received(data)
+            if self.transport.is_closing():
+                return
+            if self._state == "header" and self._header_bytes > self.limits.max_header_bytes:
+                self.send_400_response("Request headers too large.")  # as h11 does past its event size
+            elif self._state == "body" and self._phase != "body":
+                self._arm("body", self.limits.body_timeout)
+
+        def _begin(self) -> None:
+            self._state, self._header_bytes = "header", 0
+            self._arm("header", self.limits.header_timeout)  # once per request, not per byte
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._state != "header":
+                self._begin()  # a pipelined request
+
+        def on_headers_complete(self) -> None:
+            # The whole head came in one read: counted exactly, only when the bytes read hint it may be too long
+            # (they may include the start of a body). Raising here stops llhttp, and uvicorn answers 400.
+            cap = self.limits.max_header_bytes
+            if self._header_bytes > cap and len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > cap:
+                raise ValueError("request headers too large")
+            self._state = "body"
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._state = "done"
+            self._cancel()  # the whole request is in: the app owns the connection now
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()  # may start a pipelined request
+            idle = self.cycle is None or self.cycle.response_complete  # no pipelined request is running now
+            if self._state == "done" and idle and not self.transport.is_closing():
+                self._unset_keepalive_if_required()  # uvicorn's whole-second timer: ours takes fractions, for tests
+                self._state = "idle"
+                self._arm("idle", self.limits.idle_timeout)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_timer()
+            super().connection_lost(exc)
+
+
+else:  # pragma: no cover
+    GuardedHttpTools = None  # type: ignore[assignment,misc]
 
 
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop, floods: FloodLog) -> None:

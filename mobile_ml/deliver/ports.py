@@ -51,3 +51,21 @@ def _explain(e: OSError, where: str, host: str, port: int) -> PortError:
     if e.errno == errno.EADDRNOTAVAIL:
         return PortError(f"{host} is not an address of this machine", hint="pass --host 127.0.0.1 or --host 0.0.0.0")
     return PortError(f"cannot listen on {where}: {e.strerror}", hint="pick another --port or --host")
+
+
+def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """The listening socket ``serve`` hands to its worker(s), bound once; ``PortError`` as ``check_free``."""
+    check_free(host, port)  # the same one-line errors for a bad port or host
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        raise _explain(e, f"[{host}]:{port}" if ":" in host else f"{host}:{port}", host, port) from None
+    sock.set_inheritable(True)
+    return sock

@@ -6,6 +6,12 @@ a strong ETag (the sha256 of the content; for ``blobs/sha256/<hex>`` the name it
 single ``Range`` with ``If-Range`` → 206 (``ranges``: RFC 9110 exactly), HEAD, ``Cache-Control`` by path (immutable
 blobs, 60-second manifests), no directory listings, nothing outside the root, and only GET and HEAD. Connections get
 idle, header and body deadlines and a cap (``guard``).
+
+The commonest request by far is a device's manifest check (``If-None-Match`` with the ETag it has → 304), so it has a
+lane of its own in front of Starlette (``_Front``): a channel path already resolved once, whose file still has the
+same (device, inode, size, mtime) — one ``stat``, no hashing — and whose tag matches, is answered 304 straight away.
+Anything else, including a manifest a publish has just replaced (a new inode), takes the full path, which resolves and
+validates the path again and refreshes the lane. ``--workers N`` runs N such processes on one socket (``workers``).
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mobile_ml.deliver import layout, telemetry
-from mobile_ml.deliver.guard import FloodLog, GuardedH11, Limits, quiet_accept_errors
+from mobile_ml.deliver.guard import FloodLog, GuardedH11, GuardedHttpTools, Limits, quiet_accept_errors
 from mobile_ml.deliver.ranges import Unsatisfiable, etag_matches, parse_range
 from mobile_ml.deliver.ratelimit import RateLimiter
 from mobile_ml.publish.storage import cache_control
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     import uvicorn
 
 CHUNK = 64 * 1024
+_FAST_LANE_MAX = 4096  # channel manifests (and signatures) remembered for the 304 lane; a root has a few dozen
 
 
 class _ETags:
@@ -81,6 +89,36 @@ class _Content:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.etags = _ETags()
+        # scope path → (path, (st_dev, st_ino, st_size, st_mtime_ns), ETag, ETag as bytes, 304 headers), for _Front
+        self.fresh: dict[str, tuple[str, tuple[int, int, int, int], str, bytes, list[tuple[bytes, bytes]]]] = {}
+
+    def not_modified(self, scope_path: str, if_none_match: bytes) -> list[tuple[bytes, bytes]] | None:
+        """The headers of a 304 for a manifest check, or None: let the full path answer."""
+        hit = self.fresh.get(scope_path)
+        if hit is None:
+            return None
+        path, key, etag, raw_etag, headers = hit
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        # The same inode as when the full path validated it (inside the root, a regular file), unchanged since:
+        # a publish replaces the manifest (os.replace → new inode), so its first check after takes the full path.
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != key:
+            return None
+        if if_none_match == raw_etag:  # the device sends back exactly the tag it got: no parsing
+            return headers
+        return headers if etag_matches(if_none_match.decode("latin-1"), etag) else None
+
+    def _remember(self, rel: str, st: os.stat_result, headers: dict[str, str]) -> None:
+        if "/channels/" not in f"/{rel}":
+            return  # blobs are immutable and fetched once; devices check manifests
+        if len(self.fresh) >= _FAST_LANE_MAX:
+            self.fresh.clear()
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        etag = headers["ETag"]
+        self.fresh["/" + rel] = (str(self.root / rel), key, etag, etag.encode("latin-1"), raw)
 
     async def handle(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
@@ -93,6 +131,7 @@ class _Content:
         path, st = found
         etag = self.etags.get(path, rel, st)
         headers = {"ETag": etag, "Cache-Control": cache_control(rel), "Accept-Ranges": "bytes"}
+        self._remember(rel, st, headers)
         inm = request.headers.get("if-none-match")
         if inm is not None and etag_matches(inm, etag):
             return Response(status_code=304, headers=headers)
@@ -182,6 +221,26 @@ async def _health(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+class _Front:
+    """The ASGI app: manifest checks that can be answered 304 from ``_Content.fresh`` skip Starlette entirely (its
+    routing, Request and Response objects, and its two middlewares cost several times the 304 itself)."""
+
+    def __init__(self, app: Starlette, content: _Content) -> None:
+        self.app, self.content, self.state = app, content, app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] in self.content.fresh:
+            for name, value in scope["headers"]:
+                if name == b"if-none-match":  # the first one, as Starlette's Request.headers.get reads it
+                    headers = self.content.not_modified(scope["path"], value)
+                    if headers is not None:
+                        await send({"type": "http.response.start", "status": 304, "headers": headers})
+                        await send({"type": "http.response.body", "body": b""})
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
 def check_options(root: str | Path, telemetry_db: str | Path | None, telemetry_token: str | None) -> None:
     """Refuse, before anything starts: a root that is no directory, a database inside it, a weak token."""
     from mobile_ml.errors import InputFileError
@@ -201,7 +260,7 @@ def create_app(
     telemetry_token: str | None = None,
     telemetry_rate: float = 20.0,
     telemetry_burst: float | None = None,
-) -> Starlette:
+) -> _Front:
     """The ASGI app. ``telemetry_rate``: requests per second per client address (0: no limit); the burst defaults
     to ten seconds' worth."""
     root = Path(root).resolve()
@@ -213,20 +272,19 @@ def create_app(
     limiter = None
     if telemetry_rate > 0:
         limiter = RateLimiter(telemetry_rate, telemetry_burst or max(1.0, 10 * telemetry_rate))
+    content = _Content(root)
     routes = [
         Route("/v1/telemetry", _Telemetry(store, telemetry_token, limiter).handle, methods=["POST"]),
         Route("/v1/health", _health, methods=["GET"]),
-        Route(
-            "/{path:path}", _Content(root).handle, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
-        ),
+        Route("/{path:path}", content.handle, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
     ]
     app = Starlette(routes=routes)
     app.state.store = store
-    return app
+    return _Front(app, content)
 
 
 def build_server(
-    app: Starlette,
+    app: ASGIApp,
     limits: Limits | None = None,
     *,
     host: str = "127.0.0.1",
@@ -258,12 +316,18 @@ def build_server(
                 for s, h in previous.items():
                     signal.signal(s, h)
 
+    # uvicorn[standard]: httptools (llhttp, C) parses requests several times faster than h11, and loop="auto" takes
+    # uvloop; both guarded alike. h11 stays as the fallback where the C extensions are not installed.
+    fast = GuardedHttpTools is not None
+    protocol = GuardedHttpTools.configured(limits, floods) if fast else GuardedH11.configured(limits, floods)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
-        http=GuardedH11.configured(limits, floods),
+        http=protocol,
+        loop="auto",
+        access_log=False,  # never shown at our log levels, yet uvicorn would build a record per request
         ws="none",
         h11_max_incomplete_event_size=limits.max_header_bytes,
         timeout_graceful_shutdown=10,
@@ -282,8 +346,20 @@ def serve(
     telemetry_rate: float = 20.0,
     limits: Limits | None = None,
     log_level: str = "warning",
+    workers: int = 1,
 ) -> None:
-    """Run until SIGINT/SIGTERM; uvicorn finishes in-flight requests before exiting (graceful shutdown)."""
+    """Run until SIGINT/SIGTERM; uvicorn finishes in-flight requests before exiting (graceful shutdown). The socket
+    is bound here, once, so a busy port is a ``PortError``; ``workers`` > 1 processes share it (``workers``)."""
+    from mobile_ml.deliver import workers as pool
+    from mobile_ml.deliver.ports import listen
+
     check_options(root, telemetry_db, telemetry_token)
-    app = create_app(root, telemetry_db, telemetry_token=telemetry_token, telemetry_rate=telemetry_rate)
-    build_server(app, limits, host=host, port=port, log_level=log_level).run()
+    options = pool.ServeOptions(
+        str(root), str(telemetry_db) if telemetry_db else None, telemetry_token, telemetry_rate, limits, log_level
+    )
+    pool.check_count(workers)
+    sock = listen(host, port)
+    if workers == 1:
+        pool.run_worker(options, sock)
+    else:
+        pool.supervise(options, sock, workers)
