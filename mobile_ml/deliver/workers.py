@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -79,6 +80,11 @@ def _die_with_parent() -> None:
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    # The signal is armed only now: a supervisor killed while this worker was starting is already gone, and this
+    # worker was re-parented. Checking after arming closes that window.
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(0)
 
 
 def _store_ready(options: ServeOptions) -> None:
