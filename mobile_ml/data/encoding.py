@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from mobile_ml.data.profile import parse_dates, to_numbers
@@ -28,7 +29,12 @@ def convert(series: pd.Series, encoding: str) -> pd.Series:
         if pd.api.types.is_datetime64_any_dtype(series.dtype):
             return pd.to_datetime(series, utc=True)
         return parse_dates(series)
-    return series.map(str, na_action="ignore").astype(object)
+    if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
+        return series  # already strings (pandas' str dtype); missing stays missing
+    # str() per distinct value, not per row: the column's categories are few, its rows many.
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    names = np.array([str(v) for v in uniques] + [None], dtype=object)
+    return pd.Series(names[codes], index=series.index, dtype=object)  # code -1 → the trailing None
 
 
 def _date_parts(dates: pd.Series) -> pd.DataFrame:
@@ -71,21 +77,23 @@ def fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptio
     )
 
 
-def transform(spec: ColumnSpec, values: pd.Series) -> tuple[pd.DataFrame, int]:
-    """Encoded features of one column for one split, and how many missing values were imputed."""
+def transform(spec: ColumnSpec, values: pd.Series) -> tuple[np.ndarray, int]:
+    """Encoded features (float64, one column per feature) of one column for some rows, and how many were imputed."""
     n_missing = int(values.isna().sum()) if spec.impute is not None else 0
     if spec.kind == "numeric":
         filled = values if spec.impute is None else values.fillna(spec.impute)
-        return pd.DataFrame({spec.name: filled.astype(float)}), n_missing
+        return filled.to_numpy(dtype=np.float64).reshape(-1, 1), n_missing
     if spec.kind == "date":
         parts = _date_parts(values)
         if spec.impute is not None:
             parts = parts.fillna(spec.impute)
-        return parts.set_axis(spec.features, axis=1), n_missing
+        return parts.to_numpy(dtype=np.float64), n_missing
     if spec.impute is not None and spec.impute != UNKNOWN:
         values = values.fillna(spec.impute)
     vocabulary = spec.vocabulary or []
-    # features = one per vocabulary entry, then the unknown bucket
-    onehot = {f: (values == v).to_numpy(dtype=float) for f, v in zip(spec.features[:-1], vocabulary, strict=True)}
-    onehot[spec.features[-1]] = (~values.isin(vocabulary)).to_numpy(dtype=float)  # missing counts as unknown
-    return pd.DataFrame(onehot), n_missing
+    # features = one per vocabulary entry, then the unknown bucket; missing and unseen values are code -1 → unknown
+    codes = pd.Categorical(values, categories=vocabulary).codes.astype(np.int64)
+    codes[codes < 0] = len(vocabulary)
+    onehot = np.zeros((len(codes), len(vocabulary) + 1), dtype=np.float64)
+    onehot[np.arange(len(codes)), codes] = 1.0
+    return onehot, n_missing
