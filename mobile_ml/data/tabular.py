@@ -20,6 +20,7 @@ from mobile_ml.data.encoding import convert, fit_column, transform
 from mobile_ml.data.parquet import BATCH_ROWS, SplitWriter
 from mobile_ml.data.profile import (
     classify_column,
+    duplicate_rows,
     iqr_fences,
     label_strings,
     looks_continuous,
@@ -177,7 +178,7 @@ def _clean(df: pd.DataFrame, target: str, options: TabularOptions) -> _Table:
     # 2. Exact duplicates would land in train and test alike and inflate the test score.
     duplicates = 0
     if options.drop_duplicates:
-        dup = df.duplicated().to_numpy()
+        dup = duplicate_rows(df)
         duplicates = int(dup.sum())
         if duplicates:
             df, y = df[~dup].reset_index(drop=True), y[~dup]
