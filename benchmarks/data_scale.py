@@ -112,7 +112,7 @@ def measure(rows: int, workdir: Path) -> dict:
     try:
         base = run_child([sys.executable, "-c", READ_CSV, str(csv)])
         loaded = json.loads(base["stdout"])
-        profile = run_child([*cli, "data", "profile", str(csv), "--target", "label", "--json"])
+        profile = run_child([*cli, "data", "profile", str(csv), "--target", "label", "--json", "-"])
         out = workdir / f"prepared_{rows}"
         prepare = run_child([*cli, "data", "prepare", str(csv), "--target", "label", "--out", str(out), "--force"])
         prepared_bytes = sum(p.stat().st_size for p in out.iterdir())

@@ -29,12 +29,13 @@ def convert(series: pd.Series, encoding: str) -> pd.Series:
         if pd.api.types.is_datetime64_any_dtype(series.dtype):
             return pd.to_datetime(series, utc=True)
         return parse_dates(series)
-    if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
-        return series  # already strings (pandas' str dtype); missing stays missing
-    # str() per distinct value, not per row: the column's categories are few, its rows many.
+    # Categories, factorized once for the whole column: fitting counts codes and encoding maps codes, so no string
+    # is compared per row. str() runs per distinct value, not per row.
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    names = np.array([str(v) for v in uniques] + [None], dtype=object)
-    return pd.Series(names[codes], index=series.index, dtype=object)  # code -1 → the trailing None
+    names = [str(v) for v in uniques]
+    if len(set(names)) < len(names):  # 1 and "1" in one object column: one category after str(), as before
+        return pd.Series(pd.Categorical(np.array(names + [None], dtype=object)[codes]), index=series.index)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=names), index=series.index)
 
 
 def _date_parts(dates: pd.Series) -> pd.DataFrame:
@@ -61,6 +62,7 @@ def fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptio
             date_parts=list(DATE_PARTS),
         )
     counts = present.value_counts()
+    counts = counts[counts > 0]  # a categorical series also counts categories that only other splits have
     # Ties broken by value, so the vocabulary does not depend on row order.
     vocabulary = sorted(counts.index, key=lambda v: (-counts[v], v))[: options.max_categories]
     unknown = f"{name}={UNKNOWN}"
@@ -91,9 +93,14 @@ def transform(spec: ColumnSpec, values: pd.Series) -> tuple[np.ndarray, int]:
     if spec.impute is not None and spec.impute != UNKNOWN:
         values = values.fillna(spec.impute)
     vocabulary = spec.vocabulary or []
-    # features = one per vocabulary entry, then the unknown bucket; missing and unseen values are code -1 → unknown
-    codes = pd.Categorical(values, categories=vocabulary).codes.astype(np.int64)
-    codes[codes < 0] = len(vocabulary)
+    # features = one per vocabulary entry, then the unknown bucket; missing and unseen values → the unknown bucket
+    if isinstance(values.dtype, pd.CategoricalDtype):  # codes of the column's categories → vocabulary positions
+        position = {v: i for i, v in enumerate(vocabulary)}
+        lookup = np.array([position.get(c, len(vocabulary)) for c in values.cat.categories] + [len(vocabulary)])
+        codes = lookup[values.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing unknown entry
+    else:
+        codes = pd.Categorical(values, categories=vocabulary).codes.astype(np.int64)
+        codes[codes < 0] = len(vocabulary)
     onehot = np.zeros((len(codes), len(vocabulary) + 1), dtype=np.float64)
     onehot[np.arange(len(codes)), codes] = 1.0
     return onehot, n_missing

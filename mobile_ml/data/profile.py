@@ -236,7 +236,8 @@ def to_numbers(values: pd.Series) -> pd.Series:
     if not pd.api.types.is_numeric_dtype(values.dtype):
         values = pd.to_numeric(values.astype(str).str.strip(), errors="coerce")  # "nan"/"None" → NaN too
     out = values.astype(float)
-    return out.where(np.isfinite(out))
+    finite = np.isfinite(out.to_numpy())
+    return out if finite.all() else out.where(finite)  # no second copy of a column that is already clean
 
 
 def iqr_fences(values: pd.Series, factor: float = 1.5) -> tuple[float, float]:
