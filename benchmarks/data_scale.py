@@ -6,8 +6,10 @@ For each size the script writes a seeded CSV (N rows × 50 columns: 40 numeric c
 1e6, 9 categorical columns with 3 to 40 categories, 1 three-class label that depends on a few of them), then runs,
 each in its own child process so that peak memory is that command's alone:
 
-  read_csv   `pandas.read_csv(path)`: the baseline; its time is measured inside the child (imports excluded), and
-             the loaded DataFrame's `memory_usage(deep=True)` is the memory baseline.
+  read_csv   `pandas.read_csv(path)`: the baseline; its time is measured inside the child (imports excluded) and
+             as the child's wall time (`process_seconds`, imports included: the fair comparison for a CLI command,
+             reported as `vs_read_csv_process`); the loaded DataFrame's `memory_usage(deep=True)` is the memory
+             baseline, and the read_csv child's own peak is reported beside it.
   profile    `mobile-ml data profile CSV --target label --json` (wall time of the whole command, imports included)
   prepare    `mobile-ml data prepare CSV --target label --out DIR --force` (the same)
 
@@ -135,6 +137,8 @@ def measure(rows: int, workdir: Path) -> dict:
         result[name] = {
             "seconds": round(r["seconds"], 3),
             "vs_read_csv": round(r["seconds"] / loaded["seconds"], 2),
+            # against a process that imports pandas and reads the file: both sides pay interpreter start-up
+            "vs_read_csv_process": round(r["seconds"] / base["seconds"], 2),
             "peak_rss_bytes": r["peak_rss_bytes"],
             "peak_vs_dataframe": round(r["peak_rss_bytes"] / frame, 2),
         }
@@ -143,17 +147,21 @@ def measure(rows: int, workdir: Path) -> dict:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| rows | CSV MB | DataFrame MB | read_csv s | profile s (×) | prepare s (×) | profile peak MB (×) | "
-        "prepare peak MB (×) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | CSV MB | DataFrame MB | read_csv s (process s) | read_csv peak MB (×) | profile s (×, × process) "
+        "| prepare s (×, × process) | profile peak MB (×) | prepare peak MB (×) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     mb = 1 << 20
     for r in results:
         p, q = r["profile"], r["prepare"]
+        rc = r["read_csv"]
         lines.append(
             f"| {r['rows']:,} | {r['csv_bytes'] / mb:.0f} | {r['dataframe_bytes'] / mb:.0f} | "
-            f"{r['read_csv']['seconds']:.2f} | {p['seconds']:.2f} ({p['vs_read_csv']}×) | "
-            f"{q['seconds']:.2f} ({q['vs_read_csv']}×) | {p['peak_rss_bytes'] / mb:.0f} ({p['peak_vs_dataframe']}×) | "
+            f"{rc['seconds']:.2f} ({rc['process_seconds']:.2f}) | "
+            f"{rc['peak_rss_bytes'] / mb:.0f} ({rc['peak_rss_bytes'] / r['dataframe_bytes']:.2f}×) | "
+            f"{p['seconds']:.2f} ({p['vs_read_csv']}×, {p['vs_read_csv_process']}×) | "
+            f"{q['seconds']:.2f} ({q['vs_read_csv']}×, {q['vs_read_csv_process']}×) | "
+            f"{p['peak_rss_bytes'] / mb:.0f} ({p['peak_vs_dataframe']}×) | "
             f"{q['peak_rss_bytes'] / mb:.0f} ({q['peak_vs_dataframe']}×) |"
         )
     return "\n".join(lines)

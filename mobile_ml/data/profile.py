@@ -311,7 +311,11 @@ class DataProfile:
 
 
 def _column_profile(series: pd.Series) -> dict[str, Any]:
-    distinct = int(series.nunique())  # once: classification and the report both need it
+    # Counted once: classification and the report both need it. A string column's value counts are its top values
+    # too, so its distinct count comes from them instead of a second pass over every row.
+    strings = pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype)
+    counts = series.value_counts(dropna=True) if strings else None
+    distinct = len(counts) if counts is not None else int(series.nunique())
     kind = classify_column(series, distinct)
     missing = int(series.isna().sum())
     out: dict[str, Any] = {
@@ -341,7 +345,8 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
                 "outliers": int(((values < low) | (values > high)).sum()),
             }
     elif kind.kind != "empty":
-        counts = series.dropna().astype(str).value_counts()
+        if counts is None:
+            counts = series.dropna().astype(str).value_counts()
         top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
         out["top_values"] = [{"value": v, "count": int(c)} for v, c in top]
     return out
