@@ -182,7 +182,7 @@ def test_outlier_removal_only_touches_train(tmp_path):
     df.to_csv(tmp_path / "remove.csv", index=False)
     removed, removed_out = prepare(tmp_path, df, name="remove", keep_columns=["rid"], outliers="remove")
     for s in ("validation", "test"):
-        assert (keep_out / f"{s}.csv").read_bytes() == (removed_out / f"{s}.csv").read_bytes()
+        assert (keep_out / f"{s}.parquet").read_bytes() == (removed_out / f"{s}.parquet").read_bytes()
     n = removed.cleaning["outliers_removed"]
     assert removed.counts["train"] == keep.counts["train"] - n
     kept_x = {s: feature(keep, x, "x") for s, (x, _) in load(keep, keep_out).items()}
@@ -262,16 +262,16 @@ def test_same_seed_same_files_other_seed_other_split(tmp_path):
     df.to_csv(tmp_path / "c.csv", index=False)
     c, c_out = prepare(tmp_path, df, name="c", split=SplitOptions(seed=7))
     for s in SPLITS:
-        assert (a_out / f"{s}.csv").read_bytes() == (b_out / f"{s}.csv").read_bytes()
+        assert (a_out / f"{s}.parquet").read_bytes() == (b_out / f"{s}.parquet").read_bytes()
     assert a.normalization == b.normalization and a.columns == b.columns
-    assert (a_out / "train.csv").read_bytes() != (c_out / "train.csv").read_bytes()
+    assert (a_out / "train.parquet").read_bytes() != (c_out / "train.parquet").read_bytes()
     assert c.split["seed"] == 7
 
 
 def test_normalization_is_train_mean_and_population_std(tmp_path):
     df = base().assign(k=7.5)
     spec, out = prepare(tmp_path, df, keep_columns=["k"])
-    train = pd.read_csv(out / "train.csv")[spec.features].to_numpy(dtype=np.float64)
+    train = pd.read_parquet(out / "train.parquet")[spec.features].to_numpy(dtype=np.float64)
     assert spec.normalization.axis == "feature"
     assert np.allclose(spec.normalization.mean, train.mean(axis=0), rtol=1e-12)
     expected_std = train.std(axis=0)
@@ -279,7 +279,7 @@ def test_normalization_is_train_mean_and_population_std(tmp_path):
     expected_std[expected_std == 0] = 1.0  # a constant feature must not divide by zero
     assert np.allclose(spec.normalization.std, expected_std, rtol=1e-12)
     assert spec.normalization.mean[spec.features.index("k")] == 7.5
-    everything = pd.read_csv(out / "test.csv")[spec.features].to_numpy()
+    everything = pd.read_parquet(out / "test.parquet")[spec.features].to_numpy()
     assert not np.allclose(spec.normalization.mean, everything.mean(axis=0))
 
 
@@ -290,9 +290,9 @@ def test_round_trip_through_data_json_and_load_split(tmp_path):
     loaded = load_spec(out)
     assert loaded == spec == parse_document(DataSpec, json.loads(json.dumps(document_dict(spec))), where="d")
     assert loaded.features == spec.features and loaded.columns == spec.columns
-    assert spec.files == {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
+    assert spec.files == {"train": "train.parquet", "validation": "validation.parquet", "test": "test.parquet"}
     assert spec.source["rows"] == 60 and spec.source["columns"] == 4
-    assert list(pd.read_csv(out / "train.csv").columns) == spec.features + [LABEL_COLUMN]
+    assert list(pd.read_parquet(out / "train.parquet").columns) == spec.features + [LABEL_COLUMN]
     for s in SPLITS:
         x, y = load_split(out, loaded, s)
         assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (spec.counts[s], len(spec.features))

@@ -40,6 +40,16 @@ class ColumnKind(str, enum.Enum):
         return self.value
 
 
+class SplitFormat(str, enum.Enum):
+    """How tabular split files are stored; image splits are always ``.npz``."""
+
+    CSV = "csv"  # data directories prepared before Parquet; data.json without ``split_format`` means this
+    PARQUET = "parquet"  # float64 feature columns in ``features`` order, then int64 ``__label__``
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class NormalizationAxis(str, enum.Enum):
     FEATURE = "feature"  # tabular: one mean/std per encoded feature
     CHANNEL = "channel"  # images: one mean/std per colour channel
@@ -162,6 +172,7 @@ class DataSpec:
     dropped_columns: list[dict[str, str]] = field(default_factory=list)  # [{"name", "reason"}]
     cleaning: dict[str, Any] = field(default_factory=dict)  # options used and what they did
     files: dict[str, str] = field(default_factory=dict)  # split name → file, relative to the data directory
+    split_format: SplitFormat = SplitFormat.CSV  # tabular only; omitted from data.json when CSV (older files)
 
     @property
     def num_classes(self) -> int:
@@ -174,7 +185,10 @@ class DataSpec:
         return (len(self.features),)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(self)
+        out = to_jsonable(self)
+        if self.split_format is SplitFormat.CSV:  # byte-identical to data.json written before the key existed
+            del out["split_format"]
+        return out
 
     @classmethod
     def from_dict(cls, f: Fields) -> DataSpec:
@@ -198,6 +212,7 @@ class DataSpec:
             dropped_columns=[_dropped(c) for c in f.objs("dropped_columns", optional=True)],
             cleaning=f.mapping("cleaning", optional=True),
             files=_per_split(f, "files", _relative_file),
+            split_format=f.choice("split_format", SplitFormat, default=SplitFormat.CSV),
         )
         f.done()
         spec._check_shapes(f)

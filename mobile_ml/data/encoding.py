@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from mobile_ml.data.profile import parse_dates, to_numbers
@@ -28,7 +29,13 @@ def convert(series: pd.Series, encoding: str) -> pd.Series:
         if pd.api.types.is_datetime64_any_dtype(series.dtype):
             return pd.to_datetime(series, utc=True)
         return parse_dates(series)
-    return series.map(str, na_action="ignore").astype(object)
+    # Categories, factorized once for the whole column: fitting counts codes and encoding maps codes, so no string
+    # is compared per row. str() runs per distinct value, not per row.
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    names = [str(v) for v in uniques]
+    if len(set(names)) < len(names):  # 1 and "1" in one object column: one category after str(), as before
+        return pd.Series(pd.Categorical(np.array(names + [None], dtype=object)[codes]), index=series.index)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=names), index=series.index)
 
 
 def _date_parts(dates: pd.Series) -> pd.DataFrame:
@@ -55,6 +62,7 @@ def fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptio
             date_parts=list(DATE_PARTS),
         )
     counts = present.value_counts()
+    counts = counts[counts > 0]  # a categorical series also counts categories that only other splits have
     # Ties broken by value, so the vocabulary does not depend on row order.
     vocabulary = sorted(counts.index, key=lambda v: (-counts[v], v))[: options.max_categories]
     unknown = f"{name}={UNKNOWN}"
@@ -71,21 +79,28 @@ def fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptio
     )
 
 
-def transform(spec: ColumnSpec, values: pd.Series) -> tuple[pd.DataFrame, int]:
-    """Encoded features of one column for one split, and how many missing values were imputed."""
+def transform(spec: ColumnSpec, values: pd.Series) -> tuple[np.ndarray, int]:
+    """Encoded features (float64, one column per feature) of one column for some rows, and how many were imputed."""
     n_missing = int(values.isna().sum()) if spec.impute is not None else 0
     if spec.kind == "numeric":
         filled = values if spec.impute is None else values.fillna(spec.impute)
-        return pd.DataFrame({spec.name: filled.astype(float)}), n_missing
+        return filled.to_numpy(dtype=np.float64).reshape(-1, 1), n_missing
     if spec.kind == "date":
         parts = _date_parts(values)
         if spec.impute is not None:
             parts = parts.fillna(spec.impute)
-        return parts.set_axis(spec.features, axis=1), n_missing
+        return parts.to_numpy(dtype=np.float64), n_missing
     if spec.impute is not None and spec.impute != UNKNOWN:
         values = values.fillna(spec.impute)
     vocabulary = spec.vocabulary or []
-    # features = one per vocabulary entry, then the unknown bucket
-    onehot = {f: (values == v).to_numpy(dtype=float) for f, v in zip(spec.features[:-1], vocabulary, strict=True)}
-    onehot[spec.features[-1]] = (~values.isin(vocabulary)).to_numpy(dtype=float)  # missing counts as unknown
-    return pd.DataFrame(onehot), n_missing
+    # features = one per vocabulary entry, then the unknown bucket; missing and unseen values → the unknown bucket
+    if isinstance(values.dtype, pd.CategoricalDtype):  # codes of the column's categories → vocabulary positions
+        position = {v: i for i, v in enumerate(vocabulary)}
+        lookup = np.array([position.get(c, len(vocabulary)) for c in values.cat.categories] + [len(vocabulary)])
+        codes = lookup[values.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing unknown entry
+    else:
+        codes = pd.Categorical(values, categories=vocabulary).codes.astype(np.int64)
+        codes[codes < 0] = len(vocabulary)
+    onehot = np.zeros((len(codes), len(vocabulary) + 1), dtype=np.float64)
+    onehot[np.arange(len(codes)), codes] = 1.0
+    return onehot, n_missing

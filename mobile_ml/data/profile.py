@@ -86,6 +86,20 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
     return df, sha
 
 
+def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
+    """``df.duplicated()`` as a bool array, without factorizing every column of every row.
+
+    One 64-bit hash per row (vectorized per column) finds the few rows that might repeat; only those are compared
+    exactly, so a hash collision can never drop a row that is not a real duplicate.
+    """
+    hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    maybe = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    out = np.zeros(len(df), dtype=bool)
+    if maybe.any():
+        out[maybe] = df[maybe].duplicated().to_numpy()  # earlier rows of a group are among the candidates too
+    return out
+
+
 def unknown_column_error(name: str, columns: list[str], what: str = "column") -> DataError:
     """A DataError for a column name that is not in the data, listing (some of) the names that are."""
     shown = [str(c) for c in columns[:15]]
@@ -120,11 +134,11 @@ def _looks_like_id_name(name: str) -> bool:
     return bool(_ID_NAME.search(name) or _CAMEL_ID.search(name))
 
 
-def _numeric_kind(values: pd.Series, name: str, note: str) -> ColumnKind:
+def _numeric_kind(values: pd.Series, name: str, note: str, distinct: int | None = None) -> ColumnKind:
     """``values``: non-missing numbers. Integers that are all distinct and named or laid out like a row key → id."""
     finite = values[np.isfinite(values.to_numpy(dtype=float))]
     integral = len(finite) == len(values) and bool((finite == np.floor(finite)).all())
-    distinct = values.nunique()
+    distinct = values.nunique() if distinct is None else distinct
     if integral and distinct == len(values) and len(values) > 1:
         if _looks_like_id_name(name):
             return ColumnKind("id", f"all {len(values)} values distinct integers, name looks like an identifier")
@@ -138,7 +152,7 @@ def _numeric_kind(values: pd.Series, name: str, note: str) -> ColumnKind:
     return ColumnKind("numeric", f"{note}{distinct} distinct values")
 
 
-def classify_column(series: pd.Series) -> ColumnKind:
+def classify_column(series: pd.Series, distinct: int | None = None) -> ColumnKind:
     """What a column holds, and so how it can become a model input.
 
     Rules, first match wins (``n`` = non-missing values):
@@ -157,6 +171,8 @@ def classify_column(series: pd.Series) -> ColumnKind:
       mean length > 30 characters or ≥ 4 words, and more than half the values distinct → free **text**;
       every value distinct and n ≥ 20 → **id**;
       otherwise **categorical**.
+
+    ``distinct`` is ``series.nunique()`` when the caller has it already (counting is the slow part on big columns).
     """
     name = str(series.name) if series.name is not None else ""
     values = series.dropna()
@@ -165,7 +181,7 @@ def classify_column(series: pd.Series) -> ColumnKind:
         return ColumnKind("empty", f"all {len(series)} values are missing")
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         return ColumnKind("datetime", "date/time values")
-    distinct = values.nunique()
+    distinct = values.nunique() if distinct is None else distinct
     if distinct <= 1:
         return ColumnKind("constant", f"only one distinct value ({_short(values.iloc[0])})")
     if pd.api.types.is_bool_dtype(series.dtype):
@@ -175,7 +191,7 @@ def classify_column(series: pd.Series) -> ColumnKind:
         if pair in _BOOL_PAIRS:
             return ColumnKind("boolean", f"two values: {' / '.join(sorted(pair))}")
     if pd.api.types.is_numeric_dtype(series.dtype):
-        return _numeric_kind(values.astype(float), name, "")
+        return _numeric_kind(values.astype(float), name, "", distinct)
 
     text = _sample(values).astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
@@ -220,12 +236,17 @@ def to_numbers(values: pd.Series) -> pd.Series:
     if not pd.api.types.is_numeric_dtype(values.dtype):
         values = pd.to_numeric(values.astype(str).str.strip(), errors="coerce")  # "nan"/"None" → NaN too
     out = values.astype(float)
-    return out.where(np.isfinite(out))
+    finite = np.isfinite(out.to_numpy())
+    return out if finite.all() else out.where(finite)  # no second copy of a column that is already clean
 
 
 def iqr_fences(values: pd.Series, factor: float = 1.5) -> tuple[float, float]:
     """(low, high): values outside [q1 − factor·IQR, q3 + factor·IQR] are outliers (missing values are ignored)."""
     q1, q3 = values.quantile([0.25, 0.75]).tolist()
+    return _fences(q1, q3, factor)
+
+
+def _fences(q1: float, q3: float, factor: float = 1.5) -> tuple[float, float]:
     iqr = q3 - q1
     return q1 - factor * iqr, q3 + factor * iqr
 
@@ -290,7 +311,12 @@ class DataProfile:
 
 
 def _column_profile(series: pd.Series) -> dict[str, Any]:
-    kind = classify_column(series)
+    # Counted once: classification and the report both need it. A string column's value counts are its top values
+    # too, so its distinct count comes from them instead of a second pass over every row.
+    strings = pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype)
+    counts = series.value_counts(dropna=True) if strings else None
+    distinct = len(counts) if counts is not None else int(series.nunique())
+    kind = classify_column(series, distinct)
     missing = int(series.isna().sum())
     out: dict[str, Any] = {
         "name": str(series.name),
@@ -299,15 +325,15 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
         "reason": kind.reason,
         "missing": missing,
         "missing_fraction": missing / len(series) if len(series) else 0.0,
-        "unique": int(series.nunique()),
+        "unique": distinct,
         "numeric": None,
         "top_values": None,
     }
     if kind.kind == "numeric":
         values = to_numbers(series).dropna()
         if len(values):
-            low, high = iqr_fences(values)
             q1, median, q3 = values.quantile([0.25, 0.5, 0.75]).tolist()
+            low, high = _fences(q1, q3)
             out["numeric"] = {
                 "min": float(values.min()),
                 "max": float(values.max()),
@@ -319,7 +345,8 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
                 "outliers": int(((values < low) | (values > high)).sum()),
             }
     elif kind.kind != "empty":
-        counts = series.dropna().astype(str).value_counts()
+        if counts is None:
+            counts = series.dropna().astype(str).value_counts()
         top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
         out["top_values"] = [{"value": v, "count": int(c)} for v, c in top]
     return out
@@ -364,7 +391,7 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
         raise unknown_column_error(target, list(df.columns), "target column")
     columns = [_column_profile(df[c]) for c in df.columns]
     by_kind = lambda k: [c["name"] for c in columns if c["kind"] == k]  # noqa: E731
-    duplicates = int(df.duplicated().sum())
+    duplicates = int(duplicate_rows(df).sum())
     warns: list[str] = []
     section = None
     if target is not None:

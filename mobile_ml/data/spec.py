@@ -15,7 +15,9 @@ from mobile_ml.contracts.data import (
     ImageSpec,
     Normalization,
     NormalizationAxis,
+    SplitFormat,
 )
+from mobile_ml.data.parquet import LABEL_COLUMN
 from mobile_ml.errors import InputFileError
 
 if TYPE_CHECKING:
@@ -31,11 +33,10 @@ __all__ = [
     "ImageSpec",
     "Normalization",
     "NormalizationAxis",
+    "SplitFormat",
     "load_spec",
     "load_split",
 ]
-
-LABEL_COLUMN = "__label__"  # label index column in tabular split CSVs; cannot clash with a real column name
 
 
 def load_spec(datadir: str | Path) -> DataSpec:
@@ -56,6 +57,10 @@ def load_split(datadir: str | Path, spec: DataSpec, split: str) -> tuple[np.ndar
     import numpy as np
 
     path = Path(datadir) / spec.files[split]
+    if spec.kind == DataKind.TABULAR and spec.split_format is SplitFormat.PARQUET:
+        from mobile_ml.data.parquet import read_split
+
+        return read_split(path, spec, split)  # checks schema and row count itself
     try:
         if spec.kind == DataKind.IMAGE:
             with np.load(path) as z:

@@ -1,4 +1,5 @@
-"""A CSV becomes three encoded splits (``train.csv``, ``validation.csv``, ``test.csv``) and their ``DataSpec``.
+"""A CSV becomes three encoded Parquet splits (``train.parquet``, ``validation.parquet``, ``test.parquet``) and their
+``DataSpec``.
 
 Every statistic the encoding needs (imputation values, vocabularies, outlier fences, normalization) is fitted on the
 train split only, after splitting: fitting on all rows would let validation and test leak into training and make
@@ -16,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from mobile_ml.data.encoding import convert, fit_column, transform
+from mobile_ml.data.parquet import BATCH_ROWS, SplitWriter
 from mobile_ml.data.profile import (
     classify_column,
+    duplicate_rows,
     iqr_fences,
     label_strings,
     looks_continuous,
@@ -34,12 +37,13 @@ from mobile_ml.data.spec import (
     DataSpec,
     Normalization,
     NormalizationAxis,
+    SplitFormat,
 )
 from mobile_ml.data.split import SplitOptions, stratified_split
 from mobile_ml.errors import ConfigError, DataError
 from mobile_ml.outputs import to_jsonable
 
-FILES = {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
+FILES = {"train": "train.parquet", "validation": "validation.parquet", "test": "test.parquet"}
 
 _CHOICES = {
     "missing": ("impute", "drop"),
@@ -116,21 +120,13 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
     rows_in, columns_in = df.shape
     _check_names(df, target, options)
     table = _clean(df, target, options)  # 1.-4. labels, duplicates, column plan, rows with missing values
+    del df  # table.values holds what is still needed; the raw frame is the largest object in memory
     index = _split(table, split, options)  # 5. split, then fit on train only
     columns = _fit_columns(table, index["train"], options)  # 6.-7.
     features = [f for c in columns for f in c.features]
-    encoded, imputed = _encode(table, columns, index, features)
-
-    # 8. Normalization the model bakes in; a constant feature gets std 1 so nothing divides by zero.
-    mean = encoded["train"].mean(axis=0)
-    std = encoded["train"].std(axis=0)
-    std[std == 0] = 1.0
-
-    # 9. Split files: features in model-input order, then the label index.
-    for s in SPLITS:
-        frame = pd.DataFrame(encoded[s], columns=features)
-        frame[LABEL_COLUMN] = table.y[index[s]]
-        frame.to_csv(out / FILES[s], index=False)
+    # 8.-9. Encode, write and (train) accumulate the normalization a batch of rows at a time.
+    mean, std, imputed = _write_splits(table, columns, index, features, out)
+    table.values.clear()  # the converted columns are not needed past this point
 
     source = {
         "type": "csv",
@@ -153,6 +149,7 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
         dropped_columns=table.dropped,
         cleaning={"options": to_jsonable(options), "rows_in": int(rows_in), **table.removed, "imputed": imputed},
         files=dict(FILES),
+        split_format=SplitFormat.PARQUET,
     )
 
 
@@ -172,7 +169,8 @@ def _clean(df: pd.DataFrame, target: str, options: TabularOptions) -> _Table:
     # 1. Target → label indices. Rows without a target cannot be trained or scored on.
     has_target = df[target].notna()
     missing_target = int((~has_target).sum())
-    df = df[has_target].reset_index(drop=True)
+    if missing_target:  # filtering copies the whole frame: only when there is something to drop
+        df = df[has_target].reset_index(drop=True)
     labels = _check_target(df[target], target)
     label_of = {name: i for i, name in enumerate(labels)}
     y = label_strings(df[target]).map(label_of).to_numpy(dtype=np.int64)  # filtered along with df below
@@ -180,9 +178,10 @@ def _clean(df: pd.DataFrame, target: str, options: TabularOptions) -> _Table:
     # 2. Exact duplicates would land in train and test alike and inflate the test score.
     duplicates = 0
     if options.drop_duplicates:
-        dup = df.duplicated().to_numpy()
+        dup = duplicate_rows(df)
         duplicates = int(dup.sum())
-        df, y = df[~dup].reset_index(drop=True), y[~dup]
+        if duplicates:
+            df, y = df[~dup].reset_index(drop=True), y[~dup]
 
     # 3. Which columns become features, and how.
     plan, dropped = _plan_columns(df, target, options)
@@ -244,21 +243,65 @@ def _fit_columns(table: _Table, train: np.ndarray, options: TabularOptions) -> l
     return columns
 
 
-def _encode(
-    table: _Table, columns: list[ColumnSpec], index: dict[str, np.ndarray], features: list[str]
-) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """6. (continued) Every split transformed with what was fitted on train; and imputed values per column."""
-    encoded: dict[str, np.ndarray] = {}
+def _write_splits(
+    table: _Table, columns: list[ColumnSpec], index: dict[str, np.ndarray], features: list[str], out: Path
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """6. (continued) Every split encoded with what was fitted on train and written in batches of rows.
+
+    Returns the train features' mean and population std (8.: a constant feature gets std 1 so nothing divides by
+    zero) and the imputed values per column. Only one batch of encoded rows exists at a time: the one-hot matrix is
+    the largest thing the data stage makes (a few hundred float columns per row).
+    """
     imputed: dict[str, int] = {}
+    moments = _Moments(len(features))
     for s in SPLITS:
-        parts = []
-        for c in columns:
-            frame, n_imputed = transform(c, table.values[c.name].iloc[index[s]].reset_index(drop=True))
-            parts.append(frame)
-            if n_imputed:
-                imputed[c.name] = imputed.get(c.name, 0) + n_imputed
-        encoded[s] = pd.concat(parts, axis=1)[features].to_numpy(dtype=np.float64)
-    return encoded, imputed
+        writer = SplitWriter(out / FILES[s], features)
+        try:
+            rows = index[s]
+            for start in range(0, len(rows), BATCH_ROWS):
+                batch = rows[start : start + BATCH_ROWS]
+                # Column-major: each feature is one contiguous run, which Parquet stores without a copy.
+                x = np.empty((len(batch), len(features)), dtype=np.float64, order="F")
+                col = 0
+                for c in columns:
+                    block, n_imputed = transform(c, table.values[c.name].iloc[batch])
+                    x[:, col : col + block.shape[1]] = block
+                    col += block.shape[1]
+                    if n_imputed:
+                        imputed[c.name] = imputed.get(c.name, 0) + n_imputed
+                writer.write(x, table.y[batch])
+                if s == "train":
+                    moments.add(x)
+        finally:
+            writer.close()
+    std = moments.std()
+    std[std == 0] = 1.0
+    return moments.mean, std, imputed
+
+
+class _Moments:
+    """Per-feature mean and population variance over batches (Chan et al.'s pairwise merge: no E[x²] − E[x]²
+    cancellation, so a column around 1e6 keeps its small spread)."""
+
+    def __init__(self, width: int) -> None:
+        self.n = 0
+        self.mean = np.zeros(width)
+        self.m2 = np.zeros(width)  # sum of squared deviations from the mean
+
+    def add(self, x: np.ndarray) -> None:
+        n_b = len(x)
+        if n_b == 0:
+            return
+        mean_b = x.mean(axis=0)
+        m2_b = ((x - mean_b) ** 2).sum(axis=0)
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
+        self.n = n
+
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / self.n)
 
 
 # ---------------------------------------------------------------------------------------------------- checks

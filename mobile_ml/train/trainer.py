@@ -44,6 +44,7 @@ from mobile_ml.data.spec import SPLITS, DataSpec, load_spec, load_split
 from mobile_ml.outputs import atomic_dir, sha256_file
 from mobile_ml.progress import NullReporter, epoch_callback
 from mobile_ml.train.config import Candidate, TrainConfig
+from mobile_ml.train.inputs import TrainInput, fit_arguments, train_input
 from mobile_ml.train.metrics import Metrics, classification_metrics
 from mobile_ml.train.models import build_model, resolve_family
 from mobile_ml.train.rundir import RunLayout
@@ -121,19 +122,28 @@ def _selection_key(r: CandidateResult) -> tuple[float, float, int]:
 
 
 def fit_candidate(
-    spec: DataSpec, candidate: Candidate, config: TrainConfig, train: Split, val: Split, keras: Any, on_epoch=None
+    spec: DataSpec,
+    candidate: Candidate,
+    config: TrainConfig,
+    train: TrainInput,
+    val: Split,
+    keras: Any,
+    on_epoch=None,
 ) -> tuple[Any, CandidateResult]:
-    """Build and fit one candidate with early stopping on ``val``; return ``(model, CandidateResult)``."""
+    """Build and fit one candidate with early stopping on ``val``; return ``(model, CandidateResult)``.
+
+    ``train`` is ``(x, y)`` in memory or a ``StreamedSplit`` read from Parquet in batches.
+    """
     keras.utils.set_random_seed(config.seed)  # every candidate starts from the same seed: comparable and repeatable
     model = build_model(spec, candidate, keras)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
     start = time.perf_counter()
+    args, kwargs = fit_arguments(train, config.batch_size, config.seed)
     hist = model.fit(
-        *train,
+        *args,
+        **kwargs,
         validation_data=val,
         epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
         verbose=0,
         callbacks=[stop, epoch_callback(keras, on_epoch)],
     )
@@ -183,11 +193,14 @@ def train(
     datadir = Path(datadir)
     spec = load_spec(datadir)
     family = resolve_family(config.family, spec)
-    splits = {name: load_split(datadir, spec, name) for name in SPLITS}
+    train_split = train_input(datadir, spec)  # streamed from Parquet: it may not fit in memory
+    splits = {name: load_split(datadir, spec, name) for name in SPLITS if name != "train"}
     with atomic_dir(out, force=force) as tmp:
         run = RunLayout(tmp)
         timings = {"load_s": time.perf_counter() - t0}
-        results, best, best_model = _search(spec, config.candidates(family), config, splits, reporter or NullReporter())
+        results, best, best_model = _search(
+            spec, config.candidates(family), config, train_split, splits, reporter or NullReporter()
+        )
         timings["train_s"] = sum(r.seconds for r in results)
 
         t = time.perf_counter()
@@ -230,6 +243,7 @@ def _search(
     spec: DataSpec,
     candidates: list[Candidate],
     config: TrainConfig,
+    train: TrainInput,
     splits: dict[str, Split],
     reporter: TrainReporter,
 ) -> tuple[list[CandidateResult], CandidateResult, Any]:
@@ -247,7 +261,7 @@ def _search(
                 spec,
                 cand,
                 config,
-                splits["train"],
+                train,
                 splits["validation"],
                 keras,
                 on_epoch=lambda e, logs, c=cand: reporter.epoch_finished(c, e, logs),
