@@ -126,7 +126,7 @@ def test_the_same_event_id_from_another_install_is_not_a_duplicate(target):
 def test_a_new_store_is_at_the_current_schema_version(target):
     with open_store(target) as s:
         assert s.schema_version() == SCHEMA_VERSION
-        assert [r[0] for r in s.query("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+        assert [r[0] for r in s.query("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
     with open_store(target) as s:  # opening again migrates nothing
         assert s.query("SELECT COUNT(*) FROM schema_version")[0][0] == SCHEMA_VERSION
 
@@ -150,7 +150,7 @@ def test_servers_starting_at_once_migrate_once(postgres):
         t.join(60)
     assert not errors, errors[:2]
     with open_store(url, read_only=True) as s:
-        assert s.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+        assert s.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,), (3,)]
 
 
 def test_a_dropped_postgres_connection_is_reopened(postgres):
@@ -306,7 +306,7 @@ def test_two_servers_share_one_database_nothing_lost_or_duplicated(postgres, tmp
     assert len(sent) == len(set(sent)) == 2400
     assert set(counts) == set(sent) and max(counts.values()) == 1
     with open_store(url, read_only=True) as s:
-        assert s.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+        assert s.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,), (3,)]
 
 
 # -- a URL that cannot connect ---------------------------------------------------------------------------------------
@@ -372,7 +372,7 @@ def test_a_telemetry_db_from_before_versioning_is_read_and_migrated(tmp_path):
         s.add(retried)
         assert s.query("SELECT COUNT(*) FROM events")[0][0] == before + 10
     assert summary_json(str(db))["rows"] != old["rows"]  # the new events count
-    assert _sqlite_tables(db) == {"events", "schema_version"}
+    assert _sqlite_tables(db) == {"events", "schema_version", "aggregates"}
 
 
 @pytest.mark.parametrize("name", ["telemetry.db", "odd?name#.db"])

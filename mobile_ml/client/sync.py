@@ -28,6 +28,8 @@ from mobile_ml.client.bundled import bundled_model
 from mobile_ml.client.download import Failed, Http, download, sendable_etag, status
 from mobile_ml.client.fits import check_fits, litert_version
 from mobile_ml.client.state import current_model as current_model  # re-exported: the app's view
+from mobile_ml.client.upload import UploadResult, upload_aggregates
+from mobile_ml.client.upload import pending as pending_aggregates
 from mobile_ml.contracts import ContractError, parse_document
 from mobile_ml.contracts.manifest import Manifest, Refusal, Release
 from mobile_ml.contracts.model_metadata import ModelMetadata
@@ -77,6 +79,7 @@ class SyncResult:
     manifest_version: int | None = None
     repairs: tuple[Repair, ...] = ()  # what the check found damaged on the device and mended
     bundled: str | None = None  # the bundled model's version, when the app runs it (nothing downloaded is healthy)
+    aggregates: UploadResult | None = None  # the counts uploaded this check (None: not tried, the state was unread)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,7 @@ class SyncResult:
             "manifest_version": self.manifest_version,
             "repairs": [r.value for r in self.repairs],
             "bundled": self.bundled,
+            "aggregates": None if self.aggregates is None else self.aggregates.to_dict(),
         }
 
 
@@ -109,6 +113,7 @@ def sync(cfg: DeviceConfig) -> SyncResult:
     installed = state.current is not None or (cfg.state_dir / device_state.POINTER).exists()
     damaged = installed and device_state.installed_problem(cfg.state_dir) is not None
     result: SyncResult | None = None
+    counted = pending_aggregates(cfg)  # before the check, which may remove an old version and its baseline
     try:
         result, state = _check(cfg, conn, state, now, None if damaged else state.current)
         changed = damaged or not installed or result.outcome == Outcome.INSTALLED  # else: whole, as checked above
@@ -116,6 +121,8 @@ def sync(cfg: DeviceConfig) -> SyncResult:
         if damaged and whole:
             repairs = (*repairs, Repair.MODEL_REINSTALLED)
         result = _as_run(cfg, replace(result, repairs=repairs, detail=result.detail or note), whole)
+        # After the update check, within its deadline: an upload that does not fit is kept for the next sync.
+        result = replace(result, aggregates=upload_aggregates(cfg, conn, counted))
         return result
     finally:
         last = LastCheck(now, result.outcome, result.reason) if result else LastCheck(now, Outcome.ERROR)

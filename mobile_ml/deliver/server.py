@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mobile_ml.deliver import layout, telemetry
+from mobile_ml.deliver import aggregates_store, layout, telemetry
 from mobile_ml.deliver.guard import FloodLog, GuardedH11, GuardedHttpTools, Limits, quiet_accept_errors
 from mobile_ml.deliver.ranges import Unsatisfiable, etag_matches, parse_range
 from mobile_ml.deliver.ratelimit import RateLimiter
@@ -168,6 +169,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 class _Telemetry:
     """POST /v1/telemetry: rate limit, token, type and size checks, strict validation, one transaction."""
 
+    cap = telemetry.MAX_BODY_BYTES
+
     def __init__(self, store: telemetry.TelemetryStore | None, token: str | None, limiter: RateLimiter | None) -> None:
         self.store, self.token, self.limiter = store, token, limiter
         self.floods = FloodLog()
@@ -202,9 +205,46 @@ class _Telemetry:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _error(415, "Content-Type must be application/json")
         declared = request.headers.get("content-length", "0")
-        if not (declared.isascii() and declared.isdigit()) or int(declared) > telemetry.MAX_BODY_BYTES:
-            return _error(413, f"body over {telemetry.MAX_BODY_BYTES} bytes")
+        if not (declared.isascii() and declared.isdigit()) or int(declared) > self.cap:
+            return _error(413, f"body over {self.cap} bytes")
         return None
+
+
+class _Aggregates(_Telemetry):
+    """POST /v1/aggregates: the same gate as telemetry (one rate limiter for both, token, type, size), then one
+    aggregates document checked against its release's baseline and stored once per (install, snapshot id)."""
+
+    cap = aggregates_store.MAX_BODY_BYTES
+
+    def __init__(self, telemetry_handler: _Telemetry, root: Path) -> None:
+        super().__init__(telemetry_handler.store, telemetry_handler.token, telemetry_handler.limiter)
+        self.baselines = aggregates_store.Baselines(str(root))
+
+    async def handle(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        store = self.store
+        assert store is not None  # _refusal answers 404 without a store
+        try:
+            install = aggregates_store.install_of(request.headers.get(aggregates_store.INSTALL_HEADER))
+            body = await _read_capped(request, self.cap)
+            if body is None:
+                return _error(413, f"body over {self.cap} bytes")
+            # Parsing up to 1 MiB, the baseline's first read and the insert block: off the event loop.
+            row = await run_in_threadpool(aggregates_store.accept, body, install, self.baselines)
+            stored = await run_in_threadpool(store.add_aggregates, row)
+            return JSONResponse({"snapshot_id": row["snapshot_id"], "duplicate": not stored}, 202)
+        except telemetry.Invalid as e:
+            return _error(e.status, str(e))
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except aggregates_store.BaselineUnavailable as e:
+            self.floods.note("baseline", f"aggregates not stored: {e}")
+            return _error(503, "the release's baseline is unavailable on this server", {"Retry-After": "60"})
+        except telemetry.StorageError as e:
+            self.floods.note("storage", f"aggregates not stored: {e}")
+            return _error(503, "telemetry storage is unavailable", {"Retry-After": "60"})
 
 
 async def _read_capped(request: Request, cap: int) -> bytes | None:
@@ -273,8 +313,10 @@ def create_app(
     if telemetry_rate > 0:
         limiter = RateLimiter(telemetry_rate, telemetry_burst or max(1.0, 10 * telemetry_rate))
     content = _Content(root)
+    ingest = _Telemetry(store, telemetry_token, limiter)
     routes = [
-        Route("/v1/telemetry", _Telemetry(store, telemetry_token, limiter).handle, methods=["POST"]),
+        Route("/v1/telemetry", ingest.handle, methods=["POST"]),
+        Route("/v1/aggregates", _Aggregates(ingest, root).handle, methods=["POST"]),
         Route("/v1/health", _health, methods=["GET"]),
         Route("/{path:path}", content.handle, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
     ]
