@@ -226,3 +226,84 @@ def test_out_cannot_be_the_champion_run(champion, shifted, tmp_path):
     before = (champion / "run.json").read_bytes()
     r = _cli("retrain", champion, "--captured", shifted, "--out", champion, "--force")
     assert r.exit_code == 2 and (champion / "run.json").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+
+
+def _table_data(tmp_path, monkeypatch, n=600):
+    from mobile_ml.data import tabular
+    from mobile_ml.data.prepare import prepare
+    from tests.test_parquet_splits import table
+
+    csv = tmp_path / "t.csv"
+    table(n).to_csv(csv, index=False)
+    monkeypatch.setattr(tabular, "BATCH_ROWS", 50)  # several row groups of train
+    return prepare(csv, tmp_path / "data", target="y")
+
+
+def _parquet_captured(path, spec, x, y):
+    """A captured directory as `capture export` writes it: the run's data.json schema, Parquet splits by the data
+    stage's own writer."""
+    from mobile_ml.data.parquet import SplitWriter
+
+    path.mkdir()
+    parts = np.array_split(np.arange(len(y)), 3)
+    for name, rows in zip(("train", "validation", "test"), parts, strict=True):
+        w = SplitWriter(path / spec.files[name], spec.features)
+        w.write(x[rows].astype(np.float64), y[rows])
+        w.close()
+    counts = {k: len(r) for k, r in zip(("train", "validation", "test"), parts, strict=True)}
+    k = spec.num_classes
+    class_counts = {
+        s: np.bincount(y[r], minlength=k).tolist() for s, r in zip(("train", "validation", "test"), parts, strict=True)
+    }
+    write_document(
+        path / "data.json", replace(spec, counts=counts, class_counts=class_counts, source={"type": "capture"})
+    )
+    return path
+
+
+def test_a_streamed_train_split_with_captured_rows_yields_every_row_once(tmp_path, monkeypatch):
+    from mobile_ml.data.spec import load_split
+    from mobile_ml.train.inputs import StreamedSplit, train_input
+
+    spec = _table_data(tmp_path, monkeypatch)
+    stream = train_input(tmp_path / "data", spec)
+    assert isinstance(stream, StreamedSplit)
+    x, y = load_split(tmp_path / "data", spec, "train")
+    ex, ey = load_split(tmp_path / "data", spec, "test")
+    more = stream.with_rows(ex, ey)
+    assert more.rows == len(y) + len(ey)
+    batches = list(more.batches(32, seed=1, epoch=0))
+    got_x, got_y = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    key = lambda x, y: sorted(map(tuple, np.column_stack([x, y])))  # noqa: E731
+    assert key(got_x, got_y) == key(np.concatenate([x, ex]), np.concatenate([y, ey]))
+    plain = [b[1] for b in stream.batches(32, seed=1, epoch=0)]  # no extra rows: the order training always had
+    again = [b[1] for b in StreamedSplit(stream.path, spec, stream.rows).batches(32, seed=1, epoch=0)]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, again, strict=True))
+
+
+@pytest.mark.slow
+def test_a_tabular_run_retrains_on_parquet_captures(tmp_path, monkeypatch):
+    from mobile_ml.data.spec import load_split
+    from mobile_ml.train.retrain import retrain
+    from mobile_ml.train.rundir import load_run
+    from mobile_ml.train.trainer import train
+
+    spec = _table_data(tmp_path, monkeypatch)
+    train(tmp_path / "data", tmp_path / "run", TINY)
+    x, y = load_split(tmp_path / "data", spec, "validation")
+    cap = _parquet_captured(tmp_path / "cap", spec, x, y)
+    result = retrain(tmp_path / "run", cap, tmp_path / "new", budget_pp=100)
+    report, info = result.report, load_run(tmp_path / "new").info
+    assert info.captured is not None and info.captured.rows == len(y)
+    assert sum(info.captured.counts.values()) == len(y)
+    assert report.challenger.captured.examples == info.captured.counts["test"] == report.champion.captured.examples
+    assert report.verdict in (Verdict.WINS, Verdict.NOT_BETTER)  # a 100-point budget is never exceeded
+
+    renamed = tmp_path / "renamed"
+    _parquet_captured(renamed, replace(spec, features=["other", *spec.features[1:]]), x, y)
+    with pytest.raises(DataError, match=f"feature 1 is 'other' where the run has '{spec.features[0]}'"):
+        retrain(tmp_path / "run", renamed, tmp_path / "new2")
+    assert not (tmp_path / "new2").exists()

@@ -31,6 +31,7 @@ from mobile_ml.data.spec import SPLITS, DataSpec, load_spec, load_split
 from mobile_ml.data.split import SplitOptions, stratified_split
 from mobile_ml.errors import ConfigError, DataError
 from mobile_ml.outputs import check_destination, sha256_file
+from mobile_ml.train.inputs import StreamedSplit, TrainInput, train_input
 from mobile_ml.train.metrics import classification_metrics
 from mobile_ml.train.rundir import Run, load_run
 from mobile_ml.train.trainer import TrainData, TrainReporter, TrainResult, fit_run
@@ -98,7 +99,7 @@ def retrain(
     data = TrainData(
         datadir=run.data_dir,
         spec=run.spec,
-        train=_concat(run.split("train"), cap.take(parts["train"])),
+        train=_with_rows(train_input(run.data_dir, run.spec), cap.take(parts["train"])),
         validation=_concat(run.split("validation"), cap.take(parts["validation"])),
         test=run.split("test"),
         captured=CapturedSource(
@@ -236,6 +237,13 @@ def _split_rows(cap: CapturedSet, seed: int) -> tuple[np.ndarray, ...]:
 
 
 # ---------------------------------------------------------------------------------------------------- scoring
+
+
+def _with_rows(train: TrainInput, rows: Split) -> TrainInput:
+    """The run's train input plus the captured train rows; a streamed (Parquet) split stays streamed."""
+    if isinstance(train, StreamedSplit):
+        return train.with_rows(rows[0].astype(np.float32), rows[1].astype(np.int64))
+    return _concat(train, rows)
 
 
 def _concat(a: Split, b: Split) -> Split:
