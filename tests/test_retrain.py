@@ -307,3 +307,20 @@ def test_a_tabular_run_retrains_on_parquet_captures(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=f"feature 1 is 'other' where the run has '{spec.features[0]}'"):
         retrain(tmp_path / "run", renamed, tmp_path / "new2")
     assert not (tmp_path / "new2").exists()
+
+
+def test_load_captured_skips_unlabelled_rows_and_refuses_a_label_the_run_does_not_have(digits_dir, tmp_path):
+    from mobile_ml.train.retrain import load_captured
+
+    x, y, _, _ = load_builtin("digits")
+    cap = _captured(tmp_path / "cap", x[:60], y[:60])
+    with np.load(cap / "train.npz") as z:
+        tx, ty = z["x"], z["y"].copy()
+    ty[:5] = -1  # five samples nobody labelled
+    np.savez(cap / "train.npz", x=tx, y=ty)
+    got = load_captured(cap, load_spec(digits_dir))
+    assert len(got.y) == 55 and got.y.min() >= 0 and len(got.x) == 55
+    ty[0] = 10
+    np.savez(cap / "train.npz", x=tx, y=ty)
+    with pytest.raises(DataError, match="label index 10 is outside the run's 10 labels"):
+        load_captured(cap, load_spec(digits_dir))

@@ -65,15 +65,17 @@ def retrain(
 def _table(report):
     from mobile_ml.cli.layout import Fit
 
-    t = render._compact(f"Champion against challenger (budget {report.budget_pp:g} pp on the original test split)")
-    for col in ("model", "original acc", "original F1", "captured acc", "captured F1"):
-        t.add_column(col, justify="left" if col == "model" else "right")
+    t = render._compact(f"Champion against challenger (budget: {report.budget_pp:g} pp of test accuracy)")
+    for col in ("", "model", "test acc", "test F1", "captured acc", "captured F1"):
+        t.add_column(col, justify="left" if col in ("", "model") else "right")
     for role, m in (("champion", report.champion), ("challenger", report.challenger)):
+        o, c = m.original, m.captured
         t.add_row(
-            f"{role} {render.escape(m.model)}",
-            f"{m.original.accuracy:.4f}",
-            f"{m.original.macro_f1:.4f}",
-            f"{m.captured.accuracy:.4f}",
-            f"{m.captured.macro_f1:.4f}",
+            role,
+            render.escape(m.model),
+            f"{o.accuracy:.4f}",
+            f"{o.macro_f1:.4f}",
+            f"{c.accuracy:.4f}",
+            f"{c.macro_f1:.4f}",
         )
-    return Fit(t, name_columns=1)
+    return Fit(t, name_columns=2)
