@@ -222,10 +222,13 @@ def test_captured_data_with_another_schema_exits_2(champion, tmp_path):
 
 
 @pytest.mark.slow
-def test_out_cannot_be_the_champion_run(champion, shifted, tmp_path):
+def test_out_cannot_be_the_champion_run_and_budget_and_seed_are_checked(champion, shifted, tmp_path):
     before = (champion / "run.json").read_bytes()
     r = _cli("retrain", champion, "--captured", shifted, "--out", champion, "--force")
     assert r.exit_code == 2 and (champion / "run.json").read_bytes() == before
+    for bad in (["--budget", "-1"], ["--budget", "101"], ["--seed", "-3"]):
+        r = _cli("retrain", champion, "--captured", shifted, "--out", tmp_path / "new", *bad)
+        assert r.exit_code == 2 and not (tmp_path / "new").exists()
 
 
 # ---------------------------------------------------------------------------------------------------- tables

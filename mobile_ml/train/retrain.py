@@ -86,6 +86,8 @@ def retrain(
     """Train the challenger into ``out`` and compare it with ``rundir``'s model; nothing is written on bad input."""
     if not 0 <= budget_pp <= 100:
         raise ConfigError(f"--budget {budget_pp:g} must be between 0 and 100 percentage points", hint="e.g. --budget 1")
+    if seed is not None and seed < 0:
+        raise ConfigError(f"--seed {seed} must be ≥ 0", hint="e.g. --seed 42")
     run = load_run(rundir)
     out = Path(out).absolute()
     if out.resolve() in (run.dir.resolve(), Path(captured).resolve()):
