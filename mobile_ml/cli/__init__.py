@@ -1,7 +1,7 @@
 """``mobile-ml``: a thin Typer layer over the library. Parsing, rendering and exit codes live here; work does not.
 
 Exit codes: 0 success · 1 internal error (a bug: rerun with --debug) · 2 bad input or usage · 3 a quality gate
-failed · 4 a benchmark regression · 130 interrupted.
+failed (`retrain`: the challenger did not win) · 4 a benchmark regression · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def _register() -> None:
         export_cmd,
         pipeline_cmd,
         publish_cmd,
+        retrain_cmd,
         serve_cmd,
         train_cmd,
     )
@@ -114,6 +115,7 @@ def _register() -> None:
     app.command("serve")(serve_cmd.serve)
     app.add_typer(serve_cmd.telemetry_app, name="telemetry")
     app.add_typer(device_cmd.app, name="device")
+    app.command("retrain")(retrain_cmd.retrain)
     app.command("quickstart")(pipeline_cmd.quickstart)
     app.command("pipeline")(pipeline_cmd.pipeline)
 
