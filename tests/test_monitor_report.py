@@ -73,7 +73,9 @@ def test_a_shifted_feature_is_drift_named_plotted_and_exits_5(where, baseline, t
     assert float(rows["b"][1]) >= 0.2 and float(rows["a"][1]) < 0.1  # the PSI itself is in the table
     assert [p.name for p in out.iterdir()] == ["drift-1.0.0-b.png"]
     assert (out / "drift-1.0.0-b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    doc = report_json(cli(root, db, "--json"))
+    as_json = cli(root, db, "--json")
+    assert as_json.exit_code == EXIT_DRIFT  # the JSON is printed, then the exit code says drift
+    doc = report_json(as_json)
     assert doc["drift"] is True and [f["name"] for f in doc["features"] if f["drifted"]] == ["b"]
     assert doc["prediction"]["verdict"] == "ok"  # the model does not look at b
 
@@ -181,3 +183,12 @@ def test_a_release_without_baseline_is_exit_2(where, tmp_path):
     put_baseline(root, "m", "2.0.0", None)
     r = cli(root, db, "--version", "2.0.0")
     assert r.exit_code == 2 and "no baseline.json" in r.stderr
+
+
+def test_aggregates_counted_against_other_bins_are_exit_2_naming_the_field(where):
+    root, db = where
+    other = make_baseline(seed=5, test=600)
+    other = type(other)(**{**other.__dict__, "features": tuple(f for f in other.features[::-1])})
+    put_aggregates(db, fleet(other, 600))  # counted against another baseline, stored under 1.0.0
+    r = cli(root, db)
+    assert r.exit_code == 2 and "features[0].name" in r.stderr
