@@ -52,13 +52,14 @@ def fleet(
     channel: str = "stable",
     devices: int = 4,
     seed: int = 1,
+    model=probs_of,
 ) -> list[Aggregates]:
     """One uploaded snapshot per device; ``n`` inferences in all, feature ``name`` moved by ``shift[name]``."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3))
     for name, delta in (shift or {}).items():
         x[:, FEATURES.index(name)] += delta
-    probs, latency = probs_of(x), rng.lognormal(mean=1.5, sigma=0.3, size=n)
+    probs, latency = model(x), rng.lognormal(mean=1.5, sigma=0.3, size=n)
     docs = []
     for part in np.array_split(np.arange(n), devices):
         agg = Aggregator(baseline, model="m", version=version, channel=channel, clock=lambda: T0)

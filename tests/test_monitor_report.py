@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -15,7 +16,7 @@ from mobile_ml.contracts.monitor import MonitorReport
 from mobile_ml.errors import EXIT_DRIFT, UserError
 from mobile_ml.monitor.report import monitor
 from mobile_ml.monitor.stats import Thresholds
-from tests.monitor_fleet import fleet, make_baseline, put_aggregates, put_baseline, put_events
+from tests.monitor_fleet import LABELS, fleet, make_baseline, put_aggregates, put_baseline, put_events
 
 runner = CliRunner()
 
@@ -192,3 +193,18 @@ def test_aggregates_counted_against_other_bins_are_exit_2_naming_the_field(where
     put_aggregates(db, fleet(other, 600))  # counted against another baseline, stored under 1.0.0
     r = cli(root, db)
     assert r.exit_code == 2 and "features[0].name" in r.stderr
+
+
+def test_a_prediction_shift_alone_is_drift(where, baseline, tmp_path):
+    root, db = where
+
+    def says_yes(x):  # another model's behaviour on the same inputs
+        return np.tile([0.05, 0.95], (len(x), 1))
+
+    put_aggregates(db, fleet(baseline, 1000, model=says_yes))
+    r = cli(root, db, "--out", tmp_path / "plots")
+    assert r.exit_code == EXIT_DRIFT and "drift: 1.0.0 (prediction), 1.0.0 (confidence)" in r.stderr
+    rows = table_rows(r.stdout)
+    assert {rows[n][0] for n in "abc"} == {"ok"} and rows["(predicted class)"][0] == "drift"
+    assert not (tmp_path / "plots").exists()  # plots are of features
+    assert len(LABELS) == len(report_json(cli(root, db, "--json"))["prediction"]["fleet"])
