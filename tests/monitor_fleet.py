@@ -89,13 +89,15 @@ def put_baseline(root: str, model: str, version: str, baseline: Baseline | None)
 def put_aggregates(db: str, docs: Sequence[Aggregates], *, received_at: str = "2026-11-30T09:00:00Z") -> None:
     """Store documents as the server does after ``POST /v1/aggregates``."""
     with open_store(db) as store, store._transaction() as cur:  # noqa: SLF001 (the stand-in's table)
+        key = "INTEGER PRIMARY KEY" if store.dialect == "sqlite" else "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
         cur.execute(
-            "CREATE TABLE IF NOT EXISTS aggregates (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS aggregates (id {key}, received_at TEXT NOT NULL, "
             "model TEXT NOT NULL, version TEXT NOT NULL, channel TEXT NOT NULL, document TEXT NOT NULL)"
         )
+        insert = "INSERT INTO aggregates (received_at, model, version, channel, document) VALUES (?, ?, ?, ?, ?)"
         for doc in docs:
             cur.execute(
-                "INSERT INTO aggregates (received_at, model, version, channel, document) VALUES (?, ?, ?, ?, ?)",
+                store._sql(insert),  # noqa: SLF001
                 (received_at, doc.model, doc.version, doc.channel, dumps(document_dict(doc))),
             )
 

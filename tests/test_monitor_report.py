@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from mobile_ml.contracts.monitor import MonitorReport
 from mobile_ml.errors import EXIT_DRIFT, UserError
 from mobile_ml.monitor.report import monitor
 from mobile_ml.monitor.stats import Thresholds
+from tests import pg
 from tests.monitor_fleet import LABELS, fleet, make_baseline, put_aggregates, put_baseline, put_events
 
 runner = CliRunner()
@@ -208,3 +210,30 @@ def test_a_prediction_shift_alone_is_drift(where, baseline, tmp_path):
     assert {rows[n][0] for n in "abc"} == {"ok"} and rows["(predicted class)"][0] == "drift"
     assert not (tmp_path / "plots").exists()  # plots are of features
     assert len(LABELS) == len(report_json(cli(root, db, "--json"))["prediction"]["fleet"])
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = pg.start()
+    yield server
+    server.stop()
+
+
+def test_a_postgres_store_gives_the_report_a_sqlite_store_gives(where, baseline, postgres):
+    root, db = where
+    url = postgres.create("monitor_report")
+    events = [
+        {"event": "update_applied", "install_id_hash": "cd" * 16},
+        {"event": "update_failed", "error_code": "health_check"},
+        {"event": "inference", "latency_ms": 7.5, "device_model": "galaxy-a14"},
+    ]
+    for target in (db, url):
+        if target == url:  # the SQLite store has the fixture's check already
+            put_events(url, [{"event": "update_check"}])
+        put_events(target, events)
+        put_aggregates(target, fleet(baseline, 900, shift={"b": 1.0}))
+        put_aggregates(target, fleet(baseline, 600, channel="beta"), received_at="2026-11-01T00:00:00Z")
+    for options in ({}, {"channel": "beta"}, {"since": datetime(2026, 11, 15, tzinfo=timezone.utc)}):
+        assert monitor(url, root=root, model="m", **options) == monitor(db, root=root, model="m", **options)
+    r = cli(root, url, "--json")
+    assert r.exit_code == EXIT_DRIFT and report_json(r)["funnel"]["downloads"] == 2
