@@ -1,7 +1,7 @@
 """``mobile-ml``: a thin Typer layer over the library. Parsing, rendering and exit codes live here; work does not.
 
 Exit codes: 0 success · 1 internal error (a bug: rerun with --debug) · 2 bad input or usage · 3 a quality gate
-failed (`retrain`: the challenger did not win) · 4 a benchmark regression · 130 interrupted.
+failed (`retrain`: the challenger did not win) · 4 a benchmark regression · 5 `monitor` found drift · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ def _register() -> None:
         device_cmd,
         evaluate_cmd,
         export_cmd,
+        monitor_cmd,
         pipeline_cmd,
         publish_cmd,
         retrain_cmd,
@@ -116,6 +117,7 @@ def _register() -> None:
     app.add_typer(serve_cmd.telemetry_app, name="telemetry")
     app.add_typer(device_cmd.app, name="device")
     app.command("retrain")(retrain_cmd.retrain)
+    app.command("monitor")(monitor_cmd.monitor)
     app.command("quickstart")(pipeline_cmd.quickstart)
     app.command("pipeline")(pipeline_cmd.pipeline)
 
