@@ -123,6 +123,13 @@ def _serve_and_sync(root: Path, key_dir: Path, tmp: Path, model: str):
     return meta
 
 
+def _device_run(world: Path) -> list[dict]:
+    """``mobile-ml device run`` on the synced device: the app's path from metadata.json to a prediction."""
+    r = cli("device", "run", "--state", world / "device", "--json")
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)["top"]
+
+
 def _export_publish_sync(world: Path, model_path: Path, name: str, *extra: str, variant: str = "int8"):
     out = world / f"{name}_exports"
     r = cli(
@@ -188,6 +195,8 @@ def test_every_model_form_exports_evaluates_publishes_and_syncs(world, form):
     assert len(digest) == 64
     assert digest in json.dumps(release)  # the bundle's lineage names the file it came from
     assert list(meta.labels) == [str(i) for i in range(10)]
+    top = _device_run(world)
+    assert top[0]["label"] == meta.labels[meta.health_check.expected_top1]
 
 
 def test_regression_model_end_to_end(world):
@@ -203,7 +212,7 @@ def test_regression_model_end_to_end(world):
     m.save(world / "reg.keras")
     np.savez(world / "eval.npz", x=x[400:], y=y[400:])
     np.savez(world / "calib.npz", x=x[:100])
-    report, _, _ = _export_publish_sync(world, world / "reg.keras", "reg", "--task", "regression")
+    report, _, meta = _export_publish_sync(world, world / "reg.keras", "reg", "--task", "regression")
     assert report["task"] == "regression"
     fp32, int8 = (next(v for v in report["variants"] if v["variant"] == n) for n in ("fp32", "int8"))
     # export.json keeps regression figures under "regression" ("parity" is classification's, null here)
@@ -211,6 +220,11 @@ def test_regression_model_end_to_end(world):
     assert fp32["regression"]["max_abs_diff"] < 1e-3  # fp32 is the same function as Keras
     assert 0.0 < int8["regression"]["mae"] <= int8["regression"]["max_abs_diff"]
     assert int8["passed"], int8["regression"]  # within the default --max-error budget
+    (value,) = _device_run(world)  # a regression model predicts a number, not labels
+    assert value["label"] == "value"
+    assert value["probability"] == pytest.approx(
+        meta.health_check.expected_probabilities[0], abs=meta.health_check.atol
+    )
 
     r = cli(
         "export",
@@ -243,6 +257,9 @@ def test_two_input_model_end_to_end(world):
     fp32 = next(v for v in report["variants"] if v["variant"] == "fp32")
     assert len(fp32["inputs"]) == 2
     assert fp32["parity"]["agreement"] >= 0.99
+    assert sorted(i.name for i in meta.inputs) == ["bottom", "top"]  # metadata describes each input
+    top_label = _device_run(world)[0]["label"]  # fed by name from the health case's rows
+    assert top_label == meta.labels[meta.health_check.expected_top1]
 
 
 def test_bad_model_path_is_one_line_exit_2(world):
