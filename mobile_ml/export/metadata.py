@@ -325,24 +325,25 @@ def _feature_names(src: Any, n: int) -> tuple[str, ...]:
     return tuple(f"feature_{i}" for i in range(n))
 
 
-def _feed(spec: InputSpec, value_range: tuple[float, float] | None, norm: Any = None) -> list[str]:
+def _feed(
+    spec: InputSpec, value_range: tuple[float, float] | None, norm: FeatureNormalization | None = None
+) -> list[str]:
     t = spec.tensor
     what = f"input `{spec.name}`: shape {list(t.shape[1:])}"
-    lines = [
-        f"{what}, real values in [{value_range[0]:g}, {value_range[1]:g}] as float (the model does the rest)"
-        if value_range is not None and norm is None
-        else f"{what}, real values as the model was trained on, in `input.features` order"
-        if norm is not None
-        else f"{what}, real values as the model was trained on (no --input-range was declared)"
-    ]
-    if norm is not None:
-        lines.append(
+    if norm is not None:  # the declared range is of raw features; the integer input takes normalized ones
+        value_range = None
+        lines = [
+            f"{what}, real values as the model was trained on, in `input.features` order",
             "normalize each feature in float32: x = (x - mean) / std with `preprocessing.normalize.mean` and "
-            "`.std` (one per feature, in `features` order); this integer model does not normalize"
-        )
+            "`.std` (one per feature, in `features` order); this integer model does not normalize",
+        ]
+    elif value_range is not None:
+        lines = [f"{what}, real values in [{value_range[0]:g}, {value_range[1]:g}] as float (the model does the rest)"]
+    else:
+        lines = [f"{what}, real values as the model was trained on (no --input-range was declared)"]
     if t.scale is not None:
         step = f"quantize to {t.dtype}: q = round(x / {t.scale:.9g}) + {t.zero_point}, clamped to the {t.dtype} range"
-        if value_range is not None and norm is None:
+        if value_range is not None:
             q = tflite_file.quantize(np.asarray(value_range, dtype=np.float32), t)
             step += f" ([{value_range[0]:g}, {value_range[1]:g}] → [{int(q[0])}, {int(q[1])}])"
         lines.append(step)
