@@ -232,7 +232,7 @@ def capture(
     model: Annotated[str, typer.Argument()],
     channel: Annotated[str, typer.Option("--channel", "-c")],
     rate: Annotated[float, typer.Option("--rate", help="Fraction of inferences to capture (0 to 1); 0: off.")],
-    max_per_day: CaptureMaxPerDay = 20,
+    max_per_day: Annotated[int, typer.Option("--max-per-day", help="Samples per device and UTC day, at most.")] = 20,
     *,
     key: Key,
     root: Root = "exports",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ class Prediction:
     version: str
     top: tuple[tuple[str, float], ...]  # (label, probability), most likely first
     latency_ms: float
+    raw_input: Any = field(default=None, repr=False, compare=False)  # the input as given, for capture (client/capture)
+    labels: tuple[str, ...] = field(default=(), repr=False, compare=False)  # the model's labels, to check --label
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,8 +51,9 @@ def run_model(
                 f"{state_dir} has no current model" + (f" and {bundled} no valid bundle" if bundled else ""), hint=hint
             )
         vdir, meta, version = bundle
+    raw = _read_input(input_path) if input_path else meta.health_check.input
     try:
-        x = model_input(meta, _read_input(input_path) if input_path else meta.health_check.input)
+        x = model_input(meta, raw)
     except (ValueError, TypeError) as e:  # ragged lists, strings
         raise InputFileError(f"input {input_path} is not an array of numbers: {e}", hint=_HINT) from e
     shape = list(meta.input.tensor.shape[1:])
@@ -65,7 +68,7 @@ def run_model(
     probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
     ms = (time.perf_counter() - t0) * 1e3
     best = tuple((str(meta.labels[i]), float(probs[i])) for i in np.argsort(-probs)[:top])
-    return Prediction(version, best, ms)
+    return Prediction(version, best, ms, raw, tuple(str(lab) for lab in meta.labels))
 
 
 _HINT = "a JSON array shaped like the model input"
