@@ -129,6 +129,22 @@ def test_consent_then_labelled_runs_are_uploaded_and_the_queue_cleared_on_202(wo
     assert queued[0].sample_id not in name and stored[0].install_id_hash not in name  # the server's own name
 
 
+def test_a_refused_upload_keeps_the_queue_and_a_policy_switched_off_drops_it(world):
+    import hashlib
+
+    cfg = device(world, capture_consent=True)
+    client.sync(cfg)
+    _run(cfg.state_dir, "--label", "2")
+    install = hashlib.sha256(cfg.install_id.encode()).hexdigest()
+    assert _post(world["url"], _batch(5, install=install))[0] == 202  # the install's budget for today is spent
+    client.sync(cfg)
+    assert len(capture.load(cfg.state_dir).queue) == 1  # 429: kept for a later sync
+    publisher.set_capture(str(world["root"]), MODEL, CHANNEL, rate=0, key=world["key"])
+    client.sync(cfg)
+    assert capture.load(cfg.state_dir).queue == ()  # taken under a policy that no longer holds: deleted, not sent
+    assert len(_stored(world["store"])) == 1
+
+
 def test_revoking_consent_deletes_the_queue_and_stops_sending(world):
     cfg = device(world, capture_consent=True)
     client.sync(cfg)
@@ -219,7 +235,21 @@ def test_malformed_bodies_are_400_and_a_policy_off_channel_is_403(world):
     publisher.set_capture(str(world["root"]), MODEL, CHANNEL, rate=0, key=world["key"])
     code, reply = _post(world["url"], _batch())
     assert code == 403 and "capture is off" in reply["error"]
+    _sign_policy(world, CapturePolicy(0.0, 5, True))  # present but rate 0: off as well
+    assert _manifest(world["root"]).capture == CapturePolicy(0.0, 5, True)
+    assert _post(world["url"], _batch())[0] == 403
     assert _stored(world["store"]) == []
+
+
+def _sign_policy(world, policy):
+    """A manifest whose policy the CLI would not write (rate 0 kept as a policy), signed by the channel's key."""
+    from mobile_ml.publish.channel import commit, read_state
+
+    private, storage = keys.load_private(world["key"]), open_root(str(world["root"]))
+    st = read_state(storage, MODEL, CHANNEL, private.public_key())
+    m = st.current
+    commit(storage, st, private, release=m.release, fallback=m.fallback, percent=m.rollout.percent,
+           salt=m.rollout.salt, action="capture", capture=policy)  # fmt: skip
 
 
 def test_max_per_day_per_install_is_enforced_by_the_server(world):
@@ -306,6 +336,8 @@ def test_capture_export_makes_a_data_dir_that_train_accepts(digits_dir, tmp_path
             for i in range(start, start + 20)
         )  # fmt: skip
         store.add(CaptureBatch(MODEL, CHANNEL, "d" * 64, True, samples), max_per_day=1000)
+    odd = CaptureSample("f" * 32, now, "1.0.0", (1.0,) * 63, "0", 0.5, "1")  # not this schema: 63 values
+    store.add(CaptureBatch(MODEL, CHANNEL, "d" * 64, True, (odd,)), max_per_day=1000)
     again = [b for _, b in store.batches(MODEL)][0]
     store.add(again, max_per_day=1000)  # a batch re-sent after a lost reply: its samples count once
     r = runner.invoke(
@@ -314,7 +346,8 @@ def test_capture_export_makes_a_data_dir_that_train_accepts(digits_dir, tmp_path
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     counts = json.loads(r.output)
-    assert (counts["samples"], counts["labelled"], counts["unlabelled"], counts["batches"]) == (60, 40, 20, 4)
+    assert (counts["samples"], counts["labelled"], counts["unlabelled"], counts["batches"]) == (61, 40, 20, 5)
+    assert counts["skipped"] == 1
     assert sum(counts["splits"].values()) == 40
     out = tmp_path / "captured"
     exported = load_spec(out)
