@@ -92,6 +92,7 @@ def _root(
 def _register() -> None:
     from mobile_ml.cli import (
         benchmark_cmd,
+        capture_cmd,
         check_server_cmd,  # noqa: F401  (registers `release check-server` on publish_cmd.release_app)
         data_cmd,
         device_cmd,
@@ -118,6 +119,7 @@ def _register() -> None:
     app.add_typer(device_cmd.app, name="device")
     app.command("retrain")(retrain_cmd.retrain)
     app.command("monitor")(monitor_cmd.monitor)
+    app.add_typer(capture_cmd.app, name="capture")
     app.command("quickstart")(pipeline_cmd.quickstart)
     app.command("pipeline")(pipeline_cmd.pipeline)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ class Prediction:
     version: str
     top: tuple[tuple[str, float], ...]  # (label, probability), most likely first
     latency_ms: float
+    raw_input: Any = field(default=None, repr=False, compare=False)  # the input as given, for capture (client/capture)
+    labels: tuple[str, ...] = field(default=(), repr=False, compare=False)  # the model's labels, to check --label
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,8 +60,9 @@ def run_model(
         got = tflite_file.predict_named(interpreter, rows, names)
         ms = (time.perf_counter() - t0) * 1e3
         return Prediction(version, _top(meta, np.concatenate([g.reshape(-1) for g in got]), top), ms)
+    raw = _read_input(input_path) if input_path else meta.health_check.input
     try:
-        x = model_input(meta, _read_input(input_path) if input_path else meta.health_check.input)
+        x = model_input(meta, raw)
     except (ValueError, TypeError) as e:  # ragged lists, strings
         raise InputFileError(f"input {input_path} is not an array of numbers: {e}", hint=_HINT) from e
     shape = list(meta.input.tensor.shape[1:])
@@ -73,7 +76,7 @@ def run_model(
     t0 = time.perf_counter()
     probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
     ms = (time.perf_counter() - t0) * 1e3
-    return Prediction(version, _top(meta, probs, top), ms)
+    return Prediction(version, _top(meta, probs, top), ms, raw, tuple(str(lab) for lab in meta.labels))
 
 
 def _top(meta: Any, values: Any, top: int) -> tuple[tuple[str, float], ...]:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.client import capture
 from mobile_ml.client import state as device_state
 from mobile_ml.client.bundled import bundled_model
 from mobile_ml.client.download import Failed, Http, download, sendable_etag, status
@@ -63,6 +64,7 @@ class DeviceConfig:
     bundled: Path | None = None  # the model shipped with the app (bundle.json + files): run when nothing else is
     runtime_version: str | None = field(default_factory=litert_version)  # checked against runtime.min_version
     telemetry_token: str | None = None  # the server's --telemetry-token, sent as `Authorization: Bearer <token>`
+    capture_consent: bool | None = None  # the user's capture choice to record (None: unchanged; client/capture.py)
 
     @property
     def channel_key(self) -> str:
@@ -100,6 +102,8 @@ class SyncResult:
 def sync(cfg: DeviceConfig) -> SyncResult:
     """One update check. Never raises for network, server, content or device-state problems: they are results."""
     now = cfg.now()  # one clock reading for the whole check
+    if cfg.capture_consent is not None:
+        capture.set_consent(cfg.state_dir, cfg.capture_consent)
     conn = Http(cfg.server, cfg.timeout, cfg.deadline, cfg.min_rate, cfg.rate_window)
     try:
         state, repairs, note = _open_state(cfg.state_dir)
@@ -129,6 +133,8 @@ def sync(cfg: DeviceConfig) -> SyncResult:
         device_state.save(cfg.state_dir, replace(state, last_check=last))
         if cfg.send_telemetry and result is not None:
             _telemetry(cfg, conn, result)
+        if result is not None:
+            capture.upload(cfg.state_dir, conn, cfg.telemetry_token)  # only with consent and a policy that is on
 
 
 def _as_run(cfg: DeviceConfig, result: SyncResult, whole: bool) -> SyncResult:
@@ -174,6 +180,9 @@ def _check(
             version = seen.manifest_version if seen else None
             return SyncResult(Outcome.NOT_MODIFIED, here, before, manifest_version=version), state
         m, accepted, key = fetched
+        capture.note_manifest(
+            cfg.state_dir, model=cfg.model, channel=cfg.channel, install_id=cfg.install_id, policy=m.capture
+        )
         trusted_b64 = base64.b64encode(keys.public_der(key)).decode()
         release = select_release(m, cfg.install_id, here)
         if release is None or release.version == here:
