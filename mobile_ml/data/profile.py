@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mobile_ml.errors import DataError, InputFileError
-from mobile_ml.outputs import sha256_file, to_jsonable
+from mobile_ml.outputs import to_jsonable
 
 SCHEMA = "mobile_ml.profile"
 SCHEMA_VERSION = 1
@@ -49,25 +49,52 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
     """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256.
 
     Values such as ``NA``, ``null`` and empty fields are missing (pandas' defaults). A row with more fields than the
-    header is an error rather than pandas' silent "first column becomes the index".
+    header is an error rather than pandas' silent "first column becomes the index". The file is parsed by pyarrow
+    (all cores, typed as pandas would, see ``csv_reader``); a file pyarrow would read differently goes to pandas.
     """
+    from mobile_ml.data.csv_reader import FileHash, NeedsPandas, read_arrow, to_frame
+
     path = Path(path)
+    _check_file(path)
+    try:
+        digest = FileHash(path)
+        try:
+            df = to_frame(read_arrow(path))
+        except NeedsPandas:
+            df = _read_pandas(path)
+        sha = digest.hexdigest()
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
+    if len(df) == 0:
+        raise _no_rows(path)
+    return df, sha
+
+
+def _no_rows(path: Path) -> InputFileError:
+    return InputFileError(f"{path} has no data rows", hint="the file needs a header line and at least one row of values")
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise InputFileError(f"{path} does not exist", hint="check the path to the CSV file")
     if path.is_dir():
         raise InputFileError(f"{path} is a directory, not a CSV file", hint="give the path of a .csv file")
-    no_rows = InputFileError(
-        f"{path} has no data rows", hint="the file needs a header line and at least one row of values"
-    )
     try:
-        if path.stat().st_size == 0:
-            raise no_rows
-        sha = sha256_file(path)
+        empty = path.stat().st_size == 0
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
+    if empty:
+        raise _no_rows(path)
+
+
+def _read_pandas(path: Path) -> pd.DataFrame:
+    """pandas.read_csv with the data stage's error messages: the reference behaviour, and the path for quirky files."""
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, encoding="utf-8-sig", index_col=False, low_memory=False)
+            return pd.read_csv(path, encoding="utf-8-sig", index_col=False, low_memory=False)
     except pd.errors.EmptyDataError as e:
-        raise no_rows from e
+        raise _no_rows(path) from e
     except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
         detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise InputFileError(
@@ -79,11 +106,6 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
         raise InputFileError(
             f"{path} is not UTF-8 text (invalid byte at position {e.start})", hint="re-save the file as UTF-8 CSV"
         ) from e
-    except OSError as e:
-        raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
-    if len(df) == 0:
-        raise no_rows
-    return df, sha
 
 
 def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
