@@ -57,7 +57,12 @@ class NeedsPandas(Exception):
 
 
 def read_arrow(path: Path, columns_as_text: list[str] | None = None) -> pa.Table:
-    """The CSV as a pyarrow Table typed like pandas would type it, or NeedsPandas."""
+    """The CSV as a pyarrow Table typed like pandas would type it, or NeedsPandas.
+
+    Streamed block by block (``open_csv``): pyarrow's one-shot ``read_csv`` holds the whole file and its parsed form
+    at once, about 3× the table. A streaming reader types each column from the first block; a later block that does
+    not fit that type (a number column with a word further down) is re-read in one go, which types the whole column.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -70,10 +75,13 @@ def read_arrow(path: Path, columns_as_text: list[str] | None = None) -> pa.Table
         column_types={c: pa.string() for c in columns_as_text or []},
     )
     read = pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8")
+    parse = pacsv.ParseOptions(newlines_in_values=True)
     try:
-        table = pacsv.read_csv(
-            str(path), read_options=read, parse_options=pacsv.ParseOptions(newlines_in_values=True), convert_options=convert
-        )
+        try:
+            with pacsv.open_csv(str(path), read_options=read, parse_options=parse, convert_options=convert) as r:
+                table = pa.Table.from_batches(list(r), schema=r.schema)
+        except pa.ArrowInvalid:
+            table = pacsv.read_csv(str(path), read_options=read, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as e:  # short or long rows, an unclosed quote: pandas' own handling and messages
         raise NeedsPandas(str(e)) from e
     names = table.column_names
@@ -91,13 +99,24 @@ def read_arrow(path: Path, columns_as_text: list[str] | None = None) -> pa.Table
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
-    """``table`` as the DataFrame pandas.read_csv would return (strings as pandas' Arrow-backed ``str``, no copy)."""
+    """``table`` as the DataFrame pandas.read_csv would return, column by column.
+
+    Strings become pandas' Arrow-backed ``str`` over the same buffers; a number column is joined into one numpy
+    array and its Arrow chunks are released before the next column, so at most one column exists twice.
+    """
     import pandas as pd
     import pyarrow as pa
 
     text = pd.StringDtype("pyarrow", na_value=float("nan"))
     mapping = {pa.string(): text, pa.large_string(): text}
-    return table.to_pandas(types_mapper=mapping.get, split_blocks=True, self_destruct=True)
+    names = table.column_names
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        column = table.column(0)
+        table = table.remove_column(0)
+        columns[name] = column.to_pandas(types_mapper=mapping.get)
+        del column
+    return pd.DataFrame(columns, copy=False)
 
 
 class FileHash:
