@@ -355,6 +355,27 @@ def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] 
     return {c: r for c, r in results.items() if r is not None}
 
 
+def distinct_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:
+    """``{column: df[column].nunique()}``, counted by pyarrow on two threads (its hash kernels release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(names, pool.map(lambda c: _distinct(df[c]), names), strict=True))
+
+
+def _distinct(series: pd.Series) -> int:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pd.api.types.is_object_dtype(series.dtype):  # mixed Python objects: pandas' own equality rules
+        return int(series.nunique())
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        arr = pa.array(series.to_numpy(dtype=float), from_pandas=True)  # NaN → null, as nunique skips it
+    else:
+        arr = pa.array(series, from_pandas=True)
+    return int(pc.count_distinct(arr, mode="only_valid").as_py())
+
+
 def _numeric_summary(values: np.ndarray) -> tuple[int, dict[str, Any] | None] | None:
     import pyarrow as pa
     import pyarrow.compute as pc
