@@ -107,8 +107,8 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     import pandas as pd
     import pyarrow as pa
 
-    text = pd.StringDtype("pyarrow", na_value=float("nan"))
-    mapping = {pa.string(): text, pa.large_string(): text}
+    text = pd.Series(["a"]).dtype  # pandas' own string dtype: Arrow-backed "str" in pandas 3, object before
+    mapping = {} if pd.api.types.is_object_dtype(text) else {pa.string(): text, pa.large_string(): text}
     names = table.column_names
     columns: dict[str, pd.Series] = {}
     for name in names:
