@@ -94,6 +94,7 @@ def _register() -> None:
         benchmark_cmd,
         capture_cmd,
         check_server_cmd,  # noqa: F401  (registers `release check-server` on publish_cmd.release_app)
+        cycle_cmd,
         data_cmd,
         device_cmd,
         evaluate_cmd,
@@ -122,6 +123,7 @@ def _register() -> None:
     app.add_typer(capture_cmd.app, name="capture")
     app.command("quickstart")(pipeline_cmd.quickstart)
     app.command("pipeline")(pipeline_cmd.pipeline)
+    app.command("cycle")(cycle_cmd.cycle)
 
 
 _register()
