@@ -181,3 +181,27 @@ def test_an_unknown_key_exits_2_with_one_line_naming_it(tmp_path):
     assert "unknown key 'retrain.budjet'" in r.stderr and "did you mean 'budget'" in r.stderr
     assert r.stderr.count("error:") == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "cycles").exists()
+
+
+@pytest.mark.slow
+def test_labelled_samples_that_do_not_help_exit_3_and_publish_nothing(champion, tmp_path):
+    """No drift, but enough labelled samples: digits the champion already gets right, so the challenger cannot
+    be better on them."""
+    from mobile_ml.train.rundir import load_run
+
+    _world(tmp_path, n=200, shift=None)
+    run = load_run(champion)
+    x, y = run.split("test")
+    right = np.flatnonzero(run.load_model().predict(x, verbose=0).argmax(axis=1) == y)
+    keep = np.concatenate([right[y[right] == c][:3] for c in range(10)])  # three per class: 30 rows
+    _store_samples(tmp_path / "capture", x[keep], y[keep])
+    extra = '[export]\nvariants = ["fp32"]\n'
+    r = runner.invoke(app, ["cycle", str(_config(tmp_path, champion, min_labelled=30, extra=extra)), "--json"])
+    assert r.exit_code == 3, r.output
+    [evidence] = (tmp_path / "cycles").iterdir()
+    report = read_document(CycleReport, evidence / "cycle.json")
+    assert report.trigger is Trigger.LABELLED and not report.drift and report.labelled == 30
+    assert report.outcome is Outcome.NOT_PUBLISHED and "did not win" in report.reason and report.version is None
+    assert [s.name.value for s in report.steps] == ["monitor", "capture", "retrain"]
+    assert not read_document(RetrainReport, evidence / "retrain" / "retrain.json").winner
+    assert not (tmp_path / "root" / MODEL / "channels").exists()
