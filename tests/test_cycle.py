@@ -24,6 +24,7 @@ from mobile_ml.contracts import read_document
 from mobile_ml.contracts.capture import CaptureBatch, CaptureSample
 from mobile_ml.contracts.cycle import CycleReport, Outcome, StepName, Trigger
 from mobile_ml.contracts.retrain import RetrainReport
+from mobile_ml.errors import ConfigError
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
 from tests.monitor_fleet import fleet, make_baseline, put_aggregates, put_baseline
@@ -205,3 +206,20 @@ def test_labelled_samples_that_do_not_help_exit_3_and_publish_nothing(champion, 
     assert [s.name.value for s in report.steps] == ["monitor", "capture", "retrain"]
     assert not read_document(RetrainReport, evidence / "retrain" / "retrain.json").winner
     assert not (tmp_path / "root" / MODEL / "channels").exists()
+
+
+def test_the_readme_cycle_config_is_a_valid_config(tmp_path):
+    """The documented format is the real one: every table of the README's example loads, paths resolved."""
+    from pathlib import Path
+
+    from mobile_ml.loop import load_cycle_config
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Cycle config", 1)[1].split("```toml\n", 1)[1].split("\n```", 1)[0]
+    (tmp_path / "c.toml").write_text(block, encoding="utf-8")
+    cfg = load_cycle_config(tmp_path / "c.toml")
+    assert cfg.cycle.run == str(tmp_path.resolve() / "runs/digits/run") and cfg.publish.rollout == 10
+    assert cfg.benchmark is not None and cfg.benchmark.min_seconds == 0.3 and cfg.monitor.thresholds().min_count == 500
+    (tmp_path / "bad.toml").write_text(block.replace("rollout = 10 ", "rollout = 101 "), encoding="utf-8")
+    with pytest.raises(ConfigError, match="rollout percent must be between 0 and 100"):
+        load_cycle_config(tmp_path / "bad.toml")
