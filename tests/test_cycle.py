@@ -101,14 +101,24 @@ def test_no_drift_and_too_few_samples_stops_after_the_monitor(tmp_path):
     assert not (tmp_path / "root" / MODEL / "channels").exists()  # nothing published
 
 
-def test_enough_labelled_samples_alone_would_trigger_a_retrain(tmp_path):
-    """min_labelled reached with no drift: the trigger says so, and the capture step runs (and refuses a run
-    directory that does not exist with exit 2, before any training)."""
+def test_enough_labelled_samples_alone_trigger_a_retrain_and_a_failing_step_is_recorded(tmp_path):
+    """min_labelled reached with no drift: the capture step runs, and its refusal of a run directory that does not
+    exist (exit 2, before any training) is in cycle.json. A missing signing key is refused before anything runs."""
     _world(tmp_path, n=200, shift=None)
     _store_samples(tmp_path / "capture", np.zeros((5, 8, 8)), range(5))
-    r = runner.invoke(app, ["cycle", str(_config(tmp_path, tmp_path / "missing-run", min_labelled=5))])
+    path = _config(tmp_path, tmp_path / "missing-run", min_labelled=5)
+    os.rename(tmp_path / "keys", tmp_path / "keys.away")
+    r = runner.invoke(app, ["cycle", str(path)])
+    assert r.exit_code == 2 and "▸ monitor" not in r.output and not (tmp_path / "cycles").exists(), r.output
+    os.rename(tmp_path / "keys.away", tmp_path / "keys")
+    r = runner.invoke(app, ["cycle", str(path)])
     assert r.exit_code == 2, r.output
     assert "▸ capture" in r.output and "missing-run" in r.output
+    [evidence] = (tmp_path / "cycles").iterdir()
+    report = read_document(CycleReport, evidence / "cycle.json")
+    assert report.trigger is Trigger.LABELLED and report.outcome is Outcome.FAILED and report.labelled == 5
+    assert [s.name for s in report.steps] == [StepName.MONITOR, StepName.CAPTURE]
+    assert report.steps[-1].outcome.startswith("failed: ") and "missing-run" in report.reason
     assert not (tmp_path / "root" / MODEL / "channels").exists()
 
 

@@ -40,6 +40,7 @@ class Outcome(str, enum.Enum):
     STOPPED = "stopped"  # nothing to retrain for (exit 0)
     PUBLISHED = "published"  # the challenger won and is on the channel (exit 0)
     NOT_PUBLISHED = "not_published"  # the challenger lost, or no variant passed the export gate (exit 3)
+    FAILED = "failed"  # a step after the monitor raised a user error (exit 2); the last step says which
 
     def __str__(self) -> str:
         return self.value

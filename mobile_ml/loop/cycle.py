@@ -11,6 +11,7 @@ Evidence directory ``OUT/<UTC timestamp>/`` (``cycle.json`` last, once the cycle
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 from mobile_ml.contracts import write_document
 from mobile_ml.contracts.cycle import CycleReport, Outcome, Step, StepName, Trigger
-from mobile_ml.errors import OutputError
+from mobile_ml.errors import MobileMLError, OutputError
 from mobile_ml.loop.config import NEXT_PATCH, CycleConfig
 
 CYCLE_FILE = "cycle.json"
@@ -43,10 +44,17 @@ class _Record:
     def step(self, name: StepName, run: Callable[[], tuple[str, dict[str, str], Any]]) -> Any:
         self.stage(f"{name}")
         start = time.perf_counter()
-        outcome, paths, value = run()
+        try:
+            outcome, paths, value = run()
+        except MobileMLError as e:  # recorded, so cycle.json says which step failed and why
+            self.steps.append(Step(name, f"failed: {e.message}", round(time.perf_counter() - start, 3), {}))
+            raise
         self.steps.append(Step(name, outcome, round(time.perf_counter() - start, 3), paths))
         self.say(f"  {outcome}")
         return value
+
+
+Finish = Callable[..., CycleResult]
 
 
 def run_cycle(
@@ -59,7 +67,11 @@ def run_cycle(
     """Run one cycle into a new evidence directory; the caller maps ``NOT_PUBLISHED`` to exit 3.
 
     ``reporter``: train/export/benchmark progress events and ``stage(name)`` as each step starts; ``say``: one
-    line per step with its outcome."""
+    line per step with its outcome. A step's user error is recorded in cycle.json (outcome ``failed``), then
+    raised."""
+    from mobile_ml.publish import keys
+
+    keys.load_private(config.publish.key)  # a missing key is found now, not after minutes of training
     started = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     out = Path(config.cycle.out).absolute() / started.strftime("%Y%m%dT%H%M%SZ")
     if out.exists():
@@ -68,8 +80,12 @@ def run_cycle(
     quiet: Callable[[str], None] = lambda line: None  # noqa: E731
     rec = _Record(getattr(reporter, "stage", None) or quiet, say or quiet)
     c = config.cycle
-    report = rec.step(StepName.MONITOR, lambda: _monitor(config, out))
-    labelled = _labelled(config)
+    try:
+        report = rec.step(StepName.MONITOR, lambda: _monitor(config, out))
+        labelled = _labelled(config)
+    except MobileMLError:
+        shutil.rmtree(out)  # nothing was decided: no evidence directory
+        raise
     trigger = _trigger(report.drift, labelled >= config.capture.min_labelled)
     base = dict(model=c.model, channel=c.channel, started=started.isoformat(), drift=report.drift, labelled=labelled)
 
@@ -84,6 +100,15 @@ def run_cycle(
             f"no drift and {labelled} labelled samples captured (fewer than min_labelled "
             f"{config.capture.min_labelled}): nothing to retrain",
         )
+    try:
+        return _retrain_and_publish(config, out, rec, reporter, finish)
+    except MobileMLError as e:
+        finish(Outcome.FAILED, f"{rec.steps[-1].name} failed: {e.message}")
+        raise
+
+
+def _retrain_and_publish(config: CycleConfig, out: Path, rec: _Record, reporter: Any, finish: Finish) -> CycleResult:
+    c = config.cycle
     rec.step(StepName.CAPTURE, lambda: _capture(config, out))
     result = rec.step(StepName.RETRAIN, lambda: _retrain(config, out, reporter))
     if not result.report.winner:
