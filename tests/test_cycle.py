@@ -233,3 +233,20 @@ def test_the_readme_cycle_config_is_a_valid_config(tmp_path):
     (tmp_path / "bad.toml").write_text(block.replace("rollout = 10 ", "rollout = 101 "), encoding="utf-8")
     with pytest.raises(ConfigError, match="rollout percent must be between 0 and 100"):
         load_cycle_config(tmp_path / "bad.toml")
+
+
+def test_cycle_json_round_trips_and_refuses_a_version_without_a_publish(tmp_path):
+    from mobile_ml.contracts import parse_document, write_document
+    from mobile_ml.contracts._fields import ContractError
+    from mobile_ml.contracts.cycle import Step
+
+    step = Step(StepName.MONITOR, "no drift", 0.5, {"report": "monitor.json"})
+    doc = CycleReport("m", "beta", "2026-12-01T14:00:00+00:00", False, 3, Trigger.NONE, Outcome.STOPPED, "why", (step,))
+    write_document(tmp_path / "cycle.json", doc)
+    assert read_document(CycleReport, tmp_path / "cycle.json") == doc
+    raw = json.loads((tmp_path / "cycle.json").read_text())
+    assert raw["schema"] == "mobile_ml.cycle" and raw["schema_version"] == 1
+    with pytest.raises(ContractError, match="version"):
+        parse_document(CycleReport, {**raw, "version": "1.0.1"}, where="cycle.json")
+    with pytest.raises(ContractError, match="paths"):
+        parse_document(CycleReport, {**raw, "steps": [{**raw["steps"][0], "paths": {"a": 1}}]}, where="cycle.json")
