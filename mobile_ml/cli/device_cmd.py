@@ -98,25 +98,41 @@ def run_model(
         Path | None,
         typer.Option(
             "--input",
-            help="JSON file: one input as nested lists of numbers (default: the model's own health-check input).",
+            help="One input or many: .json (nested lists shaped like the model input, or a list of them), .npz "
+            "(array x, one row per input) or .csv (raw table columns, encoded as the model's metadata.json says). "
+            "Default: the model's own health-check input.",
         ),
     ] = None,
     bundled: Annotated[
         Path | None,
         typer.Option("--bundled", help="The model shipped with the app, run when no downloaded model is whole."),
     ] = None,
-    json: Annotated[bool, typer.Option("--json")] = False,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="The prediction as JSON; several inputs: one JSON object per line (JSON Lines), in input order.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the device's current model on one input with LiteRT and show the top predictions."""
-    from mobile_ml.client.run import run_model as predict
-    from mobile_ml.outputs import dumps
+    """Run the device's current model on each input with LiteRT and show the top predictions. Each inference is
+    counted against the model's monitoring baseline (counts only, in the state directory; no input is kept)."""
+    import json as jsonlib  # the --json option shadows the module's name here
 
-    p = predict(state, input, bundled=bundled)
-    if json:
-        typer.echo(dumps(p.to_dict()), nl=False)
-        return
-    console.out.print(
-        f"model {p.version}: "
-        + ", ".join(f"{render.escape(lab)} {pr:.3f}" for lab, pr in p.top)
-        + f"  ({p.latency_ms:.2f} ms)"
-    )
+    from mobile_ml.client.run import run_inputs
+    from mobile_ml.outputs import dumps, to_jsonable
+
+    result = run_inputs(state, input, bundled=bundled)
+    several = len(result.predictions) > 1
+    for p in result.predictions:
+        if json:
+            doc = p.to_dict()
+            typer.echo(jsonlib.dumps(to_jsonable(doc), allow_nan=False) if several else dumps(doc), nl=several)
+            continue
+        console.out.print(
+            f"model {p.version}: "
+            + ", ".join(f"{render.escape(lab)} {pr:.3f}" for lab, pr in p.top)
+            + f"  ({p.latency_ms:.2f} ms)"
+        )
+    if result.note:
+        console.info(render.escape(result.note))

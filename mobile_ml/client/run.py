@@ -1,4 +1,10 @@
-"""Run the device's current model on one input, as the app would: the model current.json names, with LiteRT."""
+"""Run the device's current model on one input or many, as the app would: the model current.json names, with LiteRT.
+
+Each inference is also counted against the installed version's monitoring baseline (``baseline.json``, installed
+beside metadata.json from the signed release): per feature bin, predicted class, confidence and latency, in the
+version's aggregates file (``monitor.aggregate.state_file``) that ``device sync`` uploads. Only those counts are
+kept; no input is stored. A model without a baseline still runs; it is just not counted (``RunResult.note``).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.client import state as device_state
 from mobile_ml.client.bundled import bundled_model
-from mobile_ml.client.state import current_model
-from mobile_ml.contracts import StrictJSONError, loads
+from mobile_ml.client.inputs import read_inputs
+from mobile_ml.contracts import ContractError, parse_document, read_document
+from mobile_ml.contracts.baseline import Baseline
+from mobile_ml.contracts.manifest import Release
+from mobile_ml.contracts.state import read_state
 from mobile_ml.errors import InputFileError
+from mobile_ml.monitor.aggregate import Aggregator, state_file
+from mobile_ml.monitor.baseline import BASELINE_FILE
 
 
 @dataclass(frozen=True)
@@ -27,17 +39,35 @@ class Prediction:
         }
 
 
+@dataclass(frozen=True)
+class RunResult:
+    predictions: tuple[Prediction, ...]  # one per input, in the file's order
+    aggregates: Path | None  # the aggregates file the inferences were counted in; None: not counted
+    note: str = ""  # why they were not counted
+
+
 def run_model(
     state_dir: Path, input_path: Path | None = None, *, top: int = 3, bundled: Path | None = None
 ) -> Prediction:
-    """Predict on ``input_path`` (JSON nested lists shaped like the model input; default: the model's own
-    health-check input) with the device's current model, or the ``bundled`` one when no downloaded model is whole."""
+    """Predict on the one input in ``input_path`` (default: the model's own health-check input); see ``run_inputs``."""
+    result = run_inputs(state_dir, input_path, top=top, bundled=bundled)
+    if len(result.predictions) != 1:
+        raise InputFileError(f"input {input_path} holds {len(result.predictions)} inputs", hint="pass one input")
+    return result.predictions[0]
+
+
+def run_inputs(
+    state_dir: Path, input_path: Path | None = None, *, top: int = 3, bundled: Path | None = None
+) -> RunResult:
+    """Predict on every input of ``input_path`` (``client.inputs``: .json, .npz or .csv; default: the model's own
+    health-check input) with the device's current model, or the ``bundled`` one when no downloaded model is whole,
+    one inference per input, each counted in the installed version's aggregates."""
     import numpy as np
 
     from mobile_ml.export import tflite_file
     from mobile_ml.export.metadata import model_input  # the numeric preprocessing metadata.json asks the app for
 
-    found = current_model(state_dir)
+    found = device_state.current_model(state_dir)
     if found is not None:
         vdir, meta = found
         version = vdir.name
@@ -49,33 +79,58 @@ def run_model(
                 f"{state_dir} has no current model" + (f" and {bundled} no valid bundle" if bundled else ""), hint=hint
             )
         vdir, meta, version = bundle
-    try:
-        x = model_input(meta, _read_input(input_path) if input_path else meta.health_check.input)
-    except (ValueError, TypeError) as e:  # ragged lists, strings
-        raise InputFileError(f"input {input_path} is not an array of numbers: {e}", hint=_HINT) from e
-    shape = list(meta.input.tensor.shape[1:])
-    if x.size != int(np.prod(shape)):
-        raise InputFileError(
-            f"input has {x.size} values; the model takes {int(np.prod(shape))} ({shape})",
-            hint="see input in the model's metadata.json",
-        )
+    rows = read_inputs(input_path, meta)
+    shape = [1, *(int(d) for d in meta.input.tensor.shape[1:])]
     model = vdir / "model.tflite"
     interpreter = tflite_file.load_interpreter(model.read_bytes(), str(model))
-    t0 = time.perf_counter()
-    probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
-    ms = (time.perf_counter() - t0) * 1e3
-    best = tuple((str(meta.labels[i]), float(probs[i])) for i in np.argsort(-probs)[:top])
-    return Prediction(version, best, ms)
+    counter, note = _aggregator(state_dir, vdir, version) if found is not None else (None, _BUNDLED)
+    predictions = []
+    for row in rows:
+        try:
+            x = model_input(meta, row.reshape(shape))
+        except ValueError as e:
+            raise InputFileError(f"input {input_path} does not fit the model: {e}", hint="see metadata.json") from e
+        t0 = time.perf_counter()
+        probs = tflite_file.predict(interpreter, x)[0].reshape(-1)
+        ms = (time.perf_counter() - t0) * 1e3
+        if counter is not None:
+            counter.observe(row, probs, ms)  # the raw row: the baseline's units, before normalization
+        best = tuple((str(meta.labels[i]), float(probs[i])) for i in np.argsort(-probs)[:top])
+        predictions.append(Prediction(version, best, ms))
+    if counter is not None:
+        counter.save()  # once per run: one atomic write, the counts of every input or none
+    return RunResult(tuple(predictions), counter.path if counter is not None else None, note)
 
 
-_HINT = "a JSON array shaped like the model input"
+_BUNDLED = "the bundled model is not monitored: its inferences are not counted"
 
 
-def _read_input(path: Path) -> Any:
-    hint = _HINT
+def _aggregator(state_dir: Path, vdir: Path, version: str) -> tuple[Aggregator | None, str]:
+    """The installed version's aggregator, or None and why there is none. Files here were verified against the
+    release when ``current_model`` found the version whole, so the baseline is the signed one."""
+    if not (vdir / BASELINE_FILE).is_file():
+        return None, f"model {version} was published without {BASELINE_FILE}: its inferences are not counted"
     try:
-        return loads(path.read_bytes())
-    except OSError as e:
-        raise InputFileError(f"cannot read input {path}: {e.strerror}", hint=hint) from e
-    except StrictJSONError as e:
-        raise InputFileError(f"input {path} is not valid JSON: {e}", hint=hint) from e
+        baseline = read_document(Baseline, vdir / BASELINE_FILE)
+        release = parse_document(Release, (vdir / device_state.RELEASE).read_bytes(), where=str(vdir))
+        channel = _channel(state_dir, release.model, version)
+    except (ContractError, OSError) as e:
+        return None, f"{BASELINE_FILE} of {version} cannot be used ({getattr(e, 'message', e)}): not counted"
+    if channel is None:
+        return None, f"no channel of state.json chose {release.model} {version}: its inferences are not counted"
+    model, path = release.model, state_file(state_dir, release.model, channel, version)
+    try:
+        return Aggregator.open(path, baseline, model=model, version=version, channel=channel), ""
+    except ContractError as e:  # counts are worth less than the app: set the damaged file aside, count anew
+        device_state.set_aside(path)
+        fresh = Aggregator(baseline, model=model, version=version, channel=channel, path=path)
+        return fresh, f"{path.name} was damaged ({e.message}): counting anew"
+
+
+def _channel(state_dir: Path, model: str, version: str) -> str | None:
+    """The channel whose manifest chose the running version (the first by name if several did)."""
+    state = read_state(state_dir / device_state.STATE)
+    if state is None:
+        return None
+    chosen = sorted(key for key, seen in state.channels.items() if seen.current == version)
+    return next((key.split("/", 1)[1] for key in chosen if key.split("/", 1)[0] == model), None)
