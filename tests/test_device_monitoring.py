@@ -70,7 +70,19 @@ def test_a_run_export_writes_each_variants_baseline_from_its_splits_and_litert(e
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     before = (copy / "exports" / "int8" / BASELINE_FILE).read_bytes()
-    r = cli("export", copy, "--data", digits_dir, "--variants", "fp32", "--force", "--calibration-samples", "64")
+    r = cli(
+        "export",
+        copy,
+        "--data",
+        digits_dir,
+        "--variants",
+        "fp32",
+        "--force",
+        "--calibration-samples",
+        "64",
+        "--finetune-epochs",
+        "1",
+    )
     assert r.exit_code == 0, r.output
     assert (copy / "exports" / "int8" / BASELINE_FILE).read_bytes() == before
     assert read_document(Baseline, copy / "exports" / "fp32" / BASELINE_FILE).test_rows > 0
