@@ -154,14 +154,17 @@ def test_a_model_with_more_features_than_a_baseline_monitors_is_exported_without
 
 @pytest.fixture()
 def with_baseline(digits_export, digits_dir, tmp_path):
-    """A copy of the committed digits export with the baselines its variants would get (the fixture has none)."""
+    """A copy of the committed digits export, its baselines made again here from the digits splits and LiteRT: the
+    committed ones must be exactly these."""
     from mobile_ml.monitor import write_baseline
 
     run = tmp_path / "with-baseline"
     shutil.copytree(digits_export.run, run)
     for variant in ("fp32", "int8"):
         vdir = run / "exports" / variant
+        committed = (vdir / BASELINE_FILE).read_bytes()
         write_baseline(vdir / BASELINE_FILE, _expected_baseline(digits_dir, vdir, kind="image"))
+        assert (vdir / BASELINE_FILE).read_bytes() == committed, variant
     return run
 
 
@@ -285,7 +288,11 @@ def test_device_run_counts_json_and_npz_inputs_against_the_installed_baseline(wi
 
 
 def test_a_model_published_without_a_baseline_still_runs_uncounted(digits_export, tmp_path):
-    state = _install(tmp_path, digits_export.run)  # the committed fixture has no baseline.json
+    plain = tmp_path / "plain"  # an export from before baselines
+    shutil.copytree(digits_export.run, plain)
+    for p in (plain / "exports").glob(f"*/{BASELINE_FILE}"):
+        p.unlink()
+    state = _install(tmp_path, plain)
     r = cli("device", "run", "--state", state)
     assert r.exit_code == 0, r.output
     assert "model 1.0.0:" in r.output
