@@ -179,7 +179,9 @@ def test_publish_ships_the_baseline_and_baseline_of_reads_it_back_verified(with_
     assert release["files"][2]["sha256"] == hashlib.sha256(local).hexdigest()
     assert baseline_of(str(root), "digits", "1.0.0") == parse_document(Baseline, local, where="local")
     assert baseline_of(str(root), "digits", "9.9.9") is None  # no such release
-    assert baseline_of(str(root), "../digits", "1.0.0") is None  # names from uploads are never paths
+    # names come from uploads: never a path (root/digits + ../digits would reach the real release)
+    assert baseline_of(str(root / "digits"), "../digits", "1.0.0") is None
+    assert baseline_of(str(root), "digits", "1.0.0/../1.0.0") is None
 
     blob = root / release["files"][2]["url"]
     blob.write_bytes(blob.read_bytes().replace(b'"train_rows": ', b'"train_rows": 1'))
