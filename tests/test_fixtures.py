@@ -20,6 +20,7 @@ def check_export(fixture: CommittedExport) -> None:
     for name in names:
         ev = publisher.load_variant(run, name)  # what publish reads: export.json, metadata.json, sha256 and size
         assert ev.passed and ev.metadata["variant"] == name
+        assert ev.baseline_bytes is not None  # baseline.json, parsed and checked by load_variant: publish ships it
         result = health_check(ev.model_bytes, ev.metadata_bytes, name)  # the model runs in LiteRT as its metadata says
         assert result.ok, result.detail
     # no path of the machine that made it: the fixture is read wherever the repository is checked out

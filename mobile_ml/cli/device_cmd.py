@@ -107,7 +107,9 @@ def run_model(
         Path | None,
         typer.Option(
             "--input",
-            help="JSON file: one input as nested lists of numbers (default: the model's own health-check input).",
+            help="One input or many: .json (nested lists shaped like the model input, or a list of them), .npz "
+            "(array x, one row per input) or .csv (raw table columns, encoded as the model's metadata.json says). "
+            "Default: the model's own health-check input.",
         ),
     ] = None,
     bundled: Annotated[
@@ -118,22 +120,40 @@ def run_model(
         str | None,
         typer.Option("--label", help="The right answer for this input (one of the model's labels), for capture."),
     ] = None,
-    json: Annotated[bool, typer.Option("--json")] = False,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="The prediction as JSON; several inputs: one JSON object per line (JSON Lines), in input order.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the device's current model on one input with LiteRT and show the top predictions."""
-    from mobile_ml.client.run import run_model as predict
-    from mobile_ml.outputs import dumps
+    """Run the device's current model on each input with LiteRT and show the top predictions. Each inference is
+    counted against the model's monitoring baseline (counts only, in the state directory; no input is kept)."""
+    import json as jsonlib  # the --json option shadows the module's name here
 
-    p = predict(state, input, bundled=bundled)
-    _offer_capture(state, p, label)
-    if json:
-        typer.echo(dumps(p.to_dict()), nl=False)
-        return
-    console.out.print(
-        f"model {p.version}: "
-        + ", ".join(f"{render.escape(lab)} {pr:.3f}" for lab, pr in p.top)
-        + f"  ({p.latency_ms:.2f} ms)"
-    )
+    from mobile_ml.client.run import run_inputs
+    from mobile_ml.outputs import dumps, to_jsonable
+
+    from mobile_ml.errors import ConfigError
+
+    result = run_inputs(state, input, bundled=bundled)
+    several = len(result.predictions) > 1
+    if label is not None and several:
+        raise ConfigError("--label is the right answer for one input", hint="run one input at a time to label it")
+    for p in result.predictions:
+        _offer_capture(state, p, label)
+        if json:
+            doc = p.to_dict()
+            typer.echo(jsonlib.dumps(to_jsonable(doc), allow_nan=False) if several else dumps(doc), nl=several)
+            continue
+        console.out.print(
+            f"model {p.version}: "
+            + ", ".join(f"{render.escape(lab)} {pr:.3f}" for lab, pr in p.top)
+            + f"  ({p.latency_ms:.2f} ms)"
+        )
+    if result.note:
+        console.info(render.escape(result.note))
 
 
 def _offer_capture(state: Path, p, label: str | None) -> None:

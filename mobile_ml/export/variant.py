@@ -25,6 +25,7 @@ from mobile_ml.errors import ConfigError, InputFileError
 from mobile_ml.export import metadata, tflite_file
 from mobile_ml.export import parity as figures
 from mobile_ml.export.options import DESCRIPTIONS, Variant
+from mobile_ml.monitor import export_baseline
 
 if TYPE_CHECKING:
     from mobile_ml.export.exporter import _Job
@@ -66,6 +67,9 @@ def export_variant(job: _Job, variant: Variant, build: Builder) -> VariantResult
     if par is not None or reg is not None:
         meta = _metadata(job, variant, interpreter, data, par, reg, gate is Verdict.PASS)
         write_document(vdir / "metadata.json", meta)
+        note = export_baseline.write_beside(job.src, vdir, got)  # monitoring's reference (docs/monitoring.md)
+        if note and (say := getattr(job.reporter, "variant_note", None)) is not None:
+            say(f"{variant}: {note}")
     return VariantResult(
         variant,
         DESCRIPTIONS[variant],

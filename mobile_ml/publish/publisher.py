@@ -18,7 +18,7 @@ from mobile_ml.contracts.lineage import Lineage, SourceKind
 from mobile_ml.contracts.manifest import FileEntry, Manifest, Parity, Release, Runtime
 from mobile_ml.errors import InputFileError
 from mobile_ml.outputs import sha256_file
-from mobile_ml.publish import keys
+from mobile_ml.publish import baselines, keys
 from mobile_ml.publish import manifest as mf
 from mobile_ml.publish.channel import KEEP, ChannelState, RefusedError, commit, read_state
 from mobile_ml.publish.storage import open_root
@@ -62,6 +62,7 @@ class ExportedVariant:
     passed: bool
     parity: dict[str, Any]
     lineage: Lineage
+    baseline_bytes: bytes | None = None  # baseline.json beside metadata.json, when the export wrote one
 
 
 def exports_dir_of(path: str | Path) -> Path:
@@ -114,7 +115,8 @@ def load_variant(path: str | Path, variant: str | None) -> ExportedVariant:
     row = rows[name]
     parity = row.parity.summary() if row.parity else {}
     lineage = export_lineage(report, str(name), parity, sha256_file(exports / "export.json"))
-    return ExportedVariant(str(name), model, meta_bytes, meta.to_dict(), row.passed, parity, lineage)
+    baseline = baselines.exported_baseline(exports / name, meta.labels)
+    return ExportedVariant(str(name), model, meta_bytes, meta.to_dict(), row.passed, parity, lineage, baseline)
 
 
 def export_lineage(report: ExportResult, variant: str, parity: dict[str, Any], export_sha256: str) -> Lineage:
@@ -145,6 +147,14 @@ def _blob(name: str, data: bytes) -> FileEntry:
     return FileEntry(name, f"blobs/sha256/{digest}", digest, len(data))
 
 
+def _files(ev: ExportedVariant) -> list[tuple[str, bytes]]:
+    """The release's files: the model, its metadata and, when exported, its monitoring baseline."""
+    files = [("model.tflite", ev.model_bytes), ("metadata.json", ev.metadata_bytes)]
+    if ev.baseline_bytes is not None:
+        files.append((baselines.BASELINE_FILE, ev.baseline_bytes))
+    return files
+
+
 def _release_doc(model: str, version: str, ev: ExportedVariant, min_app_version: str) -> Release:
     meta = ev.metadata
     summary: dict[str, Any] = {k: meta[k] for k in ("labels", "input", "output", "preprocessing") if k in meta}
@@ -155,7 +165,7 @@ def _release_doc(model: str, version: str, ev: ExportedVariant, min_app_version:
         model=model,
         version=version,
         variant=ev.variant,
-        files=(_blob("model.tflite", ev.model_bytes), _blob("metadata.json", ev.metadata_bytes)),
+        files=tuple(_blob(name, data) for name, data in _files(ev)),
         metadata=summary,
         parity=Parity(**{k: None if v is None else float(v) for k, v in figures.items()}),
         min_app_version=min_app_version,
@@ -214,7 +224,7 @@ def publish(
     _check_newer(version, state)
     release = _release_doc(model, version, ev, min_app_version)
     # Blobs first, then the release document: nothing refers to them until the manifest does.
-    for f, data in zip(release.files, (ev.model_bytes, ev.metadata_bytes), strict=True):
+    for f, (_, data) in zip(release.files, _files(ev), strict=True):
         storage.create(f.url, data)
     storage.create(f"{model}/releases/{version}.json", mf.dumps(release))
     new = commit(

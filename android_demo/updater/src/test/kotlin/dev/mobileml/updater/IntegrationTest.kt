@@ -145,6 +145,11 @@ class IntegrationTest {
         assertRuns("1.0.0", "int8")
         assertEquals(1, healthChecks.size)
         assertEquals("installed", updater().lastCheck()!!.outcome)
+        // The monitoring baseline is a third signed file: downloaded, verified and installed beside the model.
+        val exported = File(world, "run/exports/int8/baseline.json")
+        assertTrue("the export wrote no baseline.json", exported.isFile)
+        val installed = File(updater().current()!!.modelFile.parentFile, "baseline.json")
+        assertEquals(Codec.sha256Hex(exported.readBytes()), Codec.sha256Hex(installed.readBytes()))
     }
 
     @Test
