@@ -66,7 +66,8 @@ def publish_with_baseline(root, run, key, baseline, *, version="1.0.0", channel=
     ev = publisher.load_variant(run, None)
     data = mf.dumps(document_dict(baseline))
     release = publisher._release_doc("digits", version, ev, "0.0.0")
-    release = replace(release, files=(*release.files, publisher._blob("baseline.json", data)))
+    own = tuple(f for f in release.files if f.name != "baseline.json")  # this test's baseline, not the export's
+    release = replace(release, files=(*own, publisher._blob("baseline.json", data)))
     storage = open_root(str(root))
     for f, blob in zip(release.files, (ev.model_bytes, ev.metadata_bytes, data), strict=True):
         storage.create(f.url, blob)

@@ -133,9 +133,8 @@ def run_model(
     import json as jsonlib  # the --json option shadows the module's name here
 
     from mobile_ml.client.run import run_inputs
-    from mobile_ml.outputs import dumps, to_jsonable
-
     from mobile_ml.errors import ConfigError
+    from mobile_ml.outputs import dumps, to_jsonable
 
     result = run_inputs(state, input, bundled=bundled)
     several = len(result.predictions) > 1
