@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.client import inference_reports
 from mobile_ml.client.bundled import bundled_model
 from mobile_ml.client.state import current_model
 from mobile_ml.contracts import StrictJSONError, loads
@@ -64,6 +65,7 @@ def run_model(
     t0 = time.perf_counter()
     probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
     ms = (time.perf_counter() - t0) * 1e3
+    inference_reports.record(state_dir, version, ms)  # sent with the next `device sync`, as the app does
     best = tuple((str(meta.labels[i]), float(probs[i])) for i in np.argsort(-probs)[:top])
     return Prediction(version, best, ms)
 

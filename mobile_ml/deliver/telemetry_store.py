@@ -24,7 +24,7 @@ from typing import Any
 
 from mobile_ml.errors import InputFileError, UserError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CONNECT_TIMEOUT_S = 5  # a server that does not answer the connection in this long counts as unreachable
 _LOCK_KEY = 0x6D6D6C74  # pg_advisory_xact_lock key for migrations ("mmlt")
 
@@ -43,6 +43,9 @@ _V2 = (
     # events from clients that send no id are all kept, as before.
     "CREATE UNIQUE INDEX events_by_event_id ON events (install_id_hash, event_id)",
 )
+# The channel the device follows: `release status` and `telemetry summary` count a channel's devices. NULL for events
+# stored before, and from clients that do not send it.
+_V3 = ("ALTER TABLE events ADD COLUMN channel TEXT",)
 MIGRATIONS = (
     Migration(
         1,
@@ -67,6 +70,7 @@ MIGRATIONS = (
         ),
     ),
     Migration(2, "event_id: a retried upload stores each event once", sqlite=_V2, postgres=_V2),
+    Migration(3, "channel: the channel each event's device follows", sqlite=_V3, postgres=_V3),
 )
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -114,7 +118,7 @@ class TelemetryStore:
         skipped, so a retried upload changes nothing. Returns the number of events accepted (all of them)."""
         from mobile_ml.deliver.telemetry import FIELDS
 
-        cols = [*FIELDS, "event_id"]
+        cols = [*FIELDS, "event_id", "channel"]
         sql = (
             f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
             "ON CONFLICT (install_id_hash, event_id) DO NOTHING"
