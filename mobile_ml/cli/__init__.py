@@ -100,6 +100,7 @@ def _register() -> None:
         pipeline_cmd,
         publish_cmd,
         serve_cmd,
+        status_cmd,  # noqa: F401  (registers `release status` on publish_cmd.release_app)
         train_cmd,
     )
 
