@@ -211,3 +211,14 @@ def test_the_drift_flag_is_the_monitors_verdict(monkeypatch):
     assert calls[0] == ("t.db", "root", "digits", "beta", "drifted")
     monkeypatch.setitem(sys.modules, "mobile_ml.monitor.report", None)  # not importable: n/a
     assert drift_flag("t.db", "root", "digits", "beta", "fine")[0] is None
+
+
+def test_pending_inference_reports_are_bounded_and_survive_damage(tmp_path):
+    """At most one request's worth waits (the newest); a damaged queue is dropped, never a failed run."""
+    inference_reports.record_many(tmp_path, "1.0.0", [float(i) for i in range(150)])
+    kept = inference_reports.pending(tmp_path).events
+    assert [e.latency_ms for e in kept] == [float(i) for i in range(150 - 99, 150)]
+    (tmp_path / inference_reports.PENDING).write_text("{not json")
+    assert inference_reports.pending(tmp_path).events == ()
+    inference_reports.record(tmp_path, "1.0.1", 2.5)
+    assert [(e.version, e.latency_ms) for e in inference_reports.pending(tmp_path).events] == [("1.0.1", 2.5)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,9 +35,15 @@ def pending(state_dir: Path) -> PendingInferences:
 
 def record(state_dir: Path, version: str, latency_ms: float, now: datetime | None = None) -> None:
     """Queue one inference report (never raises for a state directory it cannot write)."""
-    event = PendingInference(uuid.uuid4().hex, version, latency_ms, now or datetime.now(timezone.utc))
+    record_many(state_dir, version, [latency_ms], now)
+
+
+def record_many(state_dir: Path, version: str, latencies_ms: Sequence[float], now: datetime | None = None) -> None:
+    """Queue a report per inference of one batch (``device run --input`` with many rows): one write for all."""
+    when = now or datetime.now(timezone.utc)
+    new = tuple(PendingInference(uuid.uuid4().hex, version, ms, when) for ms in latencies_ms)
     queue = pending(state_dir)
-    _save(state_dir, replace(queue, events=(*queue.events, event)[-MAX_PENDING:]))
+    _save(state_dir, replace(queue, events=(*queue.events, *new)[-MAX_PENDING:]))
 
 
 def forget(state_dir: Path, sent: PendingInferences) -> None:
