@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/data_scale"))
     parser.add_argument("--generate-only", type=Path, help="write the file for --rows[0] to this path and stop")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     if args.generate_only:
         generate(args.generate_only, args.rows[0])
@@ -185,8 +186,9 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()},
         "results": results,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
+    doc["load_average"] = os.getloadavg()  # a shared machine: how busy it was when the run ended
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(doc, indent=2) + "\n")
     print(table(results))
 
 

@@ -147,7 +147,7 @@ STAGES: tuple[Mutant, ...] = (
         "stages",
         "integer variants of a table keep normalization inside the graph (one input scale for every feature)",
         "mobile_ml/export/exporter.py",
-        "if run.spec.image is None and not normalize_in_model and",
+        "if tabular_run and not normalize_in_model and",
         "if False and",
         ("tests/test_int8_tables.py::test_integer_variants_of_mixed_scale_features_stay_within_one_row",),
     ),
@@ -156,8 +156,8 @@ STAGES: tuple[Mutant, ...] = (
         "stages",
         "integer variants calibrated on the test split they are then judged on",
         "mobile_ml/export/exporter.py",
-        "else representative_sample(train[0], options.calibration_samples, options.seed)",
-        "else representative_sample(x_test, options.calibration_samples, options.seed)",
+        'representative = representative_sample(run.split("train")[0],',
+        'representative = representative_sample(run.split("test")[0],',
         (f"{E}::test_int8_is_calibrated_on_train_rows_only",),
     ),
 )
@@ -318,6 +318,10 @@ CHANNEL: tuple[Mutant, ...] = (
     _channel(13, "no-304", "If-None-Match never gives 304", SERVER,
              "if inm is not None and etag_matches(inm, etag):", "if False:",
              "test_t13_cache_headers_etags_and_304"),
+    Mutant("t13-no-304-fast-lane", "channel", "the manifest fast lane never answers 304 (the long way each time)",
+           SERVER, "        if if_none_match == raw_etag:  # the device sends back exactly the tag it got: no parsing\n"
+           "            return headers\n", "        return None\n",
+           ("tests/test_serve_workers.py::test_the_lane_does_no_hashing_and_no_path_resolution",)),
     # 14 rollout: one bucketing rule; raising the percentage keeps everyone in; halt
     _channel(14, "bucket-endianness", "the bucket reads the digest little-endian", MANIFEST,
              'int.from_bytes(digest[:8], "big")', 'int.from_bytes(digest[:8], "little")',

@@ -10,6 +10,7 @@ EXIT_INTERNAL = 1
 EXIT_USER = 2
 EXIT_GATE = 3  # a quality gate failed: export parity, a publish root that does not verify
 EXIT_REGRESSION = 4  # a benchmark regression gate failed
+EXIT_DRIFT = 5  # `monitor` found drift: a result (the report is printed first), not an error
 EXIT_INTERRUPTED = 130
 
 

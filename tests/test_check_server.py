@@ -158,6 +158,13 @@ def test_nginx_with_the_printed_config_passes(published, key_dir, tmp_path):
                 url, "POST", "/v1/telemetry", json.dumps({"events": [event]}), {"Content-Type": "application/json"}
             )
             assert status == 202 and json.loads(body) == {"accepted": 1}, body
+            # so do aggregates, install header included: serve answers that this root has no baseline for them
+            vectors = os.path.join(os.path.dirname(__file__), "vectors", "aggregates", "tabular.json")
+            with open(vectors, encoding="utf-8") as f:
+                doc = json.load(f)["merged"]  # a valid document for a model this root does not publish
+            headers = {"Content-Type": "application/json", "X-Install-Id-Hash": "ab" * 32}
+            status, body = _req(url, "POST", "/v1/aggregates", json.dumps(doc), headers)
+            assert status == 404 and b"no release 1.0.0 of model vectors" in body, body
 
 
 IMMUTABLE_CC = '"public, max-age=31536000, immutable"'

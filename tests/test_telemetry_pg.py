@@ -373,7 +373,7 @@ def test_a_telemetry_db_from_before_versioning_is_read_and_migrated(tmp_path):
         s.add(retried)
         assert s.query("SELECT COUNT(*) FROM events")[0][0] == before + 10
     assert _counts(summary_json(str(db))) != _counts(old)  # the new events count
-    assert _sqlite_tables(db) == {"events", "schema_version"}
+    assert _sqlite_tables(db) == {"events", "schema_version", "aggregates"}
 
 
 @pytest.mark.parametrize("name", ["telemetry.db", "odd?name#.db"])

@@ -692,11 +692,16 @@ def test_t13_cache_headers_etags_and_304(digits_export, key_dir, tmp_path):
             status, hb, _ = req(port, "GET", path)
             assert status == 200 and "immutable" in hb["cache-control"] and hb["etag"], path
         assert req(port, "GET", blob, {"If-None-Match": hb["etag"]})[0] == 200  # another file's tag: not a match
+        blob_etag = req(port, "GET", blob)[1]["etag"]
+        assert req(port, "GET", blob, {"If-None-Match": blob_etag})[0] == 304  # the full handler's 304 (no fast lane)
         publisher.publish(
             str(root), digits_export.run, model="digits", version="1.1.0", channel="beta", key=key_dir, variant="int8"
         )
         status, h2, data2 = req(port, "GET", manifest, {"If-None-Match": h["etag"]})
         assert status == 200 and data2 != data and h2["etag"] == f'"{hashlib.sha256(data2).hexdigest()}"'
+        assert req(port, "GET", manifest, {"If-None-Match": h2["etag"]})[0] == 304
+    with running(create_app(root)) as port:  # a restarted server: the first check of each device is still a 304
+        assert req(port, "GET", manifest, {"If-None-Match": h2["etag"]})[0] == 304
 
 
 # --- 14: rollout: signed percent + salt; one bucketing rule, shared vectors; raising keeps everyone in ----------

@@ -1,7 +1,7 @@
 """``mobile-ml``: a thin Typer layer over the library. Parsing, rendering and exit codes live here; work does not.
 
 Exit codes: 0 success · 1 internal error (a bug: rerun with --debug) · 2 bad input or usage · 3 a quality gate
-failed · 4 a benchmark regression · 130 interrupted.
+failed (`retrain`: the challenger did not win) · 4 a benchmark regression · 5 `monitor` found drift · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -92,13 +92,16 @@ def _root(
 def _register() -> None:
     from mobile_ml.cli import (
         benchmark_cmd,
+        capture_cmd,
         check_server_cmd,  # noqa: F401  (registers `release check-server` on publish_cmd.release_app)
         data_cmd,
         device_cmd,
         evaluate_cmd,
         export_cmd,
+        monitor_cmd,
         pipeline_cmd,
         publish_cmd,
+        retrain_cmd,
         serve_cmd,
         status_cmd,  # noqa: F401  (registers `release status` on publish_cmd.release_app)
         train_cmd,
@@ -115,6 +118,9 @@ def _register() -> None:
     app.command("serve")(serve_cmd.serve)
     app.add_typer(serve_cmd.telemetry_app, name="telemetry")
     app.add_typer(device_cmd.app, name="device")
+    app.command("retrain")(retrain_cmd.retrain)
+    app.command("monitor")(monitor_cmd.monitor)
+    app.add_typer(capture_cmd.app, name="capture")
     app.command("quickstart")(pipeline_cmd.quickstart)
     app.command("pipeline")(pipeline_cmd.pipeline)
 

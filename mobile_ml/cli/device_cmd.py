@@ -48,6 +48,14 @@ def sync(
             help="The server's --telemetry-token, sent with each telemetry report.",
         ),
     ] = None,
+    consent_capture: Annotated[
+        bool | None,
+        typer.Option(
+            "--consent-capture/--revoke-capture",
+            help="Record the user's consent to send sampled inputs when the channel's policy asks (revoking deletes "
+            "the queue). Default: unchanged (no consent until given).",
+        ),
+    ] = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One update check, exactly as the Android updater does it. Exit 0 when the device ends on a verified model
@@ -79,6 +87,7 @@ def sync(
             send_telemetry=not no_telemetry,
             device_model=device_model,
             telemetry_token=telemetry_token,
+            capture_consent=consent_capture,
         )
     )
     if json:
@@ -111,6 +120,10 @@ def run_model(
         Path | None,
         typer.Option("--bundled", help="The model shipped with the app, run when no downloaded model is whole."),
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help="The right answer for this input (one of the model's labels), for capture."),
+    ] = None,
     json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the device's current model on one input with LiteRT and show the top predictions."""
@@ -118,6 +131,7 @@ def run_model(
     from mobile_ml.outputs import dumps
 
     p = predict(state, input, bundled=bundled)
+    _offer_capture(state, p, label)
     if json:
         typer.echo(dumps(p.to_dict()), nl=False)
         return
@@ -126,3 +140,16 @@ def run_model(
         + ", ".join(f"{render.escape(lab)} {pr:.3f}" for lab, pr in p.top)
         + f"  ({p.latency_ms:.2f} ms)"
     )
+
+
+def _offer_capture(state: Path, p, label: str | None) -> None:
+    """Sample this inference into the capture queue (only with consent and a policy that is on: client/capture)."""
+    from mobile_ml.client import capture
+    from mobile_ml.errors import ConfigError
+
+    if label is not None and label not in p.labels:
+        raise ConfigError(f"--label {label!r} is not one of the model's labels", hint=", ".join(p.labels[:20]))
+    if p.raw_input is not None and p.top:
+        capture.offer(
+            state, values=p.raw_input, version=p.version, prediction=p.top[0][0], confidence=p.top[0][1], label=label
+        )

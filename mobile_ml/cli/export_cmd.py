@@ -76,7 +76,7 @@ def export(
             "--max-error",
             metavar="X",
             help="Regression budget: largest mean |Δ| against Keras, in the target's units "
-            "(default: 1%% of the targets' standard deviation).",
+            "(default: 1 % of the targets' standard deviation).",
         ),
     ] = None,
     input_range: Annotated[

@@ -23,6 +23,18 @@ ExpiresDays = Annotated[
     float, typer.Option("--expires-days", help="Days until devices refuse the manifest (1 to 3650).")
 ]
 
+CaptureRate = Annotated[
+    float | None,
+    typer.Option(
+        "--capture-rate",
+        help="Fraction of inferences (0 to 1) consenting devices capture and send; 0: off. Default: keep the "
+        "channel's policy (off for a new channel).",
+    ),
+]
+CaptureMaxPerDay = Annotated[
+    int, typer.Option("--capture-max-per-day", help="With a capture rate: samples per device and UTC day, at most.")
+]
+
 
 def _show(result, json: bool) -> None:
     from mobile_ml.outputs import dumps
@@ -112,6 +124,8 @@ def publish(
         bool, typer.Option("--force", help="Publish a variant that failed the export's accuracy gate.")
     ] = False,
     expires_days: ExpiresDays = 30.0,
+    capture_rate: CaptureRate = None,
+    capture_max_per_day: CaptureMaxPerDay = 20,
     json: Json = False,
 ) -> None:
     """Publish an exported variant: immutable blobs, a release document (with the model's lineage), a signed
@@ -131,6 +145,8 @@ def publish(
             min_app_version=min_app_version,
             force=force,
             expires_days=expires_days,
+            capture_rate=capture_rate,
+            capture_max_per_day=capture_max_per_day,
         ),
         json,
     )
@@ -210,6 +226,23 @@ def refresh(
     from mobile_ml.publish.publisher import refresh as run
 
     _show(run(root, model, channel, key=key, expires_days=expires_days), json)
+
+
+@release_app.command("capture")
+def capture(
+    model: Annotated[str, typer.Argument()],
+    channel: Annotated[str, typer.Option("--channel", "-c")],
+    rate: Annotated[float, typer.Option("--rate", help="Fraction of inferences to capture (0 to 1); 0: off.")],
+    max_per_day: Annotated[int, typer.Option("--max-per-day", help="Samples per device and UTC day, at most.")] = 20,
+    *,
+    key: Key,
+    root: Root = "exports",
+    json: Json = False,
+) -> None:
+    """Set the channel's capture policy (signed): consenting devices send sampled inputs to POST /v1/capture."""
+    from mobile_ml.publish.publisher import set_capture
+
+    _show(set_capture(root, model, channel, rate=rate, max_per_day=max_per_day, key=key), json)
 
 
 @release_app.command("history")

@@ -269,7 +269,16 @@ def release_summary(r: dict) -> str:
     return (
         f"{r['action']}: {escape(r['model'])}/{escape(r['channel'])} → {r['version']} for {state}{fallback}\n"
         f"  manifest_version {r['manifest_version']}, expires {r['expires']}\n"
-        f"  {escape(r['root'])}/{escape(r['manifest'])} (+ .sig)"
+        f"  {escape(r['root'])}/{escape(r['manifest'])} (+ .sig)" + _capture_line(r.get("capture"))
+    )
+
+
+def _capture_line(capture: dict | None) -> str:
+    if not capture:
+        return ""
+    return (
+        f"\n  capture: {capture['rate']:g} of inferences, at most {capture['max_per_day']} per device a day, "
+        "only from devices whose user consented"
     )
 
 

@@ -58,6 +58,14 @@ def serve(
         str | None,
         typer.Option("--telemetry-upstream", help="With --print-nginx-config: a `mobile-ml serve` for telemetry."),
     ] = None,
+    capture_store: Annotated[
+        str | None,
+        typer.Option(
+            "--capture-store",
+            help="Where POST /v1/capture stores consented samples: a directory (outside the root) or s3://BUCKET/PREFIX."
+            " Default: capture off (404).",
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -81,6 +89,15 @@ def serve(
 
     limits = Limits(idle_timeout, header_timeout, body_timeout, max_connections)
     check_options(root, telemetry_db, telemetry_token)
+    if capture_store is not None and "://" not in capture_store:
+        store, served = Path(capture_store).resolve(), root.resolve()
+        if store == served or served in store.parents:  # raw user inputs: never beside what is served
+            from mobile_ml.errors import ConfigError
+
+            raise ConfigError(
+                f"the capture store {capture_store} is inside the served root {root}",
+                hint="pass --capture-store a directory outside the publish root",
+            )
     check_count(workers)
     check_free(host, port)  # before "serving…": a busy port is one line and exit 2, not uvicorn's [Errno 98]
     if telemetry_db is not None:
@@ -99,6 +116,7 @@ def serve(
         telemetry_rate=telemetry_rate,
         limits=limits,
         workers=workers,
+        capture_store=capture_store,
     )
 
 

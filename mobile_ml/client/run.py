@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ class Prediction:
     version: str
     top: tuple[tuple[str, float], ...]  # (label, probability), most likely first
     latency_ms: float
+    raw_input: Any = field(default=None, repr=False, compare=False)  # the input as given, for capture (client/capture)
+    labels: tuple[str, ...] = field(default=(), repr=False, compare=False)  # the model's labels, to check --label
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,8 +52,19 @@ def run_model(
                 f"{state_dir} has no current model" + (f" and {bundled} no valid bundle" if bundled else ""), hint=hint
             )
         vdir, meta, version = bundle
+    if meta.inputs:  # several inputs (a model file): fed by name, as the health check does
+        model = vdir / "model.tflite"
+        interpreter = tflite_file.load_interpreter(model.read_bytes(), str(model))
+        rows = _named_rows(meta, _read_input(input_path) if input_path else None)
+        names = [o.name for o in meta.outputs] or [meta.output.name]
+        t0 = time.perf_counter()
+        got = tflite_file.predict_named(interpreter, rows, names)
+        ms = (time.perf_counter() - t0) * 1e3
+        inference_reports.record(state_dir, version, ms)  # sent with the next `device sync`, as the app does
+        return Prediction(version, _top(meta, np.concatenate([g.reshape(-1) for g in got]), top), ms)
+    raw = _read_input(input_path) if input_path else meta.health_check.input
     try:
-        x = model_input(meta, _read_input(input_path) if input_path else meta.health_check.input)
+        x = model_input(meta, raw)
     except (ValueError, TypeError) as e:  # ragged lists, strings
         raise InputFileError(f"input {input_path} is not an array of numbers: {e}", hint=_HINT) from e
     shape = list(meta.input.tensor.shape[1:])
@@ -65,9 +78,44 @@ def run_model(
     t0 = time.perf_counter()
     probs = tflite_file.predict(interpreter, x.reshape([1, *shape]))[0]
     ms = (time.perf_counter() - t0) * 1e3
-    inference_reports.record(state_dir, version, ms)  # sent with the next `device sync`, as the app does
-    best = tuple((str(meta.labels[i]), float(probs[i])) for i in np.argsort(-probs)[:top])
-    return Prediction(version, best, ms)
+    inference_reports.record(state_dir, version, ms)
+    return Prediction(version, _top(meta, probs, top), ms, raw, tuple(str(lab) for lab in meta.labels))
+
+
+def _top(meta: Any, values: Any, top: int) -> tuple[tuple[str, float], ...]:
+    """Classification: the ``top`` most likely labels. Regression (no labels): every predicted value, in output
+    order, named after the target (``price``, or ``price[1]`` ... when the model predicts several values)."""
+    import numpy as np
+
+    from mobile_ml.contracts.export import Task
+
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if meta.task is Task.REGRESSION:
+        name = meta.target or "value"
+        return tuple((name if values.size == 1 else f"{name}[{i}]", float(v)) for i, v in enumerate(values))
+    return tuple((str(meta.labels[i]), float(values[i])) for i in np.argsort(-values)[:top])
+
+
+def _named_rows(meta: Any, given: Any) -> dict[str, Any]:
+    """One row per input of a several-input model: ``given`` is a JSON object of input name → values (default:
+    the health-check case's rows)."""
+    import numpy as np
+
+    named = given if given is not None else meta.health_check.inputs
+    want = {spec.name: spec for spec in meta.inputs}
+    if not isinstance(named, dict) or set(named) != set(want):
+        raise InputFileError(
+            f"the model has inputs {', '.join(sorted(want))}: the input must be a JSON object with one array each",
+            hint='e.g. {"' + '": [...], "'.join(sorted(want)) + '": [...]}',
+        )
+    rows = {}
+    for name, spec in want.items():
+        shape = [1, *spec.tensor.shape[1:]]
+        try:
+            rows[name] = np.asarray(named[name], dtype=np.float32).reshape(shape)
+        except (ValueError, TypeError) as e:
+            raise InputFileError(f"input {name} does not fit the model's shape {shape[1:]}: {e}", hint=_HINT) from e
+    return rows
 
 
 _HINT = "a JSON array shaped like the model input"

@@ -23,12 +23,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mobile_ml.client import inference_reports
+from mobile_ml.client import capture, inference_reports
 from mobile_ml.client import state as device_state
 from mobile_ml.client.bundled import bundled_model
 from mobile_ml.client.download import Failed, Http, download, sendable_etag, status
 from mobile_ml.client.fits import check_fits, litert_version
 from mobile_ml.client.state import current_model as current_model  # re-exported: the app's view
+from mobile_ml.client.upload import UploadResult, upload_aggregates
+from mobile_ml.client.upload import pending as pending_aggregates
 from mobile_ml.contracts import ContractError, parse_document
 from mobile_ml.contracts.manifest import Manifest, Refusal, Release
 from mobile_ml.contracts.model_metadata import ModelMetadata
@@ -62,6 +64,7 @@ class DeviceConfig:
     bundled: Path | None = None  # the model shipped with the app (bundle.json + files): run when nothing else is
     runtime_version: str | None = field(default_factory=litert_version)  # checked against runtime.min_version
     telemetry_token: str | None = None  # the server's --telemetry-token, sent as `Authorization: Bearer <token>`
+    capture_consent: bool | None = None  # the user's capture choice to record (None: unchanged; client/capture.py)
 
     @property
     def channel_key(self) -> str:
@@ -78,6 +81,7 @@ class SyncResult:
     manifest_version: int | None = None
     repairs: tuple[Repair, ...] = ()  # what the check found damaged on the device and mended
     bundled: str | None = None  # the bundled model's version, when the app runs it (nothing downloaded is healthy)
+    aggregates: UploadResult | None = None  # the counts uploaded this check (None: not tried, the state was unread)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,12 +95,15 @@ class SyncResult:
             "manifest_version": self.manifest_version,
             "repairs": [r.value for r in self.repairs],
             "bundled": self.bundled,
+            "aggregates": None if self.aggregates is None else self.aggregates.to_dict(),
         }
 
 
 def sync(cfg: DeviceConfig) -> SyncResult:
     """One update check. Never raises for network, server, content or device-state problems: they are results."""
     now = cfg.now()  # one clock reading for the whole check
+    if cfg.capture_consent is not None:
+        capture.set_consent(cfg.state_dir, cfg.capture_consent)
     conn = Http(cfg.server, cfg.timeout, cfg.deadline, cfg.min_rate, cfg.rate_window)
     try:
         state, repairs, note = _open_state(cfg.state_dir)
@@ -110,6 +117,7 @@ def sync(cfg: DeviceConfig) -> SyncResult:
     installed = state.current is not None or (cfg.state_dir / device_state.POINTER).exists()
     damaged = installed and device_state.installed_problem(cfg.state_dir) is not None
     result: SyncResult | None = None
+    counted = pending_aggregates(cfg)  # before the check, which may remove an old version and its baseline
     try:
         result, state = _check(cfg, conn, state, now, None if damaged else state.current)
         changed = damaged or not installed or result.outcome == Outcome.INSTALLED  # else: whole, as checked above
@@ -117,12 +125,16 @@ def sync(cfg: DeviceConfig) -> SyncResult:
         if damaged and whole:
             repairs = (*repairs, Repair.MODEL_REINSTALLED)
         result = _as_run(cfg, replace(result, repairs=repairs, detail=result.detail or note), whole)
+        # After the update check, within its deadline: an upload that does not fit is kept for the next sync.
+        result = replace(result, aggregates=upload_aggregates(cfg, conn, counted))
         return result
     finally:
         last = LastCheck(now, result.outcome, result.reason) if result else LastCheck(now, Outcome.ERROR)
         device_state.save(cfg.state_dir, replace(state, last_check=last))
         if cfg.send_telemetry and result is not None:
             _telemetry(cfg, conn, result)
+        if result is not None:
+            capture.upload(cfg.state_dir, conn, cfg.telemetry_token)  # only with consent and a policy that is on
 
 
 def _as_run(cfg: DeviceConfig, result: SyncResult, whole: bool) -> SyncResult:
@@ -168,6 +180,9 @@ def _check(
             version = seen.manifest_version if seen else None
             return SyncResult(Outcome.NOT_MODIFIED, here, before, manifest_version=version), state
         m, accepted, key = fetched
+        capture.note_manifest(
+            cfg.state_dir, model=cfg.model, channel=cfg.channel, install_id=cfg.install_id, policy=m.capture
+        )
         trusted_b64 = base64.b64encode(keys.public_der(key)).decode()
         release = select_release(m, cfg.install_id, here)
         if release is None or release.version == here:

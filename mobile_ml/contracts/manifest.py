@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from mobile_ml.contracts._fields import ContractError, Fields
+from mobile_ml.contracts.capture import CapturePolicy
 
 
 class Refusal(str, enum.Enum):
@@ -250,6 +251,7 @@ class Manifest:
     release: Release
     rollout: Rollout
     fallback: Release | None = None
+    capture: CapturePolicy | None = None  # absent: capture is off (§3.3); older manifests have none
 
     @classmethod
     def from_dict(cls, f: Fields) -> Manifest:
@@ -270,12 +272,13 @@ class Manifest:
             release=release,
             rollout=Rollout.from_dict(obj(f, "rollout")),
             fallback=fallback,
+            capture=None if "capture" not in f.raw else CapturePolicy.from_dict(obj(f, "capture")),
         )
         f.done()
         return m
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "model": self.model,
             "channel": self.channel,
             "manifest_version": self.manifest_version,
@@ -287,6 +290,9 @@ class Manifest:
             "rollout": self.rollout.to_dict(),
             "fallback": self.fallback.to_dict() if self.fallback else None,
         }
+        if self.capture is not None:  # no key at all when off by absence: the bytes of older manifests stay the same
+            out["capture"] = self.capture.to_dict()
+        return out
 
 
 def key_id_of(b64: str) -> str:

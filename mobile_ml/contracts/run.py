@@ -132,6 +132,37 @@ class RunData:
 
 
 @dataclass(frozen=True)
+class CapturedSource:
+    """The second data source of a run made by ``mobile-ml retrain``: captured labelled samples.
+
+    Its rows were split by ``seed`` into the run's extra train and validation rows and a captured test split
+    (``counts``); ``data.dir`` stays the original data directory, whose train split was trained on too.
+    """
+
+    dir: str  # the captured prepared-data directory, relative to the run directory
+    data_json_sha256: str
+    source: dict[str, Any]  # the captured data.json's lineage record, copied
+    rows: int  # labelled samples read
+    counts: dict[str, int]  # of those: rows in train, validation and test
+    seed: int
+
+    @classmethod
+    def from_dict(cls, f: Fields) -> CapturedSource:
+        counts = f.obj("counts")
+        c = cls(
+            dir=_relative(f, "dir", inside=False),
+            data_json_sha256=f.string("data_json_sha256", pattern="[0-9a-f]{64}"),
+            source=f.mapping("source"),
+            rows=f.integer("rows", lo=0),
+            counts={k: counts.integer(k, lo=0) for k in ("train", "validation", "test")},
+            seed=f.integer("seed", lo=0),
+        )
+        counts.done()
+        f.done()
+        return c
+
+
+@dataclass(frozen=True)
 class ModelFiles:
     keras: str = "model.keras"  # relative to the run directory
     saved_model: str = "saved_model"
@@ -280,10 +311,13 @@ class RunRecord:
     test: EvaluationSummary
     timings: dict[str, float]  # seconds per phase
     environment: dict[str, Any]  # library versions and machine
+    # Runs made by `mobile-ml retrain` only; absent from every other run.json, so those read as before.
+    captured: CapturedSource | None = None
 
     @classmethod
     def from_dict(cls, f: Fields) -> RunRecord:
         timings = f.obj("timings")
+        captured = f.opt_obj("captured")
         record = cls(
             created_at=f.string("created_at"),
             data=RunData.from_dict(f.obj("data")),
@@ -294,12 +328,15 @@ class RunRecord:
             test=EvaluationSummary.from_dict(f.obj("test")),
             timings={k: timings.number(k, lo=0) for k in timings.raw},
             environment=f.mapping("environment"),
+            captured=None if captured is None else CapturedSource.from_dict(captured),
         )
         f.done()
         return record
 
     def to_dict(self) -> dict[str, Any]:
         d = to_jsonable(self)
+        if self.captured is None:
+            del d["captured"]  # a plain training run's run.json keeps the keys it always had
         d["selection"] = self.selection.to_dict()  # candidates flattened: name and hyper-parameters side by side
         return d
 

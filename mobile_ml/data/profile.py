@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mobile_ml.errors import DataError, InputFileError
-from mobile_ml.outputs import sha256_file, to_jsonable
+from mobile_ml.outputs import to_jsonable
 
 SCHEMA = "mobile_ml.profile"
 SCHEMA_VERSION = 1
@@ -49,25 +49,54 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
     """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256.
 
     Values such as ``NA``, ``null`` and empty fields are missing (pandas' defaults). A row with more fields than the
-    header is an error rather than pandas' silent "first column becomes the index".
+    header is an error rather than pandas' silent "first column becomes the index". The file is parsed by pyarrow
+    (all cores, typed as pandas would, see ``csv_reader``); a file pyarrow would read differently goes to pandas.
     """
+    from mobile_ml.data.csv_reader import FileHash, NeedsPandas, read_arrow, to_frame
+
     path = Path(path)
+    _check_file(path)
+    try:
+        digest = FileHash(path)
+        try:
+            df = to_frame(read_arrow(path))
+        except NeedsPandas:
+            df = _read_pandas(path)
+        sha = digest.hexdigest()
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
+    if len(df) == 0:
+        raise _no_rows(path)
+    return df, sha
+
+
+def _no_rows(path: Path) -> InputFileError:
+    return InputFileError(
+        f"{path} has no data rows", hint="the file needs a header line and at least one row of values"
+    )
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise InputFileError(f"{path} does not exist", hint="check the path to the CSV file")
     if path.is_dir():
         raise InputFileError(f"{path} is a directory, not a CSV file", hint="give the path of a .csv file")
-    no_rows = InputFileError(
-        f"{path} has no data rows", hint="the file needs a header line and at least one row of values"
-    )
     try:
-        if path.stat().st_size == 0:
-            raise no_rows
-        sha = sha256_file(path)
+        empty = path.stat().st_size == 0
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
+    if empty:
+        raise _no_rows(path)
+
+
+def _read_pandas(path: Path) -> pd.DataFrame:
+    """pandas.read_csv with the data stage's error messages: the reference behaviour, and the path for quirky files."""
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, encoding="utf-8-sig", index_col=False, low_memory=False)
+            return pd.read_csv(path, encoding="utf-8-sig", index_col=False, low_memory=False)
     except pd.errors.EmptyDataError as e:
-        raise no_rows from e
+        raise _no_rows(path) from e
     except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
         detail = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise InputFileError(
@@ -79,11 +108,6 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
         raise InputFileError(
             f"{path} is not UTF-8 text (invalid byte at position {e.start})", hint="re-save the file as UTF-8 CSV"
         ) from e
-    except OSError as e:
-        raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
-    if len(df) == 0:
-        raise no_rows
-    return df, sha
 
 
 def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
@@ -310,12 +334,81 @@ class DataProfile:
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": "tabular", **to_jsonable(self)}
 
 
-def _column_profile(series: pd.Series) -> dict[str, Any]:
+def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] | None]]:
+    """``{column: (distinct, numeric summary)}`` for the number columns, computed by pyarrow on two threads.
+
+    pyarrow's kernels release the GIL, so columns are counted and summarized in parallel; the figures are pandas'
+    (exact distinct count; quantiles exact with linear interpolation, as ``Series.quantile``; sample std). A column
+    with an infinite value is left to the pandas path (``to_numbers`` turns infinities into missing values).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [
+        c
+        for c in df.columns
+        if pd.api.types.is_numeric_dtype(df[c].dtype) and not pd.api.types.is_bool_dtype(df[c].dtype)
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(
+            zip(names, pool.map(lambda c: _numeric_summary(df[c].to_numpy(dtype=float)), names), strict=True)
+        )
+    return {c: r for c, r in results.items() if r is not None}
+
+
+def distinct_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:
+    """``{column: df[column].nunique()}``, counted by pyarrow on two threads (its hash kernels release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(names, pool.map(lambda c: _distinct(df[c]), names), strict=True))
+
+
+def _distinct(series: pd.Series) -> int:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pd.api.types.is_object_dtype(series.dtype):  # mixed Python objects: pandas' own equality rules
+        return int(series.nunique())
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        arr = pa.array(series.to_numpy(dtype=float), from_pandas=True)  # NaN → null, as nunique skips it
+    else:
+        arr = pa.array(series, from_pandas=True)
+    return int(pc.count_distinct(arr, mode="only_valid").as_py())
+
+
+def _numeric_summary(values: np.ndarray) -> tuple[int, dict[str, Any] | None] | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if np.isinf(values).any():
+        return None
+    arr = pa.array(values, from_pandas=True)  # NaN → null: pandas skips missing values in every figure below
+    distinct = pc.count_distinct(arr, mode="only_valid").as_py()
+    n = len(arr) - arr.null_count
+    if n == 0:
+        return distinct, None
+    q1, median, q3 = pc.quantile(arr, q=[0.25, 0.5, 0.75], interpolation="linear").to_pylist()
+    low, high = _fences(q1, q3)
+    bounds = pc.min_max(arr)
+    outside = pc.sum(pc.or_(pc.less(arr, low), pc.greater(arr, high))).as_py() or 0
+    return distinct, {
+        "min": float(bounds["min"].as_py()),
+        "max": float(bounds["max"].as_py()),
+        "mean": float(pc.mean(arr).as_py()),
+        "std": float(pc.stddev(arr, ddof=1).as_py()) if n > 1 else 0.0,  # sample std (ddof=1)
+        "q1": q1,
+        "median": median,
+        "q3": q3,
+        "outliers": int(outside),
+    }
+
+
+def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] | None = None) -> dict[str, Any]:
     # Counted once: classification and the report both need it. A string column's value counts are its top values
     # too, so its distinct count comes from them instead of a second pass over every row.
     strings = pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype)
     counts = series.value_counts(dropna=True) if strings else None
-    distinct = len(counts) if counts is not None else int(series.nunique())
+    distinct = len(counts) if counts is not None else int(series.nunique()) if fast is None else fast[0]
     kind = classify_column(series, distinct)
     missing = int(series.isna().sum())
     out: dict[str, Any] = {
@@ -329,7 +422,9 @@ def _column_profile(series: pd.Series) -> dict[str, Any]:
         "numeric": None,
         "top_values": None,
     }
-    if kind.kind == "numeric":
+    if kind.kind == "numeric" and fast is not None and pd.api.types.is_numeric_dtype(series.dtype):
+        out["numeric"] = fast[1]
+    elif kind.kind == "numeric":
         values = to_numbers(series).dropna()
         if len(values):
             q1, median, q3 = values.quantile([0.25, 0.5, 0.75]).tolist()
@@ -389,7 +484,8 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
     """Describe ``df``; with ``target``, also its classes and whether it can be a classification target."""
     if target is not None and target not in df.columns:
         raise unknown_column_error(target, list(df.columns), "target column")
-    columns = [_column_profile(df[c]) for c in df.columns]
+    fast = _numeric_summaries(df)
+    columns = [_column_profile(df[c], fast.get(c)) for c in df.columns]
     by_kind = lambda k: [c["name"] for c in columns if c["kind"] == k]  # noqa: E731
     duplicates = int(duplicate_rows(df).sum())
     warns: list[str] = []

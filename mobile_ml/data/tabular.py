@@ -20,6 +20,7 @@ from mobile_ml.data.encoding import convert, fit_column, transform
 from mobile_ml.data.parquet import BATCH_ROWS, SplitWriter
 from mobile_ml.data.profile import (
     classify_column,
+    distinct_counts,
     duplicate_rows,
     iqr_fences,
     label_strings,
@@ -371,13 +372,14 @@ def _plan_columns(df: pd.DataFrame, target: str, options: TabularOptions):
     """``[(column, encoding)]`` in CSV order, and ``[{"name", "reason"}]`` for every dropped column."""
     plan: list[tuple[str, str]] = []
     dropped: list[dict[str, str]] = []
+    distinct = distinct_counts(df, [c for c in df.columns if c != target and c not in options.drop_columns])
     for name in df.columns:
         if name == target:
             continue
         if name in options.drop_columns:
             dropped.append({"name": name, "reason": "listed in drop_columns"})
             continue
-        kind = classify_column(df[name])
+        kind = classify_column(df[name], distinct[name])
         keep = name in options.keep_columns
         if keep:
             plan.append((name, _forced_encoding(df[name], kind)))

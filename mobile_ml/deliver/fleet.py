@@ -22,7 +22,7 @@ from pathlib import Path
 from mobile_ml.deliver.telemetry_store import open_store
 
 UPDATE_EVENTS = frozenset({"update_check", "update_applied", "update_failed"})
-CHANNEL_SINCE = 3  # the store's schema version that added events.channel
+CHANNEL_SINCE = 4  # the store's schema version that added events.channel
 
 
 @dataclass(frozen=True)

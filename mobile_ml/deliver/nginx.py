@@ -108,4 +108,15 @@ def _telemetry(upstream: str) -> str:
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header Authorization $http_authorization;
     }}
+
+    # Device aggregates (counts per baseline bin) go to the same upstream; the install hash travels in a header.
+    location = /v1/aggregates {{
+        limit_except POST {{ deny all; }}
+        client_max_body_size 1m;         # serve refuses more anyway (413)
+        proxy_pass {_quoted(target.rstrip("/") + "/v1/aggregates")};
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header Authorization $http_authorization;
+        proxy_set_header X-Install-Id-Hash $http_x_install_id_hash;
+    }}
 """

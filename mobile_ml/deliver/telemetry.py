@@ -14,12 +14,15 @@ import hmac
 import re
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mobile_ml.contracts import ContractError, Fields, StrictJSONError, loads
+from mobile_ml.contracts import ContractError, Fields, StrictJSONError, loads, parse_document
+from mobile_ml.contracts.aggregates import Aggregates
 from mobile_ml.contracts.manifest import NAME
 from mobile_ml.deliver.telemetry_store import (
+    AGGREGATES_SINCE,
     SQLiteStore,
     StorageError,
     TelemetryStore,
@@ -46,6 +49,7 @@ __all__ = [  # the storage names are re-exported: the server and readers need on
     "describe",
     "is_url",
     "open_store",
+    "read_aggregates",
     "read_events",
     "summary",
     "token_matches",
@@ -172,6 +176,33 @@ def read_events(target: str | Path) -> list[tuple[Any, ...]]:
     """(model, version, device_model, install_id_hash, event, latency_ms) of every stored event."""
     with open_store(target, read_only=True) as store:
         return store.query("SELECT model, version, device_model, install_id_hash, event, latency_ms FROM events")
+
+
+def read_aggregates(
+    target: str | Path,
+    *,
+    model: str,
+    channel: str | None = None,
+    version: str | None = None,
+    since: datetime | None = None,
+) -> list[Aggregates]:
+    """Every stored aggregates document of ``model`` (optionally one channel, one version, and windows that end at
+    or after ``since``), in the order the server received them. A store from before aggregates has none."""
+    from mobile_ml.contracts.manifest import format_time
+
+    where, params = ["model = ?"], [model]
+    for column, value in (("channel", channel), ("version", version)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:  # stored as YYYY-MM-DDTHH:MM:SSZ, so text order is time order
+        where.append("window_end >= ?")
+        params.append(format_time(since if since.tzinfo else since.replace(tzinfo=timezone.utc)))
+    with open_store(target, read_only=True) as store:
+        if store.schema_version() < AGGREGATES_SINCE:
+            return []
+        rows = store.query(f"SELECT id, document FROM aggregates WHERE {' AND '.join(where)} ORDER BY id", params)
+    return [parse_document(Aggregates, text, where=f"{describe(target)}: aggregates row {i}") for i, text in rows]
 
 
 def summary(target: str | Path) -> list[SummaryRow]:

@@ -62,6 +62,14 @@ class PostgresStore(TelemetryStore):
             # one. Should it have died in COMMIT after all, events with an event_id are still stored once.
             return super().add(rows)
 
+    def add_aggregates(self, row: dict[str, Any]) -> bool:
+        try:
+            return super().add_aggregates(row)
+        except StorageError:
+            if self._conn is None or not self._conn.broken:
+                raise
+            return super().add_aggregates(row)  # as in add; the snapshot id keeps a retried commit stored once
+
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
 

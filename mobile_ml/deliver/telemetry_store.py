@@ -24,7 +24,8 @@ from typing import Any
 
 from mobile_ml.errors import InputFileError, UserError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+AGGREGATES_SINCE = 3  # the schema version that added the aggregates table
 CONNECT_TIMEOUT_S = 5  # a server that does not answer the connection in this long counts as unreachable
 _LOCK_KEY = 0x6D6D6C74  # pg_advisory_xact_lock key for migrations ("mmlt")
 
@@ -45,7 +46,16 @@ _V2 = (
 )
 # The channel the device follows: `release status` and `telemetry summary` count a channel's devices. NULL for events
 # stored before, and from clients that do not send it.
-_V3 = ("ALTER TABLE events ADD COLUMN channel TEXT",)
+_V4 = ("ALTER TABLE events ADD COLUMN channel TEXT",)
+# The devices' counts against the baseline (POST /v1/aggregates): the whole document as received, plus the columns
+# readers select by. Per install a snapshot id is stored once, so a device that lost the 202 may upload again.
+_V3_INDEXES = (
+    "CREATE UNIQUE INDEX aggregates_by_snapshot ON aggregates (install_id_hash, snapshot_id)",
+    "CREATE INDEX aggregates_by_model ON aggregates (model, channel, version)",
+)
+_V3_COLUMNS = """install_id_hash TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, channel TEXT NOT NULL,
+    window_start TEXT NOT NULL, window_end TEXT NOT NULL, observations INTEGER NOT NULL, snapshot_id TEXT,
+    document TEXT NOT NULL"""
 MIGRATIONS = (
     Migration(
         1,
@@ -70,7 +80,38 @@ MIGRATIONS = (
         ),
     ),
     Migration(2, "event_id: a retried upload stores each event once", sqlite=_V2, postgres=_V2),
-    Migration(3, "channel: the channel each event's device follows", sqlite=_V3, postgres=_V3),
+    Migration(
+        3,
+        "aggregates: device counts against the baseline, one row per uploaded snapshot",
+        sqlite=(
+            f"""CREATE TABLE aggregates (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    {_V3_COLUMNS}
+)""",
+            *_V3_INDEXES,
+        ),
+        postgres=(
+            f"""CREATE TABLE aggregates (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+    {_V3_COLUMNS}
+)""",
+            *_V3_INDEXES,
+        ),
+    ),
+    Migration(4, "channel: the channel each event's device follows", sqlite=_V4, postgres=_V4),
+)
+AGGREGATE_COLUMNS = (
+    "install_id_hash",
+    "model",
+    "version",
+    "channel",
+    "window_start",
+    "window_end",
+    "observations",
+    "snapshot_id",
+    "document",
 )
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
@@ -127,6 +168,18 @@ class TelemetryStore:
         with self._lock, self._transaction() as cur:
             cur.executemany(self._sql(sql), params)
         return len(rows)
+
+    def add_aggregates(self, row: dict[str, Any]) -> bool:
+        """Store one validated aggregates row (``AGGREGATE_COLUMNS``); False when this install's snapshot id was
+        already stored (a retried upload: nothing changes)."""
+        cols = AGGREGATE_COLUMNS
+        sql = (
+            f"INSERT INTO aggregates ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+            "ON CONFLICT (install_id_hash, snapshot_id) DO NOTHING"
+        )
+        with self._lock, self._transaction() as cur:
+            cur.execute(self._sql(sql), tuple(row[c] for c in cols))
+            return bool(cur.rowcount == 1)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one SELECT written with ``?`` placeholders, in SQL both engines run."""

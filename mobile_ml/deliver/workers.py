@@ -48,6 +48,7 @@ class ServeOptions:
     telemetry_rate: float
     limits: Limits | None
     log_level: str
+    capture_store: str | None = None  # POST /v1/capture's batches: a directory or s3:// (None: capture off)
 
 
 def check_count(workers: int) -> None:
@@ -64,6 +65,7 @@ def run_worker(options: ServeOptions, sock: socket.socket) -> None:
         options.telemetry_db,
         telemetry_token=options.telemetry_token,
         telemetry_rate=options.telemetry_rate,
+        capture_store=options.capture_store,
     )
     build_server(app, options.limits, log_level=options.log_level).run(sockets=[sock])
 

@@ -37,8 +37,8 @@ from mobile_ml.errors import ConfigError, InputFileError, OutputError
 from mobile_ml.export import finetune, metadata
 from mobile_ml.export import parity as figures
 from mobile_ml.export.convert import convert, representative_sample
-from mobile_ml.export.model_file import FinetuneUnsupported
-from mobile_ml.export.normalization import SplitModel, split_normalization
+from mobile_ml.export.model_file import FinetuneUnsupported, LoadedModel
+from mobile_ml.export.normalization import SplitModel, split_file_model, split_normalization
 from mobile_ml.export.options import FINETUNED_VARIANTS, INTEGER_VARIANTS, SHAPED_BY, VARIANTS, ExportOptions, Variant
 from mobile_ml.export.report import check_gate, plot, recommend, write_csv
 from mobile_ml.export.sources import Exportable, conversion_source, from_files, from_run
@@ -145,7 +145,7 @@ class _Job:
     reporter: ExportReporter
     keras_metrics: Metrics | None  # classification: the source model's figures on the evaluation rows
     keras_regression: RegressionFigures | None  # regression: its error against the targets (when labelled)
-    split: SplitModel | None  # tabular runs: what integer variants are built from (normalization outside)
+    split: SplitModel | None  # tabular models: what integer variants are built from (normalization outside)
     tunable: Any  # the tf_keras model QAT and pruning start from (None: no fine-tuned variant is built)
     skipped: dict[Variant, str]
 
@@ -161,6 +161,8 @@ class _Job:
         if tabular_run and not normalize_in_model and wanted & set(INTEGER_VARIANTS):
             x_test = src.eval.x[src.model.inputs[0].name]
             split = split_normalization(src.run_keras, x_test)  # proven on the test rows, or ConversionError
+        elif src.run is None and not normalize_in_model and wanted & set(INTEGER_VARIANTS):
+            split = split_file_model(src.model, src.eval.x) if isinstance(src.model, LoadedModel) else None
         tunable = None
         if wanted & {Variant.QAT_INT8, Variant.PRUNED_INT8}:
             try:

@@ -10,6 +10,7 @@ against it.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -241,23 +242,29 @@ def build_for_file(
     keras_metrics: Any,
     sha: str,
     nbytes: int,
+    app_normalizes: FeatureNormalization | None = None,
 ) -> ModelMetadata:
     """metadata.json for a model that came as a file: each input and output by name, what the app feeds it
-    (``--input-range``, or the data description given with ``--data``), and a health case from the eval rows."""
+    (``--input-range``, or the data description given with ``--data``), and a health case from the eval rows.
+
+    ``app_normalizes``: the integer variant was built from the model minus its leading Normalization layer
+    (``normalization.split_file_model``); the input is then described as a table and the app normalizes."""
     runner = interpreter.get_signature_runner()
     sig_in, sig_out = runner.get_input_details(), runner.get_output_details()
     names_out = [o.name for o in src.model.outputs]
     out_keys = names_out if set(names_out) <= set(sig_out) else sorted(sig_out)
-    in_specs = tuple(_file_input(src, name, TensorInfo.from_details(sig_in[name])) for name in sig_in)
+    in_specs = tuple(_file_input(src, name, TensorInfo.from_details(sig_in[name]), app_normalizes) for name in sig_in)
     out_tensors = [TensorInfo.from_details(sig_out[k]) for k in out_keys]
     meaning = (
         "softmax probabilities over `labels`, in label order"
         if src.task is Task.CLASSIFICATION
         else f"predicted {src.target or 'value'}, on the target's scale"
     )
-    app = tuple(line for spec in in_specs for line in _feed(spec, src.input_range))
+    app = tuple(line for spec in in_specs for line in _feed(spec, src.input_range, app_normalizes))
     inside = ("whatever the model file itself computes (it was converted as given)",)
-    health = _file_health(src, interpreter, out_keys, out_tensors)
+    if app_normalizes is not None:
+        inside = ("the model file's layers after its leading Normalization layer (the app normalizes)",)
+    health = _file_health(src, interpreter, out_keys, out_tensors, app_normalizes)
     parity: MetadataParity | RegressionMetadataParity
     if par is not None:
         parity = classification_parity(par, passed, options, keras_metrics)
@@ -285,16 +292,20 @@ def build_for_file(
         out_tensors[0],
         parity,
         health,
-        None,
+        app_normalizes,
         src.task,
         several_in,
         several_out,
     )
 
 
-def _file_input(src: Any, name: str, tensor: TensorInfo) -> InputSpec:
+def _file_input(src: Any, name: str, tensor: TensorInfo, norm: FeatureNormalization | None = None) -> InputSpec:
     if src.spec is not None and len(src.model.inputs) == 1:
         return replace(input_spec(src.spec, tensor), name=name)
+    if norm is not None:  # a row of numeric features the app normalizes one by one: described as a table
+        features = _feature_names(src, len(norm.mean))
+        columns = tuple({"name": f, "kind": "numeric", "features": [f]} for f in features)
+        return InputSpec(InputKind.TABULAR, tensor, features=features, columns=columns, name=name)
     shape = tensor.shape[1:]
     if src.input_range is not None and len(shape) == 3:
         h, w, c = shape
@@ -302,14 +313,34 @@ def _file_input(src: Any, name: str, tensor: TensorInfo) -> InputSpec:
     return InputSpec(InputKind.TENSOR, tensor, value_range=src.input_range, name=name)
 
 
-def _feed(spec: InputSpec, value_range: tuple[float, float] | None) -> list[str]:
+def _feature_names(src: Any, n: int) -> tuple[str, ...]:
+    """The eval CSV's feature columns (every column but --target, in order), else ``feature_0`` ... by position."""
+    path = Path(src.eval.source)
+    if path.suffix.lower() == ".csv" and path.is_file():
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        names = tuple(c for c in header if c != src.target)
+        if len(names) == n:
+            return names
+    return tuple(f"feature_{i}" for i in range(n))
+
+
+def _feed(
+    spec: InputSpec, value_range: tuple[float, float] | None, norm: FeatureNormalization | None = None
+) -> list[str]:
     t = spec.tensor
     what = f"input `{spec.name}`: shape {list(t.shape[1:])}"
-    lines = [
-        f"{what}, real values in [{value_range[0]:g}, {value_range[1]:g}] as float (the model does the rest)"
-        if value_range is not None
-        else f"{what}, real values as the model was trained on (no --input-range was declared)"
-    ]
+    if norm is not None:  # the declared range is of raw features; the integer input takes normalized ones
+        value_range = None
+        lines = [
+            f"{what}, real values as the model was trained on, in `input.features` order",
+            "normalize each feature in float32: x = (x - mean) / std with `preprocessing.normalize.mean` and "
+            "`.std` (one per feature, in `features` order); this integer model does not normalize",
+        ]
+    elif value_range is not None:
+        lines = [f"{what}, real values in [{value_range[0]:g}, {value_range[1]:g}] as float (the model does the rest)"]
+    else:
+        lines = [f"{what}, real values as the model was trained on (no --input-range was declared)"]
     if t.scale is not None:
         step = f"quantize to {t.dtype}: q = round(x / {t.scale:.9g}) + {t.zero_point}, clamped to the {t.dtype} range"
         if value_range is not None:
@@ -319,10 +350,15 @@ def _feed(spec: InputSpec, value_range: tuple[float, float] | None) -> list[str]
     return lines
 
 
-def _file_health(src: Any, interpreter, out_keys: list[str], out_tensors: list[TensorInfo]) -> HealthCase:
-    """The first evaluation row and this variant's own outputs on it (several outputs side by side)."""
+def _file_health(
+    src: Any, interpreter, out_keys: list[str], out_tensors: list[TensorInfo], norm: FeatureNormalization | None
+) -> HealthCase:
+    """The first evaluation row and this variant's own outputs on it (several outputs side by side).
+
+    With ``norm`` the case keeps the row as the app has it and the quantized input after normalizing, as runs do."""
     rows = {k: v[:1] for k, v in src.eval.x.items()}
-    got = tflite_file.predict_named(interpreter, rows, out_keys)
+    fed_rows = {k: normalize(v, norm) for k, v in rows.items()} if norm is not None else rows
+    got = tflite_file.predict_named(interpreter, fed_rows, out_keys)
     values = np.concatenate([g.reshape(1, -1) for g in got], axis=1)[0]
     scales = [2 * t.scale for t in out_tensors if t.scale is not None]
     atol = max([1e-3, 1e-4 * float(np.abs(values).max(initial=0.0)), *scales])
@@ -332,5 +368,8 @@ def _file_health(src: Any, interpreter, out_keys: list[str], out_tensors: list[T
     by_name = {k: v.tolist() for k, v in rows.items()} if len(rows) > 1 else None
     fed = next(iter(src.eval.x))
     tensor = TensorInfo.from_details(interpreter.get_signature_runner().get_input_details()[fed])
-    quantized = tflite_file.quantize(first, tensor).tolist() if tensor.scale is not None and by_name is None else None
+    fed_first = next(iter(fed_rows.values()))
+    quantized = (
+        tflite_file.quantize(fed_first, tensor).tolist() if tensor.scale is not None and by_name is None else None
+    )
     return HealthCase(first.tolist(), tuple(float(v) for v in values), top1, label, atol, quantized, by_name)

@@ -126,6 +126,7 @@ def _metadata(job: _Job, variant: Variant, interpreter, data: bytes, par: Parity
         job.keras_metrics,
         sha,
         len(data),
+        split.norm if split is not None else None,
     )
 
 

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mobile_ml.contracts import ContractError
+from mobile_ml.contracts.capture import CapturePolicy
 from mobile_ml.contracts.manifest import Manifest, Release
 from mobile_ml.errors import InputFileError, UserError
 from mobile_ml.publish import keys
@@ -128,6 +129,13 @@ def _rotated(storage: Any, manifest: Manifest, public_key: Any) -> bool:
     return old_key_for(storage, manifest.model, public_key, manifest.key_id) is not None
 
 
+class Keep:
+    """``commit(capture=KEEP)``: the channel's current capture policy stays as it is."""
+
+
+KEEP = Keep()
+
+
 def commit(
     storage: Any,
     state: ChannelState,
@@ -141,8 +149,10 @@ def commit(
     halted: bool = False,
     expires_days: float = mf.DEFAULT_EXPIRY_DAYS,
     now: datetime | None = None,
+    capture: CapturePolicy | None | Keep = KEEP,
 ) -> Manifest:
-    """Sign and make current a new manifest for ``state``'s channel; returns it."""
+    """Sign and make current a new manifest for ``state``'s channel; returns it. ``capture``: the channel's capture
+    policy (``KEEP``: the one its current manifest has, so rollout, halt and refresh never switch capture on or off)."""
     from mobile_ml.publish import recover
 
     mf.check_expiry_days(expires_days)
@@ -166,6 +176,7 @@ def commit(
         halted=halted,
         now=now,
         expires_days=expires_days,
+        capture=(old.capture if old else None) if isinstance(capture, Keep) else capture,
     )
     data = mf.dumps(new)
     sig = keys.sign(private_key, data)  # kept in memory until the swap below has committed these bytes

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mobile_ml.contracts import Document, document_dict, parse_document
+from mobile_ml.contracts.capture import MAX_PER_DAY, CapturePolicy
 from mobile_ml.contracts.manifest import (
     NAME,
     Manifest,
@@ -84,6 +85,17 @@ def check_expiry_days(days: float) -> float:
     return float(days)
 
 
+def capture_policy(rate: float, max_per_day: int) -> CapturePolicy | None:
+    """``--capture-rate`` / ``--capture-max-per-day`` → the manifest's policy; rate 0 switches capture off (None)."""
+    if not (isinstance(rate, int | float) and math.isfinite(rate) and 0 <= rate <= 1):
+        raise ConfigError(f"capture rate must be 0 to 1 (a fraction of inferences), not {rate!r}", hint="e.g. 0.05")
+    if not 1 <= max_per_day <= MAX_PER_DAY:
+        raise ConfigError(
+            f"capture max per day must be 1 to {MAX_PER_DAY}, not {max_per_day}", hint="e.g. --capture-max-per-day 20"
+        )
+    return CapturePolicy(float(rate), int(max_per_day), True) if rate > 0 else None
+
+
 def new_salt() -> str:
     return secrets.token_hex(8)
 
@@ -102,6 +114,7 @@ def build(
     halted: bool = False,
     now: datetime | None = None,
     expires_days: float = DEFAULT_EXPIRY_DAYS,
+    capture: CapturePolicy | None = None,
 ) -> Manifest:
     now = now or datetime.now(timezone.utc)
     check_expiry_days(expires_days)
@@ -116,6 +129,7 @@ def build(
         release=release,
         rollout=Rollout(float(rollout_percent), salt, halted),
         fallback=fallback,
+        capture=capture,
     )
 
 

@@ -20,10 +20,11 @@ from mobile_ml.errors import InputFileError
 from mobile_ml.outputs import sha256_file
 from mobile_ml.publish import keys
 from mobile_ml.publish import manifest as mf
-from mobile_ml.publish.channel import ChannelState, RefusedError, commit, read_state
+from mobile_ml.publish.channel import KEEP, ChannelState, RefusedError, commit, read_state
 from mobile_ml.publish.storage import open_root
 from mobile_ml.train.rundir import RunLayout
 
+DEFAULT_CAPTURE_PER_DAY = 20  # samples per install and UTC day: a few, enough to label, not a user's whole day
 RUNTIME = Runtime("litert", "1.0.0")  # .tflite builtin ops: any LiteRT / TFLite 2.x runtime
 
 
@@ -48,6 +49,7 @@ class ReleaseResult:
             "fallback": m.fallback.version if m.fallback else None,
             "expires": mf.utc(m.expires),
             "manifest": f"{m.model}/channels/{m.channel}.json",
+            "capture": m.capture.to_dict() if m.capture else None,
         }
 
 
@@ -191,11 +193,15 @@ def publish(
     min_app_version: str = "0.0.0",
     force: bool = False,
     expires_days: float = mf.DEFAULT_EXPIRY_DAYS,
+    capture_rate: float | None = None,
+    capture_max_per_day: int = DEFAULT_CAPTURE_PER_DAY,
     now=None,
 ) -> ReleaseResult:
+    """``capture_rate`` None keeps the channel's capture policy (off for a new channel); 0 switches it off."""
     mf.check_name("model", model), mf.check_name("channel", channel)
     mf.parse_version(version), mf.parse_version(min_app_version), mf.check_percent(rollout)
     mf.check_expiry_days(expires_days)
+    capture = KEEP if capture_rate is None else mf.capture_policy(capture_rate, capture_max_per_day)
     private = keys.load_private(key)
     ev = load_variant(source, variant)
     if not ev.passed and not force:
@@ -222,6 +228,7 @@ def publish(
         action="publish",
         expires_days=expires_days,
         now=now,
+        capture=capture,
     )
     return ReleaseResult(storage.url, "publish", new)
 
@@ -324,6 +331,30 @@ def refresh(
         expires_days=expires_days, now=now,
     )  # fmt: skip
     return ReleaseResult(storage.url, "refresh", new)
+
+
+def set_capture(
+    root: str,
+    model: str,
+    channel: str,
+    *,
+    rate: float,
+    max_per_day: int = DEFAULT_CAPTURE_PER_DAY,
+    key: str | Path,
+    now=None,
+) -> ReleaseResult:
+    """Re-sign the channel's current manifest with a new capture policy (rate 0: off); release, rollout and salt
+    stay as they are."""
+    policy = mf.capture_policy(rate, max_per_day)
+    private, storage = keys.load_private(key), open_root(root)
+    st = _current(storage, model, channel, private)
+    m = st.current
+    new = commit(
+        storage, st, private, release=m.release, fallback=m.fallback, percent=m.rollout.percent,
+        salt=m.rollout.salt, action="capture" if policy else "capture off", halted=m.rollout.halted, now=now,
+        capture=policy,
+    )  # fmt: skip
+    return ReleaseResult(storage.url, "capture", new)
 
 
 def _recommit(

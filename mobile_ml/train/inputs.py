@@ -4,6 +4,8 @@ A Parquet train split is never loaded whole: each epoch reads a shuffled order o
 time, shuffles the rows inside that window and yields batches, so memory holds at most ``WINDOW`` row groups
 (``WINDOW × BATCH_ROWS`` rows) whatever the split's size. The order is seeded per epoch, so the same seed trains the
 same weights. Validation and test stay in memory (``load_split``): they are evaluated whole every epoch anyway.
+``mobile-ml retrain`` adds its (small) captured train rows as ``extra``: one more "row group" held in memory, shuffled
+into the order like the others.
 """
 
 from __future__ import annotations
@@ -27,15 +29,31 @@ class StreamedSplit:
 
     path: Path
     spec: DataSpec
-    rows: int
+    rows: int  # in the file, plus ``extra``'s
+    extra: tuple[np.ndarray, np.ndarray] | None = None  # rows trained on beside the file's (x float32, y int64)
+
+    def with_rows(self, x: np.ndarray, y: np.ndarray) -> StreamedSplit:
+        """This split plus the in-memory rows ``(x, y)``."""
+        if self.extra is not None:
+            x, y = np.concatenate([self.extra[0], x]), np.concatenate([self.extra[1], y])
+        return StreamedSplit(self.path, self.spec, self.rows + len(y) - self._extra_rows, (x, y))
+
+    @property
+    def _extra_rows(self) -> int:
+        return 0 if self.extra is None else len(self.extra[1])
 
     def batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         from mobile_ml.data.parquet import iter_split, row_groups
 
         rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(row_groups(self.path, self.spec, "train")).tolist()
+        groups = row_groups(self.path, self.spec, "train")
+        # Group index ``groups`` stands for ``extra``: without extra rows the order is what it always was.
+        order = rng.permutation(groups + (self.extra is not None)).tolist()
         for start in range(0, len(order), WINDOW):
-            parts = list(iter_split(self.path, self.spec, "train", order=order[start : start + WINDOW]))
+            window = order[start : start + WINDOW]
+            parts = list(iter_split(self.path, self.spec, "train", order=[g for g in window if g < groups]))
+            if self.extra is not None and groups in window:
+                parts.append(self.extra)
             x = np.concatenate([p[0] for p in parts])
             y = np.concatenate([p[1] for p in parts])
             perm = rng.permutation(len(y))

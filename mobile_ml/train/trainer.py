@@ -20,7 +20,8 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from mobile_ml import __version__, _tf
 from mobile_ml.contracts import write_document
 from mobile_ml.contracts.run import (
     CandidateScore,
+    CapturedSource,
     EvaluationSummary,
     MetricsReport,
     ModelFiles,
@@ -40,7 +42,7 @@ from mobile_ml.contracts.run import (
     Selection,
     SelectionMetric,
 )
-from mobile_ml.data.spec import SPLITS, DataSpec, load_spec, load_split
+from mobile_ml.data.spec import DataSpec, load_spec, load_split
 from mobile_ml.outputs import atomic_dir, sha256_file
 from mobile_ml.progress import NullReporter, epoch_callback
 from mobile_ml.train.config import Candidate, TrainConfig
@@ -49,7 +51,16 @@ from mobile_ml.train.metrics import Metrics, classification_metrics
 from mobile_ml.train.models import build_model, resolve_family
 from mobile_ml.train.rundir import RunLayout
 
-__all__ = ["CandidateResult", "NullReporter", "TrainReporter", "TrainResult", "fit_candidate", "train"]
+__all__ = [
+    "CandidateResult",
+    "NullReporter",
+    "TrainData",
+    "TrainReporter",
+    "TrainResult",
+    "fit_candidate",
+    "fit_run",
+    "train",
+]
 
 SCHEMA_VERSION = 1  # of the train_result document ``--json`` prints
 Split = tuple[np.ndarray, np.ndarray]  # (x, y)
@@ -179,6 +190,39 @@ def environment() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TrainData:
+    """What one run trains and is tested on.
+
+    ``datadir`` is the prepared data directory the run records (its data.json is byte-copied into the run, so the
+    later stages find the splits and check the lineage); ``spec`` builds the model (input shape, normalization).
+    ``captured`` is set by ``mobile-ml retrain``, whose train and validation sets also hold captured samples.
+    """
+
+    datadir: Path
+    spec: DataSpec
+    train: TrainInput
+    validation: Split
+    test: Split  # looked at once, for the selected model only
+    captured: CapturedSource | None = None
+
+    @classmethod
+    def of(cls, datadir: Path) -> TrainData:
+        spec = load_spec(datadir)
+        return cls(
+            datadir,
+            spec,
+            train_input(datadir, spec),  # streamed from Parquet: it may not fit in memory
+            load_split(datadir, spec, "validation"),
+            load_split(datadir, spec, "test"),
+        )
+
+
+# Called inside the half-written run directory with the selected model, its candidate name and its test metrics, so
+# that what it writes (retrain.json) appears together with the run or not at all.
+Finish = Callable[[Path, Any, str, Metrics], None]
+
+
 def train(
     datadir: str | Path,
     out: str | Path,
@@ -188,23 +232,35 @@ def train(
     reporter: TrainReporter | None = None,
 ) -> TrainResult:
     """Train ``config``'s candidate grid on ``datadir`` and write the run directory ``out``."""
-    config = config or TrainConfig()
     t0 = time.perf_counter()
-    datadir = Path(datadir)
-    spec = load_spec(datadir)
+    return fit_run(TrainData.of(Path(datadir)), out, config, force=force, reporter=reporter, started=t0)
+
+
+def fit_run(
+    data: TrainData,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    force: bool = False,
+    reporter: TrainReporter | None = None,
+    finish: Finish | None = None,
+    started: float | None = None,
+) -> TrainResult:
+    """Search the grid on ``data``, evaluate the kept model on its test split and write the run directory ``out``."""
+    config = config or TrainConfig()
+    t0 = time.perf_counter() if started is None else started
+    spec, datadir = data.spec, data.datadir
     family = resolve_family(config.family, spec)
-    train_split = train_input(datadir, spec)  # streamed from Parquet: it may not fit in memory
-    splits = {name: load_split(datadir, spec, name) for name in SPLITS if name != "train"}
     with atomic_dir(out, force=force) as tmp:
         run = RunLayout(tmp)
         timings = {"load_s": time.perf_counter() - t0}
         results, best, best_model = _search(
-            spec, config.candidates(family), config, train_split, splits, reporter or NullReporter()
+            spec, config.candidates(family), config, data.train, data.validation, reporter or NullReporter()
         )
         timings["train_s"] = sum(r.seconds for r in results)
 
         t = time.perf_counter()
-        x_test, y_test = splits["test"]  # looked at once, for the selected model only
+        x_test, y_test = data.test
         test = classification_metrics(y_test, best_model.predict(x_test, batch_size=256, verbose=0), spec.labels)
         timings["evaluate_s"] = time.perf_counter() - t
 
@@ -217,9 +273,11 @@ def train(
         _write_history(run, results, best)
         shutil.copy2(datadir / "data.json", run.data_json)  # a byte copy: its hash is the lineage check
         write_document(run.metrics_json, MetricsReport("test", best.candidate.name, test))
+        if finish is not None:
+            finish(tmp, best_model, best.candidate.name, test)
         timings["total_s"] = time.perf_counter() - t0
         timings = {k: round(v, 3) for k, v in timings.items()}
-        data = RunData(
+        record = RunData(
             # Relative, so a pipeline output directory (data/ beside run/) can be moved as a whole.
             dir=os.path.relpath(datadir.absolute(), Path(out).absolute()),
             data_json_sha256=sha256_file(datadir / "data.json"),
@@ -235,7 +293,8 @@ def train(
             files=files,
             sha256={files.keras: sha256_file(run.dir / files.keras)},
         )
-        write_document(run.run_json, _record(data, config, model, results, best, test, timings))
+        doc = _record(record, config, model, results, best, test, timings)
+        write_document(run.run_json, replace(doc, captured=data.captured))
     return TrainResult(Path(out).absolute(), family, best, results, test, timings)
 
 
@@ -244,7 +303,7 @@ def _search(
     candidates: list[Candidate],
     config: TrainConfig,
     train: TrainInput,
-    splits: dict[str, Split],
+    validation: Split,
     reporter: TrainReporter,
 ) -> tuple[list[CandidateResult], CandidateResult, Any]:
     """Fit every candidate and keep the best on the validation split: ``(results, best, best model)``."""
@@ -262,7 +321,7 @@ def _search(
                 cand,
                 config,
                 train,
-                splits["validation"],
+                validation,
                 keras,
                 on_epoch=lambda e, logs, c=cand: reporter.epoch_finished(c, e, logs),
             )

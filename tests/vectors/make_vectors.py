@@ -322,6 +322,37 @@ def _field_cases(edited, text, fallback) -> None:
     _file_cases(bad, edited)
     _fallback_cases(bad, fallback)
     _document_cases(bad)
+    _capture_cases(bad, edited)
+
+
+def _capture_cases(bad, edited) -> None:
+    """The optional capture policy (§3.3): absent means off; present, every field is required, typed and bounded."""
+    policy = {"rate": 0.05, "max_per_day": 20, "requires_consent": True}
+
+    def with_policy(**changes):
+        return lambda d: d.update(capture={**policy, **changes})
+
+    edited("valid_capture_policy", with_policy(), "accept")
+    edited("valid_capture_rate_zero_is_off", with_policy(rate=0), "accept")
+    edited("valid_capture_rate_one", with_policy(rate=1, max_per_day=10_000), "accept")
+    for name, changes, field in [
+        ("rate_above_1", {"rate": 1.5}, "capture.rate"),
+        ("rate_negative", {"rate": -0.01}, "capture.rate"),
+        ("rate_string", {"rate": "0.05"}, "capture.rate"),
+        ("rate_boolean", {"rate": True}, "capture.rate"),
+        ("max_per_day_over_10000", {"max_per_day": 10_001}, "capture.max_per_day"),
+        ("max_per_day_negative", {"max_per_day": -1}, "capture.max_per_day"),
+        ("max_per_day_fraction", {"max_per_day": 2.5}, "capture.max_per_day"),
+        ("max_per_day_string", {"max_per_day": "20"}, "capture.max_per_day"),
+        ("requires_consent_false", {"requires_consent": False}, "capture.requires_consent"),
+        ("requires_consent_string", {"requires_consent": "true"}, "capture.requires_consent"),
+        ("unknown_key", {"upload_url": "https://evil.example/"}, "capture.upload_url"),
+    ]:
+        edited(f"capture_{name}", with_policy(**changes), field=field)
+    bad("capture_missing_rate", "capture", {k: v for k, v in policy.items() if k != "rate"}, "capture.rate")
+    bad("capture_null", "capture", None)
+    bad("capture_not_an_object", "capture", "on")
+    bad("capture_list", "capture", [policy])
 
 
 def _scalar_cases(bad) -> None:

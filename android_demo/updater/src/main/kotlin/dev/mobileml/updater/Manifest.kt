@@ -21,6 +21,14 @@ class Release(val model: String, val version: String, val variant: String, val f
 class Rollout(val percent: Double, val salt: String, val halted: Boolean)
 
 /**
+ * The channel's capture policy (`docs/update-protocol.md` §3.3): sample [rate] of inferences, at most [maxPerDay] per
+ * install and UTC day, and only from a user who consented ([requiresConsent] is always true). Absent: off.
+ */
+class CapturePolicy(val rate: Double, val maxPerDay: Long, val requiresConsent: Boolean) {
+    val on: Boolean get() = rate > 0.0 && maxPerDay > 0
+}
+
+/**
  * A channel manifest (`docs/update-protocol.md` §3) whose signature was already verified. [raw] are the signed bytes,
  * never re-serialized. [parse] is the one strict validator, rule for rule and in the same order as
  * `mobile_ml/contracts/manifest.py`, so both clients refuse the same documents for the same field.
@@ -28,7 +36,7 @@ class Rollout(val percent: Double, val salt: String, val halted: Boolean)
 class Manifest private constructor(
     val raw: ByteArray, val model: String, val channel: String, val manifestVersion: Long, val issuedAtMillis: Long,
     val expires: String, val expiresMillis: Long, val keyId: String, val action: String, val release: Release,
-    val rollout: Rollout, val fallback: Release?
+    val rollout: Rollout, val fallback: Release?, val capture: CapturePolicy? = null
 ) {
     companion object {
         const val SCHEMA = "mobile_ml.manifest"
@@ -37,6 +45,7 @@ class Manifest private constructor(
         const val MAX_SAFE_INT = (1L shl 53) - 1  // every JSON reader holds it exactly
         const val MAX_FILE_BYTES = 1L shl 32  // 4 GiB: a model file larger than this is not for a phone
         const val MAX_FILES = 16
+        const val MAX_CAPTURE_PER_DAY = 10_000L  // samples per install and day (mobile_ml/contracts/capture.py)
         private val REQUIRED_FILES = listOf("model.tflite", "metadata.json")
 
         // The patterns of docs/update-protocol.md §3 (manifest.py names each one the same).
@@ -65,9 +74,10 @@ class Manifest private constructor(
             val keyId = f.string("key_id", SHA256, 64)
             val action = f.string("action", ACTION, 200)
             val rollout = readRollout(f.obj("rollout"))
+            val capture = if (f.raw.containsKey("capture")) readCapture(f.obj("capture")) else null
             f.done()
             return Manifest(raw, model, channel, version, issuedAt, f.raw["expires"] as String, expires, keyId, action,
-                            release, rollout, fallback)
+                            release, rollout, fallback, capture)
         }
 
         /** A `mobile_ml.release` document (`versions/<v>/.release.json`), as strictly as a manifest's release. */
@@ -108,6 +118,16 @@ class Manifest private constructor(
             val r = Rollout(f.number("percent", 0.0, 100.0), f.string("salt", SALT, 128), f.boolean("halted"))
             f.done()
             return r
+        }
+
+        private fun readCapture(f: Fields): CapturePolicy {
+            val c = CapturePolicy(f.number("rate", 0.0, 1.0), f.integer("max_per_day", 0, MAX_CAPTURE_PER_DAY),
+                                  f.boolean("requires_consent"))
+            if (!c.requiresConsent) {
+                throw f.error("requires_consent", "must be true: raw inputs are sent only with the user's consent")
+            }
+            f.done()
+            return c
         }
 
         /** A `YYYY-MM-DDTHH:MM:SSZ` field, in milliseconds since the epoch. */

@@ -1,0 +1,136 @@
+"""The pyarrow CSV reader: the same frame, profile and prepared splits as the pandas path, in bounded memory."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mobile_ml.data import csv_reader, profile
+from mobile_ml.data.profile import profile_csv, read_csv
+from mobile_ml.data.spec import SPLITS
+from mobile_ml.data.split import SplitOptions
+from mobile_ml.data.tabular import TabularOptions, prepare_tabular
+
+FIXTURE = Path(__file__).parent / "fixtures" / "scaled-table.csv"
+
+QUIRKS = (
+    "id,price,qty,flag,maybe,when,note,empty,mixed\n"
+    '1,1.5,3,True,yes,2021-03-04,"a, quoted ""value""",,7\n'
+    '2,NA,,false,,2022-11-30 10:00,"two\nlines",,8\n'
+    "3,2.25,5,TRUE,no,2020-01-01,null,,9\n"
+    "4,-0.5,6,False,N/A,2019-07-15,plain,,x\n"
+)
+
+
+def _pandas_frame(path: Path) -> pd.DataFrame:
+    return profile._read_pandas(path)
+
+
+def _same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns)
+    for c in a.columns:
+        assert str(a[c].dtype) == str(b[c].dtype), c
+        assert a[c].isna().tolist() == b[c].isna().tolist(), c
+        assert a[c].dropna().tolist() == b[c].dropna().tolist(), c
+
+
+def test_arrow_frame_is_what_pandas_read_csv_gives(tmp_path, monkeypatch):
+    path = tmp_path / "quirks.csv"
+    path.write_text(QUIRKS)
+    df, _ = read_csv(path)
+    _same_frames(df, _pandas_frame(path))
+    assert df["when"].dtype == "str" and df["empty"].dtype == "float64"  # dates stay text; no value → float NaN
+    assert df["note"].tolist()[:2] == ['a, quoted "value"', "two\nlines"]
+
+
+def test_a_column_that_changes_type_past_the_first_block_is_typed_as_pandas_would(tmp_path, monkeypatch):
+    path = tmp_path / "late.csv"
+    rows = [f"{i},{i * 0.5}" for i in range(3000)] + ["oops,1.0"]
+    path.write_text("n,x\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(csv_reader, "BLOCK_BYTES", 4096)  # many blocks: the streaming reader typed n from block 1
+    df, _ = read_csv(path)
+    _same_frames(df, _pandas_frame(path))
+    assert df["n"].dtype == "str"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"a,b\n1,2\n3\n", b"a,a,\n1,2,3\n"],
+    ids=["short-row", "repeated-and-empty-names"],
+)
+def test_files_pyarrow_reads_differently_go_through_pandas(tmp_path, content):
+    path = tmp_path / "odd.csv"
+    path.write_bytes(content)
+    with pytest.raises(csv_reader.NeedsPandas):
+        csv_reader.read_arrow(path)
+    df, _ = read_csv(path)
+    _same_frames(df, _pandas_frame(path))
+
+
+def _close(a, b, where=""):
+    """Equal, with floats to 1e-12 relative: pyarrow and numpy sum in different orders."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("csv", ["fixture", "quirks"])
+def test_profile_figures_equal_the_pandas_path(tmp_path, monkeypatch, csv):
+    path = FIXTURE if csv == "fixture" else tmp_path / "quirks.csv"
+    if csv == "quirks":
+        path.write_text(QUIRKS)
+    new = profile_csv(path, target="grade" if csv == "fixture" else "flag").to_dict()
+
+    def pandas_only(p):
+        raise csv_reader.NeedsPandas("reference")
+
+    monkeypatch.setattr(csv_reader, "read_arrow", pandas_only)
+    monkeypatch.setattr(profile, "_numeric_summaries", lambda df: {})
+    old = profile_csv(path, target="grade" if csv == "fixture" else "flag").to_dict()
+    assert any(c["numeric"] for c in new["column_profiles"])
+    _close(new, old)  # counts, distinct values, top values exact; quantiles are exact in both (linear)
+
+
+def _prepare(path: Path, out: Path):
+    out.mkdir()
+    return prepare_tabular(path, "y", TabularOptions(), SplitOptions(seed=3), out)
+
+
+def test_prepare_streaming_many_blocks_gives_the_splits_of_one_block(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    n = 3000
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(size=n).round(3),
+            "b": np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 100, n)),
+            "c": rng.choice(["red", "green", "blue"], n),
+            "y": rng.choice(["p", "q", "r"], n),
+        }
+    )
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    one = _prepare(path, tmp_path / "one")
+    monkeypatch.setattr(csv_reader, "BLOCK_BYTES", 2048)  # the file is ~40 blocks
+    assert path.stat().st_size > 20 * csv_reader.BLOCK_BYTES
+    many = _prepare(path, tmp_path / "many")
+    assert many.counts == one.counts and many.columns == one.columns
+    assert many.normalization == one.normalization
+    for s in SPLITS:
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "one" / one.files[s]),
+            pd.read_parquet(tmp_path / "many" / many.files[s]),
+            check_exact=True,
+        )
