@@ -236,7 +236,9 @@ def test_telemetry_summary(tmp_path):
     s = {r.version: r for r in telemetry.summary(tmp_path / "t.db")}
     assert s["1.0.0"].latency_p50_ms == 2.0 and s["1.0.0"].inferences == 2 and s["1.0.0"].failure_rate == 0.0
     assert s["1.1.0"].updates_failed == 1 and s["1.1.0"].failure_rate == 0.5
-    assert s["1.0.0"].adoption == 0.5 and s["1.1.0"].adoption == 0.5  # 1 of the 2 devices each
+    # Both devices' latest update reports name 1.1.0 (one applied it; a failed check reports what it runs): both
+    # count there now, and at 1.0.0 no more, though both once reported it.
+    assert (s["1.0.0"].devices, s["1.0.0"].adoption, s["1.1.0"].devices, s["1.1.0"].adoption) == (0, 0.0, 2, 1.0)
 
 
 def test_serve_command_stops_gracefully_on_sigterm(root, tmp_path):

@@ -104,6 +104,7 @@ def _register() -> None:
         publish_cmd,
         retrain_cmd,
         serve_cmd,
+        status_cmd,  # noqa: F401  (registers `release status` on publish_cmd.release_app)
         train_cmd,
     )
 

@@ -36,6 +36,9 @@ def sync(
         Path | None,
         typer.Option("--bundled", help="The model shipped with the app (bundle.json + files), run when nothing else."),
     ] = None,
+    device_model: Annotated[
+        str, typer.Option("--device-model", help='Sent with this device\'s telemetry, e.g. "Google Pixel 8".')
+    ] = "reference-client",
     no_telemetry: Annotated[bool, typer.Option("--no-telemetry")] = False,
     telemetry_token: Annotated[
         str | None,
@@ -61,10 +64,12 @@ def sync(
     from mobile_ml.client.sync import DeviceConfig
     from mobile_ml.client.sync import sync as run
     from mobile_ml.contracts.state import Outcome
-    from mobile_ml.errors import GateError
+    from mobile_ml.errors import ConfigError, GateError
     from mobile_ml.outputs import dumps
     from mobile_ml.publish.keys import load_public
 
+    if not 0 < len(device_model) <= 128 or not device_model.isprintable():  # the server would refuse every report
+        raise ConfigError("--device-model must be 1-128 printable characters", hint='e.g. --device-model "Pixel 8"')
     result = run(
         DeviceConfig(
             server=server,
@@ -80,6 +85,7 @@ def sync(
             rate_window=rate_window,
             bundled=bundled,
             send_telemetry=not no_telemetry,
+            device_model=device_model,
             telemetry_token=telemetry_token,
             capture_consent=consent_capture,
         )

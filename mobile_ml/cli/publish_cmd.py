@@ -11,7 +11,8 @@ from mobile_ml.cli import console, render
 
 keys_app = typer.Typer(help="Signing keys (ECDSA P-256).", no_args_is_help=True)
 release_app = typer.Typer(
-    help="Move a channel: promote, staged rollout, halt, rollback, history, refresh, verify.", no_args_is_help=True
+    help="Move a channel: promote, staged rollout, halt, rollback, history, refresh, verify, status.",
+    no_args_is_help=True,
 )
 
 # Options shared by every command here.

@@ -394,7 +394,7 @@ def telemetry_table(rows) -> Fit:
     from rich import box
 
     t = Table(
-        title="Telemetry: per model version and device model",
+        title="Telemetry: per model, channel, version and device model (devices: running it now)",
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
         pad_edge=False,
@@ -402,6 +402,7 @@ def telemetry_table(rows) -> Fit:
     )
     for col in (
         "model",
+        "channel",
         "version",
         "device",
         "devices",
@@ -413,10 +414,11 @@ def telemetry_table(rows) -> Fit:
         "failed",
         "fail %",
     ):
-        t.add_column(col, justify="left" if col in ("model", "version", "device") else "right")
+        t.add_column(col, justify="left" if col in ("model", "channel", "version", "device") else "right")
     for r in rows:
         t.add_row(
             escape(r.model),
+            "—" if r.channel is None else escape(r.channel),
             escape(r.version),
             escape(r.device_model),
             str(r.devices),

@@ -127,17 +127,17 @@ def summary(
     ] = "telemetry.db",
     json: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
-    """Per model version and device model: devices, adoption, on-device latency p50/p90, failure rate."""
+    """Per model, channel, version and device model: devices running it now (each install once, at its latest
+    report), their share, on-device latency p50/p90, failure rate."""
     from dataclasses import asdict
 
+    from mobile_ml.deliver.telemetry import SUMMARY_SCHEMA, SUMMARY_SCHEMA_VERSION
     from mobile_ml.deliver.telemetry import summary as run
     from mobile_ml.outputs import dumps
 
     rows = run(db)
     if json:
-        typer.echo(
-            dumps({"schema": "mobile_ml.telemetry_summary", "schema_version": 1, "rows": [asdict(r) for r in rows]}),
-            nl=False,
-        )
+        doc = {"schema": SUMMARY_SCHEMA, "schema_version": SUMMARY_SCHEMA_VERSION, "rows": [asdict(r) for r in rows]}
+        typer.echo(dumps(doc), nl=False)
         return
     console.out.print(render.telemetry_table(rows))

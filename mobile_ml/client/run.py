@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mobile_ml.client import inference_reports
 from mobile_ml.client import state as device_state
 from mobile_ml.client.bundled import bundled_model
 from mobile_ml.client.inputs import read_inputs
@@ -82,7 +83,9 @@ def run_inputs(
             )
         vdir, meta, version = bundle
     if meta.inputs:  # several inputs (a model file): fed by name, as the health check does; not monitored
-        return RunResult((_run_named(vdir, meta, version, input_path, top),), None, _SEVERAL)
+        named = _run_named(vdir, meta, version, input_path, top)
+        inference_reports.record(state_dir, version, named.latency_ms)  # sent with the next `device sync`
+        return RunResult((named,), None, _SEVERAL)
     rows = read_inputs(input_path, meta)
     shape = [1, *(int(d) for d in meta.input.tensor.shape[1:])]
     model = vdir / "model.tflite"
@@ -92,6 +95,7 @@ def run_inputs(
         predictions = _predict_rows(meta, interpreter, rows, shape, counter, version, top, input_path)
         if counter is not None:
             counter.save()  # once per run: one atomic write, the counts of every input or none
+    inference_reports.record_many(state_dir, version, [p.latency_ms for p in predictions])  # for `device sync`
     return RunResult(tuple(predictions), counter.path if counter is not None else None, note)
 
 

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mobile_ml.client import capture
+from mobile_ml.client import capture, inference_reports
 from mobile_ml.client import state as device_state
 from mobile_ml.client.bundled import bundled_model
 from mobile_ml.client.download import Failed, Http, download, sendable_etag, status
@@ -310,18 +310,20 @@ def _local_failure(e: OSError) -> Exception:
 
 def _telemetry(cfg: DeviceConfig, conn: Http, result: SyncResult) -> None:
     """Best-effort: a refused, broken, endless or failing reply never affects the model or the check's result.
-    The reply is not used; it is read up to a cap (so the connection can close cleanly) within the deadline."""
+    The reply is not used; it is read up to a cap (so the connection can close cleanly) within the deadline.
+    The inference reports ``device run`` queued go first, and leave the queue once the server took them."""
     kind = {Outcome.INSTALLED: "update_applied", Outcome.REJECTED: "update_failed", Outcome.FAILED: "update_failed"}
-    event = {
+    device = {
         "install_id_hash": hashlib.sha256(cfg.install_id.encode()).hexdigest(),
         "model": cfg.model,
-        "version": result.current or "none",
         "app_version": cfg.app_version,
         "device_model": cfg.device_model,
-        "event": kind.get(result.outcome, "update_check"),
-        "error_code": result.reason,
+        "channel": cfg.channel,
     }
-    body = json.dumps({"events": [event]}).encode()
+    queued = inference_reports.pending(cfg.state_dir)
+    runs = [{**device, "event": "inference", **e.to_dict()} for e in queued.events]
+    check = {**device, "version": result.current or "none", "event": kind.get(result.outcome, "update_check")}
+    body = json.dumps({"events": [*runs, {**check, "error_code": result.reason}]}).encode()
     try:
         headers = {"Content-Type": "application/json"}
         if cfg.telemetry_token:
@@ -331,5 +333,7 @@ def _telemetry(cfg: DeviceConfig, conn: Http, result: SyncResult) -> None:
             conn.read_capped(resp, MAX_TELEMETRY_REPLY, "telemetry reply")
         finally:
             resp.close()
+        if 200 <= status(resp) < 300 and queued.events:
+            inference_reports.forget(cfg.state_dir, queued)
     except (Failed, Rejected, OSError, ValueError):
         pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import hmac
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from mobile_ml.contracts import ContractError, Fields, StrictJSONError, loads, parse_document
 from mobile_ml.contracts.aggregates import Aggregates
+from mobile_ml.contracts.manifest import NAME
 from mobile_ml.deliver.telemetry_store import (
     AGGREGATES_SINCE,
     SQLiteStore,
@@ -39,6 +41,8 @@ __all__ = [  # the storage names are re-exported: the server and readers need on
     "Invalid",
     "StorageError",
     "Store",
+    "SUMMARY_SCHEMA",
+    "SUMMARY_SCHEMA_VERSION",
     "SummaryRow",
     "TelemetryStore",
     "check_token",
@@ -120,6 +124,7 @@ def _event(f: Fields) -> dict[str, Any]:
     row["error_code"] = f.opt_string("error_code", max_len=64)
     row["time"] = f.opt_string("time", max_len=40)
     row["event_id"] = f.opt_string("event_id", pattern=_EVENT_ID)
+    row["channel"] = f.opt_string("channel", pattern=NAME)  # optional: older clients do not send it
     f.done()
     for name, value in row.items():
         if isinstance(value, str) and "\x00" in value:
@@ -147,14 +152,19 @@ def token_matches(authorization: str | None, token: str) -> bool:
 Store = SQLiteStore
 
 
+# Version 2: devices counted once, at their latest report; a channel per row.
+SUMMARY_SCHEMA, SUMMARY_SCHEMA_VERSION = "mobile_ml.telemetry_summary", 2
+
+
 @dataclass(frozen=True)
 class SummaryRow:
     model: str
+    channel: str | None  # None: events from clients that do not send their channel
     version: str
     device_model: str
-    devices: int  # distinct install ids that reported this version on this device model
-    adoption: float  # share of the model's devices (any version) that applied this version
-    latency_p50_ms: float | None
+    devices: int  # installs whose latest report (``fleet.latest``) is this channel, version and device model
+    adoption: float  # those installs' share of all the model's installs: the rows of a model add up to 1
+    latency_p50_ms: float | None  # over every inference report of this group
     latency_p90_ms: float | None
     inferences: int
     updates_applied: int
@@ -196,45 +206,40 @@ def read_aggregates(
 
 
 def summary(target: str | Path) -> list[SummaryRow]:
-    """Per (model, version, device model); ``target`` is a SQLite path or a ``postgresql://`` URL."""
+    """Per (model, channel, version, device model); ``target`` is a SQLite path or a ``postgresql://`` URL."""
     from mobile_ml.benchmark.stats import percentile
+    from mobile_ml.deliver import fleet
 
-    rows = read_events(target)
-    model_devices: dict[str, set[str]] = {}
-    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for model, version, device, install, event, latency in rows:
-        model_devices.setdefault(model, set()).add(install)
-        g = groups.setdefault(
-            (model, version, device),
-            {"devices": set(), "applied_devices": set(), "lat": [], "applied": 0, "failed": 0, "inferences": 0},
-        )
-        g["devices"].add(install)
-        if event == "update_applied":
-            g["applied"] += 1
-            g["applied_devices"].add(install)
-        elif event == "update_failed":
-            g["failed"] += 1
-        elif event == "inference":
-            g["inferences"] += 1
-            if latency is not None:
-                g["lat"].append(latency)
+    reports = fleet.read_reports(target)
+    now = fleet.latest(reports)
+    installs = Counter(model for model, _ in now)
+    running = Counter((r.model, r.channel, r.version, r.device_model) for r in now.values())
+    events: dict[tuple[str, str | None, str, str], Counter[str]] = {}
+    latencies: dict[tuple[str, str | None, str, str], list[float]] = {}
+    for r in reports:
+        key = (r.model, r.channel, r.version, r.device_model)
+        events.setdefault(key, Counter())[r.event] += 1
+        if r.event == EventType.INFERENCE.value and r.latency_ms is not None:
+            latencies.setdefault(key, []).append(r.latency_ms)
     out = []
-    for (model, version, device), g in sorted(groups.items()):
-        lat = sorted(g["lat"])
-        attempts = g["applied"] + g["failed"]
+    for key, n in sorted(events.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", *kv[0][2:])):
+        lat = sorted(latencies.get(key, []))
+        applied, failed = n[EventType.UPDATE_APPLIED.value], n[EventType.UPDATE_FAILED.value]
+        model, channel, version, device = key
         out.append(
             SummaryRow(
                 model,
+                channel,
                 version,
                 device,
-                len(g["devices"]),
-                len(g["applied_devices"]) / len(model_devices[model]),
+                running[key],
+                running[key] / installs[model],
                 percentile(lat, 50) if lat else None,
                 percentile(lat, 90) if lat else None,
-                g["inferences"],
-                g["applied"],
-                g["failed"],
-                g["failed"] / attempts if attempts else None,
+                n[EventType.INFERENCE.value],
+                applied,
+                failed,
+                failed / (applied + failed) if applied + failed else None,
             )
         )
     return out

@@ -24,7 +24,7 @@ from typing import Any
 
 from mobile_ml.errors import InputFileError, UserError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 AGGREGATES_SINCE = 3  # the schema version that added the aggregates table
 CONNECT_TIMEOUT_S = 5  # a server that does not answer the connection in this long counts as unreachable
 _LOCK_KEY = 0x6D6D6C74  # pg_advisory_xact_lock key for migrations ("mmlt")
@@ -44,6 +44,9 @@ _V2 = (
     # events from clients that send no id are all kept, as before.
     "CREATE UNIQUE INDEX events_by_event_id ON events (install_id_hash, event_id)",
 )
+# The channel the device follows: `release status` and `telemetry summary` count a channel's devices. NULL for events
+# stored before, and from clients that do not send it.
+_V4 = ("ALTER TABLE events ADD COLUMN channel TEXT",)
 # The devices' counts against the baseline (POST /v1/aggregates): the whole document as received, plus the columns
 # readers select by. Per install a snapshot id is stored once, so a device that lost the 202 may upload again.
 _V3_INDEXES = (
@@ -97,6 +100,7 @@ MIGRATIONS = (
             *_V3_INDEXES,
         ),
     ),
+    Migration(4, "channel: the channel each event's device follows", sqlite=_V4, postgres=_V4),
 )
 AGGREGATE_COLUMNS = (
     "install_id_hash",
@@ -155,7 +159,7 @@ class TelemetryStore:
         skipped, so a retried upload changes nothing. Returns the number of events accepted (all of them)."""
         from mobile_ml.deliver.telemetry import FIELDS
 
-        cols = [*FIELDS, "event_id"]
+        cols = [*FIELDS, "event_id", "channel"]
         sql = (
             f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
             "ON CONFLICT (install_id_hash, event_id) DO NOTHING"

@@ -19,6 +19,7 @@ class Telemetry(private val config: UpdaterConfig) {
             m["version"] = e.version
             m["app_version"] = config.appVersion
             m["device_model"] = config.deviceModel
+            m["channel"] = config.channel  // `telemetry summary` and `release status` count devices per channel
             m["event"] = e.event
             if (e.latencyMs != null) m["latency_ms"] = e.latencyMs
             if (e.errorCode != null) m["error_code"] = e.errorCode

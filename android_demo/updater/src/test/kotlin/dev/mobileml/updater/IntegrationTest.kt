@@ -266,6 +266,7 @@ class IntegrationTest {
         assertEquals("cut download, tampered blob, replay, forgery: $mine", 4L, failed)
         val inferences = mine.fold(0L) { n, row -> n + row["inferences"] as Long }
         assertEquals("only the inference sent with the token: $mine", 1L, inferences)
+        assertTrue("every report names the device's channel: $mine", mine.all { it["channel"] == "beta" })
     }
 
     @Test
