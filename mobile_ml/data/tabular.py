@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mobile_ml.data.encoding import convert, fit_column, transform
+from mobile_ml.data.encoding import Encoder, convert, fit_column
 from mobile_ml.data.parquet import BATCH_ROWS, SplitWriter
 from mobile_ml.data.profile import (
     classify_column,
@@ -255,6 +255,7 @@ def _write_splits(
     """
     imputed: dict[str, int] = {}
     moments = _Moments(len(features))
+    encoders = [Encoder(c, table.values[c.name]) for c in columns]
     for s in SPLITS:
         writer = SplitWriter(out / FILES[s], features)
         try:
@@ -262,14 +263,13 @@ def _write_splits(
             for start in range(0, len(rows), BATCH_ROWS):
                 batch = rows[start : start + BATCH_ROWS]
                 # Column-major: each feature is one contiguous run, which Parquet stores without a copy.
-                x = np.empty((len(batch), len(features)), dtype=np.float64, order="F")
+                x = np.zeros((len(batch), len(features)), dtype=np.float64, order="F")
                 col = 0
-                for c in columns:
-                    block, n_imputed = transform(c, table.values[c.name].iloc[batch])
-                    x[:, col : col + block.shape[1]] = block
-                    col += block.shape[1]
+                for e in encoders:
+                    n_imputed = e.encode(batch, x[:, col : col + e.width])
+                    col += e.width
                     if n_imputed:
-                        imputed[c.name] = imputed.get(c.name, 0) + n_imputed
+                        imputed[e.spec.name] = imputed.get(e.spec.name, 0) + n_imputed
                 writer.write(x, table.y[batch])
                 if s == "train":
                     moments.add(x)
