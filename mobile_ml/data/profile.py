@@ -35,6 +35,7 @@ HIGH_MISSING = 0.5
 IMBALANCE_RATIO = 0.2
 CONTINUOUS_MIN_DISTINCT = 20
 CONTINUOUS_MIN_SHARE = 0.05
+DUPLICATE_ROUND_COLUMNS = 5  # columns hashed per round when looking for duplicate rows
 
 _BOOL_PAIRS = [{"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"}, {"on", "off"}]
 _ID_NAME = re.compile(r"(?:^|[^a-z])(?:id|ids|uuid|guid|key|index|idx)(?:$|[^a-z])", re.IGNORECASE)
@@ -113,14 +114,21 @@ def _read_pandas(path: Path) -> pd.DataFrame:
 def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
     """``df.duplicated()`` as a bool array, without factorizing every column of every row.
 
-    One 64-bit hash per row (vectorized per column) finds the few rows that might repeat; only those are compared
-    exactly, so a hash collision can never drop a row that is not a real duplicate.
+    Rows are hashed a few columns at a time, and each round hashes only the rows that still might repeat: two equal
+    rows are equal in every column, so a row whose hash over some columns is unique cannot be a duplicate. With
+    one high-cardinality column among the first few, the first round leaves almost nothing. The survivors are then
+    compared exactly, so a hash collision can never drop a row that is not a real duplicate.
     """
-    hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    maybe = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    maybe = np.arange(len(df))
+    for start in range(0, len(df.columns), DUPLICATE_ROUND_COLUMNS):
+        if len(maybe) == 0:
+            break
+        part = df.iloc[maybe, start : start + DUPLICATE_ROUND_COLUMNS]
+        hashes = pd.util.hash_pandas_object(part, index=False).to_numpy()
+        maybe = maybe[pd.Series(hashes).duplicated(keep=False).to_numpy()]
     out = np.zeros(len(df), dtype=bool)
-    if maybe.any():
-        out[maybe] = df[maybe].duplicated().to_numpy()  # earlier rows of a group are among the candidates too
+    if len(maybe):
+        out[maybe] = df.iloc[maybe].duplicated().to_numpy()  # earlier rows of a group are among the candidates too
     return out
 
 
@@ -160,10 +168,12 @@ def _looks_like_id_name(name: str) -> bool:
 
 def _numeric_kind(values: pd.Series, name: str, note: str, distinct: int | None = None) -> ColumnKind:
     """``values``: non-missing numbers. Integers that are all distinct and named or laid out like a row key → id."""
+    distinct = values.nunique() if distinct is None else distinct
+    if distinct != len(values) or len(values) <= 1:  # a repeated value: not a row key, whatever the values are
+        return ColumnKind("numeric", f"{note}{distinct} distinct values")
     finite = values[np.isfinite(values.to_numpy(dtype=float))]
     integral = len(finite) == len(values) and bool((finite == np.floor(finite)).all())
-    distinct = values.nunique() if distinct is None else distinct
-    if integral and distinct == len(values) and len(values) > 1:
+    if integral:
         if _looks_like_id_name(name):
             return ColumnKind("id", f"all {len(values)} values distinct integers, name looks like an identifier")
         ordered = np.sort(finite.to_numpy(dtype=float))
