@@ -97,7 +97,7 @@ class Encoder:
             self._positions = _positions(spec, values)
 
     def encode(self, rows: np.ndarray, out: np.ndarray) -> int:
-        """Write the features of ``rows`` into ``out`` (zeros, ``len(rows)`` × width); return how many were imputed."""
+        """Overwrite ``out`` (``len(rows)`` × width) with the features of ``rows``; return how many were imputed."""
         n_missing = int(np.count_nonzero(self._missing[rows])) if self._missing is not None else 0
         if self.spec.kind == "numeric":
             column = self._numbers[rows]  # fancy indexing copies: filling below never touches the column
@@ -105,6 +105,7 @@ class Encoder:
                 column[np.isnan(column)] = self.spec.impute
             out[:, 0] = column
         elif self.spec.kind == "categorical":
+            out[:] = 0.0
             out[np.arange(len(rows)), self._positions[rows]] = 1.0
         else:
             out[:] = transform(self.spec, self._values.iloc[rows])[0]
