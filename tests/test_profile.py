@@ -7,7 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobile_ml.data.profile import classify_column, looks_continuous, profile_csv, profile_frame, read_csv
+from mobile_ml.data.profile import (
+    classify_column,
+    duplicate_rows,
+    looks_continuous,
+    profile_csv,
+    profile_frame,
+    read_csv,
+)
 from mobile_ml.errors import DataError, InputFileError
 
 
@@ -271,3 +278,17 @@ def test_read_csv_errors_name_the_path(tmp_path, content, words):
     assert str(path) in e.value.message
     assert words in e.value.message
     assert e.value.hint
+
+
+def test_duplicate_rows_match_pandas_across_hashing_rounds():
+    # 12 columns: three rounds of 5. Near-duplicates that differ only in the last round's column, missing values
+    # (equal to each other in pandas' duplicated) and a low-cardinality first round that leaves many candidates.
+    rng = np.random.default_rng(7)
+    n = 400
+    df = pd.DataFrame({f"c{j}": rng.integers(0, 2, n) for j in range(10)})
+    df["s"] = rng.choice(["a", "b", None], n)
+    df["last"] = rng.integers(0, 3, n).astype(float)
+    df.loc[::7, "last"] = np.nan
+    expected = df.duplicated().to_numpy()
+    assert 0 < expected.sum() < n  # the case has both duplicates and rows that only look like them early on
+    assert (duplicate_rows(df) == expected).all()

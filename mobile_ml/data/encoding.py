@@ -79,6 +79,53 @@ def fit_column(name: str, encoding: str, train: pd.Series, options: TabularOptio
     )
 
 
+class Encoder:
+    """One column's encoding prepared once for all its rows, so that encoding a batch is numpy indexing only.
+
+    Per batch, a pandas ``iloc`` per column (a copy, a new index, ``isna``) cost more than the encoding itself; here
+    a numeric column is its float array (no copy) and a categorical one an int16 feature position per row.
+    """
+
+    def __init__(self, spec: ColumnSpec, values: pd.Series) -> None:
+        self.spec = spec
+        self.width = len(spec.features)
+        self._values = values
+        self._missing = values.isna().to_numpy() if spec.impute is not None else None
+        if spec.kind == "numeric":
+            self._numbers = values.to_numpy(dtype=np.float64)
+        elif spec.kind == "categorical":
+            self._positions = _positions(spec, values)
+
+    def encode(self, rows: np.ndarray, out: np.ndarray) -> int:
+        """Overwrite ``out`` (``len(rows)`` × width) with the features of ``rows``; return how many were imputed."""
+        n_missing = int(np.count_nonzero(self._missing[rows])) if self._missing is not None else 0
+        if self.spec.kind == "numeric":
+            column = self._numbers[rows]  # fancy indexing copies: filling below never touches the column
+            if n_missing:
+                column[np.isnan(column)] = self.spec.impute
+            out[:, 0] = column
+        elif self.spec.kind == "categorical":
+            out[:] = 0.0
+            out[np.arange(len(rows)), self._positions[rows]] = 1.0
+        else:
+            out[:] = transform(self.spec, self._values.iloc[rows])[0]
+        return n_missing
+
+
+def _positions(spec: ColumnSpec, values: pd.Series) -> np.ndarray:
+    """Each row's feature position: its vocabulary entry, else (unseen, or missing without imputation) the unknown
+    bucket; a missing value imputed with a vocabulary entry takes that entry's position."""
+    vocabulary = spec.vocabulary or []
+    position = {v: i for i, v in enumerate(vocabulary)}
+    unknown = len(vocabulary)
+    imputed = spec.impute is not None and spec.impute != UNKNOWN
+    missing = position.get(spec.impute, unknown) if imputed else unknown
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        values = pd.Series(pd.Categorical(values, categories=vocabulary), index=values.index)
+    lookup = np.array([position.get(c, unknown) for c in values.cat.categories] + [missing], dtype=np.int16)
+    return lookup[values.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing entry
+
+
 def transform(spec: ColumnSpec, values: pd.Series) -> tuple[np.ndarray, int]:
     """Encoded features (float64, one column per feature) of one column for some rows, and how many were imputed."""
     n_missing = int(values.isna().sum()) if spec.impute is not None else 0

@@ -35,6 +35,7 @@ HIGH_MISSING = 0.5
 IMBALANCE_RATIO = 0.2
 CONTINUOUS_MIN_DISTINCT = 20
 CONTINUOUS_MIN_SHARE = 0.05
+DUPLICATE_ROUND_COLUMNS = 5  # columns hashed per round when looking for duplicate rows
 
 _BOOL_PAIRS = [{"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"}, {"on", "off"}]
 _ID_NAME = re.compile(r"(?:^|[^a-z])(?:id|ids|uuid|guid|key|index|idx)(?:$|[^a-z])", re.IGNORECASE)
@@ -113,14 +114,21 @@ def _read_pandas(path: Path) -> pd.DataFrame:
 def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
     """``df.duplicated()`` as a bool array, without factorizing every column of every row.
 
-    One 64-bit hash per row (vectorized per column) finds the few rows that might repeat; only those are compared
-    exactly, so a hash collision can never drop a row that is not a real duplicate.
+    Rows are hashed a few columns at a time, and each round hashes only the rows that still might repeat: two equal
+    rows are equal in every column, so a row whose hash over some columns is unique cannot be a duplicate. With
+    one high-cardinality column among the first few, the first round leaves almost nothing. The survivors are then
+    compared exactly, so a hash collision can never drop a row that is not a real duplicate.
     """
-    hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    maybe = pd.Series(hashes).duplicated(keep=False).to_numpy()
+    maybe = np.arange(len(df))
+    for start in range(0, len(df.columns), DUPLICATE_ROUND_COLUMNS):
+        if len(maybe) == 0:
+            break
+        part = df.iloc[maybe, start : start + DUPLICATE_ROUND_COLUMNS]
+        hashes = pd.util.hash_pandas_object(part, index=False).to_numpy()
+        maybe = maybe[pd.Series(hashes).duplicated(keep=False).to_numpy()]
     out = np.zeros(len(df), dtype=bool)
-    if maybe.any():
-        out[maybe] = df[maybe].duplicated().to_numpy()  # earlier rows of a group are among the candidates too
+    if len(maybe):
+        out[maybe] = df.iloc[maybe].duplicated().to_numpy()  # earlier rows of a group are among the candidates too
     return out
 
 
@@ -160,10 +168,12 @@ def _looks_like_id_name(name: str) -> bool:
 
 def _numeric_kind(values: pd.Series, name: str, note: str, distinct: int | None = None) -> ColumnKind:
     """``values``: non-missing numbers. Integers that are all distinct and named or laid out like a row key → id."""
+    distinct = values.nunique() if distinct is None else distinct
+    if distinct != len(values) or len(values) <= 1:  # a repeated value: not a row key, whatever the values are
+        return ColumnKind("numeric", f"{note}{distinct} distinct values")
     finite = values[np.isfinite(values.to_numpy(dtype=float))]
     integral = len(finite) == len(values) and bool((finite == np.floor(finite)).all())
-    distinct = values.nunique() if distinct is None else distinct
-    if integral and distinct == len(values) and len(values) > 1:
+    if integral:
         if _looks_like_id_name(name):
             return ColumnKind("id", f"all {len(values)} values distinct integers, name looks like an identifier")
         ordered = np.sort(finite.to_numpy(dtype=float))
@@ -335,9 +345,9 @@ class DataProfile:
 
 
 def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] | None]]:
-    """``{column: (distinct, numeric summary)}`` for the number columns, computed by pyarrow on two threads.
+    """``{column: (distinct, numeric summary)}`` for the number columns, computed on two threads.
 
-    pyarrow's kernels release the GIL, so columns are counted and summarized in parallel; the figures are pandas'
+    numpy's sort releases the GIL, so columns are summarized in parallel; the figures are pandas'
     (exact distinct count; quantiles exact with linear interpolation, as ``Series.quantile``; sample std). A column
     with an infinite value is left to the pandas path (``to_numbers`` turns infinities into missing values).
     """
@@ -356,7 +366,8 @@ def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] 
 
 
 def distinct_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:
-    """``{column: df[column].nunique()}``, counted by pyarrow on two threads (its hash kernels release the GIL)."""
+    """``{column: df[column].nunique()}``, counted on two threads (numpy's sort and pyarrow's hash kernels release
+    the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -370,36 +381,39 @@ def _distinct(series: pd.Series) -> int:
     if pd.api.types.is_object_dtype(series.dtype):  # mixed Python objects: pandas' own equality rules
         return int(series.nunique())
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        arr = pa.array(series.to_numpy(dtype=float), from_pandas=True)  # NaN → null, as nunique skips it
+        # Steps of the sorted values: ~10× faster than hashing a million floats (see _numeric_summary)
+        ordered = np.sort(series.to_numpy(dtype=float))
+        ordered = ordered[: len(ordered) - int(np.count_nonzero(np.isnan(ordered)))]  # NaN sorts last; nunique skips it
+        return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if len(ordered) else 0
     else:
         arr = pa.array(series, from_pandas=True)
     return int(pc.count_distinct(arr, mode="only_valid").as_py())
 
 
 def _numeric_summary(values: np.ndarray) -> tuple[int, dict[str, Any] | None] | None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    """One sort of the column gives every figure: distinct values are the steps of the sorted array, quantiles are
+    positions in it (numpy's linear interpolation, as ``Series.quantile``), outliers two binary searches. A sort is
+    ~7 ms per million floats here; pyarrow's hash-based ``count_distinct`` alone took ~160 ms."""
     if np.isinf(values).any():
         return None
-    arr = pa.array(values, from_pandas=True)  # NaN → null: pandas skips missing values in every figure below
-    distinct = pc.count_distinct(arr, mode="only_valid").as_py()
-    n = len(arr) - arr.null_count
+    ordered = np.sort(values)  # NaN sorts last: pandas skips missing values in every figure below
+    n = len(ordered) - int(np.count_nonzero(np.isnan(ordered)))
+    ordered = ordered[:n]
     if n == 0:
-        return distinct, None
-    q1, median, q3 = pc.quantile(arr, q=[0.25, 0.5, 0.75], interpolation="linear").to_pylist()
+        return 0, None
+    distinct = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
+    q1, median, q3 = (float(q) for q in np.quantile(ordered, [0.25, 0.5, 0.75], method="linear"))
     low, high = _fences(q1, q3)
-    bounds = pc.min_max(arr)
-    outside = pc.sum(pc.or_(pc.less(arr, low), pc.greater(arr, high))).as_py() or 0
+    outside = int(np.searchsorted(ordered, low, side="left")) + n - int(np.searchsorted(ordered, high, side="right"))
     return distinct, {
-        "min": float(bounds["min"].as_py()),
-        "max": float(bounds["max"].as_py()),
-        "mean": float(pc.mean(arr).as_py()),
-        "std": float(pc.stddev(arr, ddof=1).as_py()) if n > 1 else 0.0,  # sample std (ddof=1)
+        "min": float(ordered[0]),
+        "max": float(ordered[-1]),
+        "mean": float(ordered.mean()),
+        "std": float(ordered.std(ddof=1)) if n > 1 else 0.0,  # sample std (ddof=1)
         "q1": q1,
         "median": median,
         "q3": q3,
-        "outliers": int(outside),
+        "outliers": outside,
     }
 
 
