@@ -6,7 +6,9 @@ import android.util.Log
 import dev.mobileml.demo.model.LiteRtHealthCheck
 import dev.mobileml.demo.settings.SettingsRepository
 import dev.mobileml.demo.update.InferenceTelemetry
+import dev.mobileml.demo.update.Monitoring
 import dev.mobileml.demo.update.UpdateScheduler
+import dev.mobileml.updater.CaptureQueue
 import dev.mobileml.updater.Telemetry
 import dev.mobileml.updater.UpdateListener
 import dev.mobileml.updater.Updater
@@ -31,6 +33,15 @@ class AppContainer(context: Context) {
 
     /** Downloaded models, staging and the updater's state; excluded from backups (see AndroidManifest.xml). */
     val stateDir = File(app.filesDir, "models")
+
+    /**
+     * The user's capture consent and the queue of sampled inputs (capture.json). Beside the updater's state, not in
+     * it: the updater owns everything under models/. Uploaded by every update check (with consent and a policy on).
+     */
+    val capture = CaptureQueue(File(app.filesDir, "capture"))
+
+    /** The per-version counts of every inference (docs/monitoring.md), uploaded by every update check. */
+    val monitoring = Monitoring(File(app.filesDir, "aggregates"), BuildConfig.MODEL)
 
     /** Why updates cannot run in this build, or null when they can. */
     val updatesDisabledReason: String? = keyProblem(BuildConfig.PUBLIC_KEY_B64)
@@ -57,7 +68,7 @@ class AppContainer(context: Context) {
     /** An updater for the current settings, or null when updates are disabled (no usable key). */
     fun newUpdater(listener: UpdateListener? = null): Updater? {
         if (!updatesEnabled) return null
-        return Updater(config(), LiteRtHealthCheck(), listener)
+        return Updater(config(), LiteRtHealthCheck(), listener, capture)
     }
 
     /** Telemetry only needs the server and ids, so it works without a key too; null when the user turned it off. */

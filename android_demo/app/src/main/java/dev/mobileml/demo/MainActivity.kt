@@ -35,6 +35,7 @@ class MainActivity : ComponentActivity() {
                             onCheckNow = viewModel::checkNow,
                             onConditionsChange = viewModel::setConditions,
                             onTelemetryChange = viewModel::setTelemetry,
+                            onCaptureConsentChange = viewModel::setCaptureConsent,
                             onSaveServerUrl = viewModel::saveServerUrl,
                             onSaveChannel = viewModel::saveChannel,
                         ),
@@ -45,6 +46,8 @@ class MainActivity : ComponentActivity() {
                         onStroke = viewModel::onStroke,
                         onClear = viewModel::clear,
                         onFitChange = viewModel::setFitDrawing,
+                        onAnswerLabel = viewModel::answerLabel,
+                        onDismissLabel = viewModel::dismissLabel,
                         onOpenSettings = { showSettings = true },
                     )
                 }

@@ -9,10 +9,11 @@ import java.security.PublicKey
 /**
  * The device side of `docs/update-protocol.md` §5, step by step, as `mobile_ml.client.sync` does it.
  * [sync] is blocking (call it from a worker thread) and never throws for network, server or content problems:
- * they are [SyncResult]s, and the current model always stays usable.
+ * they are [SyncResult]s, and the current model always stays usable. With a [capture] queue, each verified manifest's
+ * capture policy is noted in it and, after the check, the queue is uploaded (only with consent and a policy on).
  */
 class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
-              private val listener: UpdateListener? = null) {
+              private val listener: UpdateListener? = null, private val capture: CaptureQueue? = null) {
     private val pinned: PublicKey = Keys.fromBase64(config.publicKeyB64)
     private val store = Store(config.stateDir)
     private var pace = Pace.start(config)  // restarted by every check
@@ -79,6 +80,7 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
             // the check's own result is what matters; the next check rewrites the state
         }
         if (config.sendTelemetry) report(r)
+        capture?.upload(config)  // never fails the check: a batch the server did not store stays queued
         return r
     }
 
@@ -110,6 +112,11 @@ class Updater(val config: UpdaterConfig, private val healthCheck: HealthCheck,
         val fetched = fetchManifest(state, seen, current, now)
             ?: return SyncResult(Outcome.NOT_MODIFIED, current, previous, null, "", seen["manifest_version"] as? Long)
         val m = fetched.manifest
+        try {  // as mobile_ml.client.sync: every verified manifest's policy, before the release is chosen
+            capture?.noteManifest(config.model, config.channel, config.installId, m.capture)
+        } catch (e: UpdateFailed) {
+            // capture.json cannot be written: capture is never the check's failure (the server checks the policy)
+        }
         // 5. Which release this device runs.
         val release = Trust.selectRelease(m, config.installId, current)
         if (release == null || release.version == current) {

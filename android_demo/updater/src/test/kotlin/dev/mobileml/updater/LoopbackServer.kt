@@ -30,6 +30,10 @@ internal class LoopbackServer(private val keyPair: KeyPair, private val model: B
     val requests: MutableList<String> = Collections.synchronizedList(ArrayList())
     /** The `Authorization` header of each telemetry POST ("" when there was none). */
     val telemetryAuth: MutableList<String> = Collections.synchronizedList(ArrayList())
+    /** What each POST to /v1/aggregates and /v1/capture carried, and the status the next ones get. */
+    class Post(val path: String, val headers: Map<String, String>, val body: ByteArray)
+    val posts: MutableList<Post> = Collections.synchronizedList(ArrayList())
+    @Volatile var postStatus = 202
     @Volatile private var closed = false
     @Volatile private var channel = signed("1.0.0", 5)
 
@@ -94,6 +98,7 @@ internal class LoopbackServer(private val keyPair: KeyPair, private val model: B
             val out = c.getOutputStream()
             val (manifest, sig) = channel
             when {
+                method == "POST" && (path == "/v1/aggregates" || path == "/v1/capture") -> postRecorded(out, path, input, headers)
                 method == "POST" -> postTelemetry(out, headers)
                 path == "/digits/channels/stable.json" -> body(out, manifest, manifestMode, headers)
                 path == "/digits/channels/stable.json.sig" -> body(out, sig, Mode.NORMAL, headers)
@@ -156,5 +161,20 @@ internal class LoopbackServer(private val keyPair: KeyPair, private val model: B
         out.write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n".toByteArray())
         val chunk = ByteArray(64 * 1024)
         while (!closed) out.write(chunk)
+    }
+
+    private fun postRecorded(out: OutputStream, path: String, input: java.io.BufferedReader, headers: Map<String, String>) {
+        val length = headers["content-length"]?.toInt() ?: 0
+        val chars = CharArray(length)
+        var got = 0
+        while (got < length) {
+            val n = input.read(chars, got, length - got)
+            if (n < 0) break
+            got += n
+        }
+        val copy = java.util.TreeMap<String, String>(String.CASE_INSENSITIVE_ORDER).also { it.putAll(headers) }
+        posts.add(Post(path, copy, String(chars, 0, got).toByteArray(Charsets.ISO_8859_1)))
+        val status = postStatus
+        out.write("HTTP/1.1 $status X\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".toByteArray())
     }
 }

@@ -197,4 +197,65 @@ class VectorsTest {
             assertTrue("image $i", doubles(expect).contentEquals(got))
         }
     }
+
+    // -- capture: tests/vectors/capture.json (make_capture_vectors.py), checked by tests/test_capture_vectors.py
+
+    /** Every draw is Python's to the last bit, near 0 and 1 too, where a rounding slip would flip a decision. */
+    @Test
+    fun everyCaptureDrawIsPythonsExactly() {
+        val doc = load("capture.json")
+        val wrong = ArrayList<String>()
+        var count = 0
+        for (c in cases(doc, "draws")) {
+            val hash = c["install_id_hash"] as String
+            assertEquals(hash, Codec.sha256Hex((c["install_id"] as String).toByteArray(Charsets.UTF_8)))
+            val ns = c["n"] as List<*>
+            val us = doubles(c["u"])
+            for (i in ns.indices) {
+                val got = CaptureQueue.draw(hash, ns[i] as Long)
+                if (got != us[i]) wrong.add("$hash/${ns[i]}: $got, Python ${us[i]}")
+                count++
+            }
+        }
+        assertEquals("${wrong.size} of $count draws differ", emptyList<String>(), wrong.take(10))
+        assertTrue(count > 1000)
+    }
+
+    /** Consent, manifests and inferences replayed: the same samples taken, the same state after every step. */
+    @Test
+    fun everyCaptureSessionTakesThePythonSamples() {
+        val doc = load("capture.json")
+        assertEquals(doc["max_queue"], CaptureQueue.MAX_QUEUE.toLong())
+        for (session in cases(doc, "sessions")) {
+            val dir = java.nio.file.Files.createTempDirectory("capture-vectors").toFile()
+            try {
+                var now = Manifest.parseTime(session["start"] as String)
+                val queue = CaptureQueue(dir) { now }
+                for ((i, step) in cases(session, "steps").withIndex()) {
+                    val chosen = ArrayList<Boolean>()
+                    when (step["op"]) {
+                        "consent" -> queue.setConsent(step["value"] as Boolean)
+                        "manifest" -> {
+                            val p = step["policy"] as Map<*, *>?
+                            val policy = p?.let { CapturePolicy(number(it["rate"]), it["max_per_day"] as Long, true) }
+                            queue.noteManifest(step["model"] as String, step["channel"] as String,
+                                               session["install_id"] as String, policy)
+                        }
+                        else -> repeat((step["count"] as Long).toInt()) {
+                            now += (step["every"] as Long) * 60000
+                            chosen.add(queue.offer(doubleArrayOf(1.0, 2.0), "1.0.0", "a", 0.5) != null)
+                        }
+                    }
+                    val where = "${session["name"]} step $i (${step["op"]})"
+                    assertEquals(where, step["chosen"], chosen)
+                    val st = queue.state()
+                    val expect = step["expect"] as Map<*, *>
+                    assertEquals(where, expect, mapOf("queue" to st.queue.size.toLong(), "inferences" to st.inferences,
+                                                      "day" to st.day, "taken_today" to st.takenToday))
+                }
+            } finally {
+                dir.deleteRecursively()
+            }
+        }
+    }
 }

@@ -5,8 +5,12 @@ import dev.mobileml.demo.ml.ModelSpec
 import dev.mobileml.demo.ml.Prediction
 import dev.mobileml.demo.ml.Preprocess
 
-/** The top predictions for one drawing, the exact input the model saw, and how long LiteRT took. */
-class Classification(val predictions: List<Prediction>, val modelInput: FloatArray, val latencyMs: Double)
+/**
+ * The top predictions for one drawing, every class's probability ([scores], for monitoring), the exact input the
+ * model saw, and how long LiteRT took.
+ */
+class Classification(val predictions: List<Prediction>, val scores: FloatArray, val modelInput: FloatArray,
+                     val latencyMs: Double)
 
 /**
  * The model helper: owns the LiteRT interpreter for the model the app currently runs and turns an ink raster
@@ -19,7 +23,7 @@ class DigitClassifier private constructor(val files: ModelFiles, private val mod
     fun classify(ink: FloatArray, side: Int, fit: Boolean): Classification {
         val input = Preprocess.toModelInput(ink, side, spec.input, fit)
         val scores = model.run(input)
-        return Classification(Preprocess.topK(scores, spec.labels, TOP_K), input, model.lastRunNanos / 1e6)
+        return Classification(Preprocess.topK(scores, spec.labels, TOP_K), scores, input, model.lastRunNanos / 1e6)
     }
 
     override fun close() = model.close()

@@ -13,8 +13,10 @@ enum class ModelSource(val label: String) { BUNDLED("bundled"), DOWNLOADED("down
 /**
  * A model ready to hand to LiteRT: its bytes in a direct buffer (what the Interpreter needs; read whole, as these
  * models are tens of KB, which also means no asset needs storing uncompressed) and its parsed metadata.json.
+ * [baseline] is the release's baseline.json (what monitoring counts against), null when the release has none.
  */
-class ModelFiles(val version: String, val source: ModelSource, val model: ByteBuffer, val metadata: Map<String, Any?>) {
+class ModelFiles(val version: String, val source: ModelSource, val model: ByteBuffer, val metadata: Map<String, Any?>,
+                 val baseline: ByteArray? = null) {
     companion object {
         /** The fallback shipped in the APK: assets/bundle/{model.tflite, metadata.json, bundle.json}. */
         const val BUNDLE_DIR = "bundle"
@@ -26,12 +28,22 @@ class ModelFiles(val version: String, val source: ModelSource, val model: ByteBu
                 ?: throw MetadataException("assets/$BUNDLE_DIR/bundle.json has no \"version\"")
             val metadata = jsonObject(assets.open("$BUNDLE_DIR/metadata.json").use { it.readBytes() }, "metadata.json")
             val model = assets.open("$BUNDLE_DIR/model.tflite").use { it.readBytes() }
-            return ModelFiles(version, ModelSource.BUNDLED, direct(model), metadata)
+            val baseline = try {
+                assets.open("$BUNDLE_DIR/$BASELINE").use { it.readBytes() }
+            } catch (e: java.io.IOException) {
+                null  // a bundle made before baselines existed: its inferences are not counted
+            }
+            return ModelFiles(version, ModelSource.BUNDLED, direct(model), metadata, baseline)
         }
 
         /** A model the updater verified, health-checked and switched to. */
-        fun installed(model: InstalledModel): ModelFiles =
-            ModelFiles(model.version, ModelSource.DOWNLOADED, read(model.modelFile), model.metadata)
+        fun installed(model: InstalledModel): ModelFiles {
+            val baseline = File(model.dir, BASELINE).takeIf { it.isFile }?.readBytes()
+            return ModelFiles(model.version, ModelSource.DOWNLOADED, read(model.modelFile), model.metadata, baseline)
+        }
+
+        /** The file `mobile-ml export` writes beside metadata.json (mobile_ml.monitor.baseline.BASELINE_FILE). */
+        const val BASELINE = "baseline.json"
 
         fun read(file: File): ByteBuffer = direct(file.readBytes())
 

@@ -2,6 +2,8 @@ package dev.mobileml.demo.ui
 
 import androidx.compose.foundation.layout.Arrangement
 import androidx.compose.foundation.layout.Column
+import androidx.compose.foundation.layout.ExperimentalLayoutApi
+import androidx.compose.foundation.layout.FlowRow
 import androidx.compose.foundation.layout.Row
 import androidx.compose.foundation.layout.Spacer
 import androidx.compose.foundation.layout.fillMaxWidth
@@ -23,6 +25,10 @@ import androidx.compose.material3.Text
 import androidx.compose.material3.TextButton
 import androidx.compose.material3.TopAppBar
 import androidx.compose.runtime.Composable
+import androidx.compose.runtime.getValue
+import androidx.compose.runtime.mutableStateOf
+import androidx.compose.runtime.remember
+import androidx.compose.runtime.setValue
 import androidx.compose.ui.Alignment
 import androidx.compose.ui.Modifier
 import androidx.compose.ui.unit.dp
@@ -36,6 +42,8 @@ fun DigitScreen(
     onStroke: (InkStroke) -> Unit,
     onClear: () -> Unit,
     onFitChange: (Boolean) -> Unit,
+    onAnswerLabel: (String) -> Unit,
+    onDismissLabel: () -> Unit,
     onOpenSettings: () -> Unit,
 ) {
     Scaffold(
@@ -77,7 +85,37 @@ fun DigitScreen(
                     }
                 }
             }
+            state.labelPrompt?.let { LabelPromptCard(it, onAnswerLabel, onDismissLabel) }
             UpdateLine(state.update)
+        }
+    }
+}
+
+/**
+ * "Was this right?" for a drawing the capture queue took: "Yes" labels it with the prediction, "No" shows every
+ * label to pick the right one; "Skip" leaves it unlabelled.
+ */
+@OptIn(ExperimentalLayoutApi::class)
+@Composable
+private fun LabelPromptCard(prompt: LabelPrompt, onAnswer: (String) -> Unit, onDismiss: () -> Unit) {
+    var picking by remember(prompt.sampleId) { mutableStateOf(false) }
+    Card(modifier = Modifier.fillMaxWidth()) {
+        Column(Modifier.padding(12.dp), verticalArrangement = Arrangement.spacedBy(8.dp)) {
+            Text(if (picking) "Which digit is it?" else "Was this a ${prompt.prediction}?",
+                 style = MaterialTheme.typography.titleMedium)
+            if (picking) {
+                FlowRow(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
+                    prompt.labels.forEach { label -> OutlinedButton(onClick = { onAnswer(label) }) { Text(label) } }
+                }
+            } else {
+                Row(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
+                    OutlinedButton(onClick = { onAnswer(prompt.prediction) }) { Text("Yes") }
+                    OutlinedButton(onClick = { picking = true }) { Text("No") }
+                    TextButton(onClick = onDismiss) { Text("Skip") }
+                }
+            }
+            Text("This drawing will be sent with your answer at the next update check (Settings to stop sharing).",
+                 style = MaterialTheme.typography.bodySmall)
         }
     }
 }

@@ -51,7 +51,8 @@ class DigitViewModel(app: Application) : AndroidViewModel(app) {
         }
         viewModelScope.launch(Dispatchers.IO) {
             val id = container.settings.installId
-            _state.update { it.copy(installId = id) }
+            val consent = container.capture.state().consent
+            _state.update { it.copy(installId = id, captureConsent = consent) }
         }
         observeWork()
         reloadModel()
@@ -64,8 +65,29 @@ class DigitViewModel(app: Application) : AndroidViewModel(app) {
 
     fun clear() {
         classifyJob?.cancel()
-        _state.update { it.copy(strokes = emptyList(), predictions = emptyList(), latencyMs = null, modelInput = null) }
+        _state.update {
+            it.copy(strokes = emptyList(), predictions = emptyList(), latencyMs = null, modelInput = null,
+                    labelPrompt = null)
+        }
     }
+
+    /** The Settings switch: revoking consent deletes every queued drawing at once (CaptureQueue.setConsent). */
+    fun setCaptureConsent(consent: Boolean) {
+        viewModelScope.launch(Dispatchers.IO) {
+            val st = container.capture.setConsent(consent)
+            _state.update { it.copy(captureConsent = st.consent, labelPrompt = if (st.consent) it.labelPrompt else null) }
+        }
+    }
+
+    /** "Was this right?": [label] is what the drawing really is (the prediction itself when it was right). */
+    fun answerLabel(label: String) {
+        val prompt = _state.value.labelPrompt ?: return
+        _state.update { it.copy(labelPrompt = null) }
+        viewModelScope.launch(Dispatchers.IO) { container.capture.label(prompt.sampleId, label) }
+    }
+
+    /** No answer: the sample stays queued, unlabelled (capture export skips it for training). */
+    fun dismissLabel() = _state.update { it.copy(labelPrompt = null) }
 
     fun setFitDrawing(fit: Boolean) {
         container.settings.update { it.copy(fitDrawing = fit) }
@@ -124,7 +146,29 @@ class DigitViewModel(app: Application) : AndroidViewModel(app) {
                              modelInput = result.toModelInput(model))
             }
             if (settings.telemetry) container.inferenceTelemetry.record(model.files.version, result.latencyMs)
+            observe(model, result, settings)
         }
+    }
+
+    /**
+     * Model thread. Every inference is counted for monitoring (with telemetry on: the counts go to the same server)
+     * and offered to the capture queue, which takes it only with consent, a policy that is on and a draw under its
+     * rate. A taken drawing gets the "was this right?" prompt.
+     */
+    private fun observe(model: DigitClassifier, result: Classification, settings: Settings) {
+        val files = model.files
+        if (settings.telemetry) {
+            container.monitoring.observe(files.version, settings.channel, files.baseline, result.modelInput,
+                                         result.scores, result.latencyMs)
+        }
+        val top = result.predictions.firstOrNull() ?: return
+        // Pixels as whole values in the model's range: the server refuses fractional ones for an image model.
+        val pixels = DoubleArray(result.modelInput.size) { Math.round(result.modelInput[it]).toDouble() }
+        val sampleId = container.capture.offer(pixels, files.version, top.label, top.score.toDouble().coerceIn(0.0, 1.0))
+            ?: return
+        // cleared meanwhile: the sample stays queued unlabelled, with no prompt for a drawing no longer shown
+        val prompt = LabelPrompt(sampleId, top.label, model.spec.labels)
+        _state.update { if (it.strokes.isEmpty()) it else it.copy(labelPrompt = prompt) }
     }
 
     /**

@@ -39,6 +39,8 @@ class SettingsActions(
     val onCheckNow: () -> Unit,
     val onConditionsChange: (DownloadConditions) -> Unit,
     val onTelemetryChange: (Boolean) -> Unit,
+    /** The capture consent: off deletes every drawing still queued. */
+    val onCaptureConsentChange: (Boolean) -> Unit,
     /** Returns what is wrong with the URL, or null once saved; blank restores the build's default. */
     val onSaveServerUrl: (String) -> String?,
     /** Returns what is wrong with the channel, or null once saved; blank restores the build's default. */
@@ -79,6 +81,9 @@ fun SettingsScreen(state: UiState, actions: SettingsActions) {
             HorizontalDivider()
             SwitchRow("Send telemetry (inference latency, update results; only a hash of the install id)",
                       state.settings.telemetry, actions.onTelemetryChange)
+            SwitchRow("Share some of my drawings to improve the model (only when the publisher asks for samples; " +
+                          "at most a few a day; turning this off deletes those not sent yet)",
+                      state.captureConsent, actions.onCaptureConsentChange)
             Text("Install id: ${state.installId}", style = MaterialTheme.typography.bodySmall)
         }
     }

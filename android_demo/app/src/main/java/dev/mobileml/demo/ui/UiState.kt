@@ -18,7 +18,14 @@ data class UiState(
     val update: UpdateStatus = UpdateStatus(),
     val settings: Settings = Settings(),
     val installId: String = "",
+    /** The user agreed to send sampled drawings (capture.json; the server's policy decides whether any are taken). */
+    val captureConsent: Boolean = false,
+    /** Non-null: the last drawing was queued for capture, and "was this right?" can label it. */
+    val labelPrompt: LabelPrompt? = null,
 )
+
+/** A queued sample awaiting the user's answer: the model said [prediction]; the answer is one of [labels]. */
+data class LabelPrompt(val sampleId: String, val prediction: String, val labels: List<String>)
 
 data class ModelInfo(val name: String, val version: String, val source: ModelSource, val input: String)
 

@@ -42,6 +42,10 @@ class UpdateWorker(context: Context, params: WorkerParameters) : CoroutineWorker
         Log.i(TAG, result.toString())
         // The network is up right now: a good moment to send what the app batched.
         container.inferenceTelemetry.flush(force = true)
+        // The counts since the last upload; kept on the device for the next check unless the server stored them.
+        withContext(Dispatchers.IO) {
+            for (r in container.monitoring.upload(container.config())) Log.i(TAG, "aggregates ${r.outcome.wire} ${r.detail}")
+        }
 
         val output = workDataOf(KEY_OUTCOME to result.outcome.wire, KEY_REASON to result.reason,
                                 KEY_DETAIL to result.detail, KEY_CURRENT to result.current)
