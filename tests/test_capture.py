@@ -184,6 +184,17 @@ def test_rate_and_max_per_day_follow_the_seeded_draws(tmp_path):
     assert len(capture.load(tmp_path).queue) == 4 + nxt
 
 
+def test_a_non_finite_input_is_never_queued_and_consent_survives(tmp_path):
+    st = capture.CaptureState(consent=True, model=MODEL, channel=CHANNEL, install_id_hash="a" * 64,
+                              policy=CapturePolicy(1.0, 100, True))  # fmt: skip
+    capture.save(tmp_path, st)
+    nan = [0.0, float("nan"), 1.0, float("inf")]
+    assert capture.offer(tmp_path, values=nan, version="1.0.0", prediction="0", confidence=0.9) is False
+    after = capture.load(tmp_path)  # still readable: strict JSON would refuse a NaN
+    assert after.consent and after.queue == () and after.inferences == 1  # the draw is counted, as in Kotlin
+    assert capture.offer(tmp_path, values=[0.0] * 4, version="1.0.0", prediction="0", confidence=0.9) is True
+
+
 # --- the server ------------------------------------------------------------------------------------------------------
 
 

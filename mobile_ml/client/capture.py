@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -103,6 +104,9 @@ def offer(
         import numpy as np
 
         flat = tuple(float(v) for v in np.asarray(values, dtype=np.float64).ravel())
+        if not all(math.isfinite(v) for v in flat):  # strict JSON has no NaN: it would spoil capture.json, consent too
+            save(state_dir, st)  # the draw is still counted, as in the Kotlin queue
+            return False
         sample = CaptureSample(secrets.token_hex(16), now, version, flat, prediction, float(confidence), label)
         if len(json.dumps(sample.to_dict())) > MAX_BODY_BYTES - 1024:
             chosen = False  # an input too large for one request is never captured
