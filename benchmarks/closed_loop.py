@@ -79,7 +79,7 @@ def released_model(root: Path, version: str, tmp: Path) -> tuple[bytes, Path]:
     release = json.loads((root / MODEL / "releases" / f"{version}.json").read_text())
     files = {f["name"]: (root / f["url"]).read_bytes() for f in release["files"]}
     d = tmp / f"release-{version}"
-    d.mkdir()
+    d.mkdir(exist_ok=True)
     (d / "metadata.json").write_bytes(files["metadata.json"])
     return files["model.tflite"], d / "metadata.json"
 
@@ -118,7 +118,9 @@ def simulate(cfgs: list[Any], x: np.ndarray, y: np.ndarray, n: int, consent: set
             ok = capture.offer(cfg.state_dir, values=p.raw_input, version=p.version, prediction=p.top[0][0],
                                confidence=p.top[0][1], label=label)  # fmt: skip
             labelled += bool(ok and label is not None)
-        client.sync(cfg)
+        up = client.sync(cfg).aggregates
+        if up is None or up.observations != n:
+            print(f"{cfg.install_id}: aggregates upload {up}", file=sys.stderr)  # kept for the next sync, or lost
     return labelled
 
 
@@ -198,8 +200,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         publisher.publish(str(root), run, model=MODEL, version="1.0.0", channel=CHANNEL, key=tmp / "keys",
                           capture_rate=1.0, capture_max_per_day=10_000)  # fmt: skip
         db_shift, db_ctrl = tmp / "telemetry-shifted.db", tmp / "telemetry-control.db"
-        app_s = ByteCounter(create_app(root, db_shift, capture_store=str(tmp / "capture")))
-        app_c = ByteCounter(create_app(root, db_ctrl, capture_store=str(tmp / "capture-control")))
+        # every simulated device posts from 127.0.0.1: the per-address rate limit would refuse the fleet (429)
+        app_s = ByteCounter(create_app(root, db_shift, capture_store=str(tmp / "capture"), telemetry_rate=0))
+        app_c = ByteCounter(create_app(root, db_ctrl, capture_store=str(tmp / "capture-control"), telemetry_rate=0))
         with serving(app_s) as url_s, serving(app_c) as url_c:
 
             def cfg(i: int, url: str) -> Any:
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "drift_shifted": drift_s,
             "psi_control": psi_c,
             "drift_control": drift_c,
+            "counted_shifted": rep_s.current.count,  # inferences in the uploaded aggregates
+            "counted_control": rep_c.current.count,
         },
         "cycle": {
             "outcome": result.report.outcome.value,
@@ -259,7 +264,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "devices_updated": updated,
         "upload_bytes_per_device_per_day": per_path,
         "upload_bytes_per_device_per_day_total": round(sum(upload_bytes.values()) / args.devices, 1),
-        "upload_requests": dict(sorted(upload_requests.items())),
+        "capture_bytes_per_consenting_device_per_day": round(
+            upload_bytes.get("/v1/capture", 0) / max(len(consent), 1), 1
+        ),
+        "requests": dict(sorted(upload_requests.items())),  # downloads too: GET manifests and blobs
         "seconds": {
             "fleet_and_training": round(t_fleet - t0, 1),
             "cycle": round(t_cycle - t_fleet, 1),
@@ -283,6 +291,7 @@ def print_table(r: dict[str, Any]) -> None:
         (f"PSI {m['feature']} control cohort (drift={m['drift_control']})", f"{m['psi_control']}"),
         (f"devices updated of {r['devices']} (rollout {r['cycle']['rollout']} %)", str(r["devices_updated"])),
         ("upload bytes / device / day (all paths)", str(r["upload_bytes_per_device_per_day_total"])),
+        ("capture bytes / consenting device / day", str(r["capture_bytes_per_consenting_device_per_day"])),
         *((f"  {p}", str(b)) for p, b in r["upload_bytes_per_device_per_day"].items()),
     ]
     w = max(len(k) for k, _ in rows)
