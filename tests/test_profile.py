@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mobile_ml.data.column_stats import duplicate_rows
 from mobile_ml.data.profile import (
     classify_column,
-    duplicate_rows,
     looks_continuous,
     profile_csv,
     profile_frame,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mobile_ml.data.column_stats import _fences, _numeric_summaries, duplicate_rows
 from mobile_ml.errors import DataError, InputFileError
 from mobile_ml.outputs import to_jsonable
 
@@ -35,7 +36,6 @@ HIGH_MISSING = 0.5
 IMBALANCE_RATIO = 0.2
 CONTINUOUS_MIN_DISTINCT = 20
 CONTINUOUS_MIN_SHARE = 0.05
-DUPLICATE_ROUND_COLUMNS = 5  # columns hashed per round when looking for duplicate rows
 
 _BOOL_PAIRS = [{"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"}, {"on", "off"}]
 _ID_NAME = re.compile(r"(?:^|[^a-z])(?:id|ids|uuid|guid|key|index|idx)(?:$|[^a-z])", re.IGNORECASE)
@@ -109,27 +109,6 @@ def _read_pandas(path: Path) -> pd.DataFrame:
         raise InputFileError(
             f"{path} is not UTF-8 text (invalid byte at position {e.start})", hint="re-save the file as UTF-8 CSV"
         ) from e
-
-
-def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
-    """``df.duplicated()`` as a bool array, without factorizing every column of every row.
-
-    Rows are hashed a few columns at a time, and each round hashes only the rows that still might repeat: two equal
-    rows are equal in every column, so a row whose hash over some columns is unique cannot be a duplicate. With
-    one high-cardinality column among the first few, the first round leaves almost nothing. The survivors are then
-    compared exactly, so a hash collision can never drop a row that is not a real duplicate.
-    """
-    maybe = np.arange(len(df))
-    for start in range(0, len(df.columns), DUPLICATE_ROUND_COLUMNS):
-        if len(maybe) == 0:
-            break
-        part = df.iloc[maybe, start : start + DUPLICATE_ROUND_COLUMNS]
-        hashes = pd.util.hash_pandas_object(part, index=False).to_numpy()
-        maybe = maybe[pd.Series(hashes).duplicated(keep=False).to_numpy()]
-    out = np.zeros(len(df), dtype=bool)
-    if len(maybe):
-        out[maybe] = df.iloc[maybe].duplicated().to_numpy()  # earlier rows of a group are among the candidates too
-    return out
 
 
 def unknown_column_error(name: str, columns: list[str], what: str = "column") -> DataError:
@@ -280,11 +259,6 @@ def iqr_fences(values: pd.Series, factor: float = 1.5) -> tuple[float, float]:
     return _fences(q1, q3, factor)
 
 
-def _fences(q1: float, q3: float, factor: float = 1.5) -> tuple[float, float]:
-    iqr = q3 - q1
-    return q1 - factor * iqr, q3 + factor * iqr
-
-
 def looks_continuous(series: pd.Series) -> bool:
     """A numeric column with more than 20 distinct values that are more than 5% of its values: a regression target."""
     values = series.dropna()
@@ -342,79 +316,6 @@ class DataProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": "tabular", **to_jsonable(self)}
-
-
-def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] | None]]:
-    """``{column: (distinct, numeric summary)}`` for the number columns, computed on two threads.
-
-    numpy's sort releases the GIL, so columns are summarized in parallel; the figures are pandas'
-    (exact distinct count; quantiles exact with linear interpolation, as ``Series.quantile``; sample std). A column
-    with an infinite value is left to the pandas path (``to_numbers`` turns infinities into missing values).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    names = [
-        c
-        for c in df.columns
-        if pd.api.types.is_numeric_dtype(df[c].dtype) and not pd.api.types.is_bool_dtype(df[c].dtype)
-    ]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(
-            zip(names, pool.map(lambda c: _numeric_summary(df[c].to_numpy(dtype=float)), names), strict=True)
-        )
-    return {c: r for c, r in results.items() if r is not None}
-
-
-def distinct_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:
-    """``{column: df[column].nunique()}``, counted on two threads (numpy's sort and pyarrow's hash kernels release
-    the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(names, pool.map(lambda c: _distinct(df[c]), names), strict=True))
-
-
-def _distinct(series: pd.Series) -> int:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pd.api.types.is_object_dtype(series.dtype):  # mixed Python objects: pandas' own equality rules
-        return int(series.nunique())
-    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        # Steps of the sorted values: ~10× faster than hashing a million floats (see _numeric_summary)
-        ordered = np.sort(series.to_numpy(dtype=float))
-        ordered = ordered[: len(ordered) - int(np.count_nonzero(np.isnan(ordered)))]  # NaN sorts last; nunique skips it
-        return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if len(ordered) else 0
-    else:
-        arr = pa.array(series, from_pandas=True)
-    return int(pc.count_distinct(arr, mode="only_valid").as_py())
-
-
-def _numeric_summary(values: np.ndarray) -> tuple[int, dict[str, Any] | None] | None:
-    """One sort of the column gives every figure: distinct values are the steps of the sorted array, quantiles are
-    positions in it (numpy's linear interpolation, as ``Series.quantile``), outliers two binary searches. A sort is
-    ~7 ms per million floats here; pyarrow's hash-based ``count_distinct`` alone took ~160 ms."""
-    if np.isinf(values).any():
-        return None
-    ordered = np.sort(values)  # NaN sorts last: pandas skips missing values in every figure below
-    n = len(ordered) - int(np.count_nonzero(np.isnan(ordered)))
-    ordered = ordered[:n]
-    if n == 0:
-        return 0, None
-    distinct = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
-    q1, median, q3 = (float(q) for q in np.quantile(ordered, [0.25, 0.5, 0.75], method="linear"))
-    low, high = _fences(q1, q3)
-    outside = int(np.searchsorted(ordered, low, side="left")) + n - int(np.searchsorted(ordered, high, side="right"))
-    return distinct, {
-        "min": float(ordered[0]),
-        "max": float(ordered[-1]),
-        "mean": float(ordered.mean()),
-        "std": float(ordered.std(ddof=1)) if n > 1 else 0.0,  # sample std (ddof=1)
-        "q1": q1,
-        "median": median,
-        "q3": q3,
-        "outliers": outside,
-    }
 
 
 def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] | None = None) -> dict[str, Any]:

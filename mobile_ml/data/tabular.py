@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mobile_ml.data.column_stats import distinct_counts, duplicate_rows
 from mobile_ml.data.encoding import Encoder, convert, fit_column
 from mobile_ml.data.parquet import BATCH_ROWS, SplitWriter
 from mobile_ml.data.profile import (
     classify_column,
-    distinct_counts,
-    duplicate_rows,
     iqr_fences,
     label_strings,
     looks_continuous,
