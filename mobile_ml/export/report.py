@@ -170,7 +170,7 @@ def write_csv(result: ExportResult, path: Path) -> None:
 
 def plot(result: ExportResult, path: Path) -> None:
     """Accuracy against file size, one point per variant, with the Keras accuracy and the budget as lines."""
-    from mobile_ml.plotting import label_points, plain_log_ticks, pyplot
+    from mobile_ml.plotting import pyplot
 
     plt = pyplot()
     if result.keras is None:
@@ -189,46 +189,46 @@ def plot(result: ExportResult, path: Path) -> None:
         alpha=0.08,
         label=f"within budget (−{result.options.max_accuracy_drop:g} pt)",
     )
-    for v, acc in zip(shown, accs, strict=True):
-        color = "tab:green" if v.passed else "tab:red"
-        star = v.variant == result.recommended
-        ax.scatter(v.bytes / 1024, acc, s=180 if star else 50, color=color, marker="*" if star else "o", zorder=3)
-    label_points(ax, [(v.bytes / 1024, acc, v.variant) for v, acc in zip(shown, accs, strict=True)], y_close=margin)
+    _points(ax, result, shown, accs, y_close=margin)
     ax.set_ylim(min(accs + [floor]) - margin, max(accs + [keras_acc]) + 3 * margin)
-    ax.set_xlabel("model file size (KiB)")
     ax.set_ylabel("test accuracy, LiteRT (%)")
-    ax.set_xscale("log")
-    ax.margins(x=0.12)
-    plain_log_ticks(ax.xaxis)
-    ax.set_title("Exported variants: accuracy vs size (★ recommended)")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "Exported variants: accuracy vs size (★ recommended)", "lower right")
 
 
 def _plot_regression(result: ExportResult, path: Path, plt) -> None:
     """Mean |Δ| against Keras by file size, with the --max-error budget as a line."""
-    from mobile_ml.plotting import label_points, plain_log_ticks
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     shown = sorted((v for v in result.variants if v.regression), key=lambda v: v.bytes)
     errs = [v.regression.mae for v in shown if v.regression]
     budget = result.options.max_error or 0.0
     ax.axhline(budget, color="tab:red", lw=1, ls="--", label=f"--max-error {budget:g}")
-    for v, err in zip(shown, errs, strict=True):
+    _points(ax, result, shown, errs, y_close=budget / 10)
+    ax.set_ylabel("mean |Δ| against Keras (target units)")
+    _finish(plt, fig, ax, path, "Exported variants: error vs size (★ recommended)", "upper right")
+
+
+def _points(ax, result: ExportResult, shown: list, ys: list[float], *, y_close: float) -> None:
+    """One labelled point per variant at (file size, y): green passed, red failed, a star for the recommended."""
+    from mobile_ml.plotting import label_points
+
+    for v, y in zip(shown, ys, strict=True):
         star = v.variant == result.recommended
         color = "tab:green" if v.passed else "tab:red"
-        ax.scatter(v.bytes / 1024, err, s=180 if star else 50, color=color, marker="*" if star else "o", zorder=3)
-    label_points(ax, [(v.bytes / 1024, e, v.variant) for v, e in zip(shown, errs, strict=True)], y_close=budget / 10)
+        ax.scatter(v.bytes / 1024, y, s=180 if star else 50, color=color, marker="*" if star else "o", zorder=3)
+    label_points(ax, [(v.bytes / 1024, y, v.variant) for v, y in zip(shown, ys, strict=True)], y_close=y_close)
+
+
+def _finish(plt, fig, ax, path: Path, title: str, legend: str) -> None:
+    """The axes both plots share (file size on a log scale), then the PNG."""
+    from mobile_ml.plotting import plain_log_ticks
+
     ax.set_xlabel("model file size (KiB)")
-    ax.set_ylabel("mean |Δ| against Keras (target units)")
     ax.set_xscale("log")
     ax.margins(x=0.12)
     plain_log_ticks(ax.xaxis)
-    ax.set_title("Exported variants: error vs size (★ recommended)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title)
+    ax.legend(loc=legend, fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path)
