@@ -134,3 +134,21 @@ def test_prepare_streaming_many_blocks_gives_the_splits_of_one_block(tmp_path, m
             pd.read_parquet(tmp_path / "many" / many.files[s]),
             check_exact=True,
         )
+
+
+@pytest.mark.parametrize("stray", [False, True], ids=["segments", "stray-quote-fallback"])
+def test_the_sha256_is_the_files_whether_hashed_while_parsing_or_beside_a_fallback(tmp_path, monkeypatch, stray):
+    import hashlib
+
+    path = tmp_path / "h.csv"
+    # a stray quote (row 900) sends the file to the streaming reader after the segment reader hashed part of it
+    rows = [f'{i},"v{i % 7}",{"ab" + chr(34) + "c" if stray and i == 900 else "x"}' for i in range(2000)]
+    path.write_text("n,s,t\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(csv_reader, "SEGMENT_BYTES", 1024)  # many segments
+    streamed: list[int] = []
+    streaming = csv_reader._read_streaming
+    monkeypatch.setattr(csv_reader, "_read_streaming", lambda *a: streamed.append(1) or streaming(*a))
+    df, sha = read_csv(path)
+    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert bool(streamed) == stray
+    _same_frames(df, _pandas_frame(path))

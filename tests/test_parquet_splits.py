@@ -48,7 +48,7 @@ def test_splits_are_parquet_with_the_schema_data_json_implies(prepared):
     for s in SPLITS:
         schema = pq.read_schema(out / spec.files[s])
         assert schema.names == spec.features + [LABEL_COLUMN]
-        assert all(t == pa.float64() for t in schema.types[:-1]) and schema.types[-1] == pa.int64()
+        assert all(t == pa.float32() for t in schema.types[:-1]) and schema.types[-1] == pa.int64()
         x, y = load_split(out, spec, s)
         frame = pd.read_parquet(out / spec.files[s])
         assert x.dtype == np.float32 and y.dtype == np.int64 and len(y) == spec.counts[s]
@@ -96,12 +96,12 @@ def _rewrite(path, change):
     ("change", "named"),
     [
         (lambda t: t.rename_columns([*t.column_names[:1], "renamed", *t.column_names[2:]]), "renamed"),
-        (lambda t: t.set_column(0, t.field(0).name, pa.compute.cast(t.column(0), pa.float32())), "big"),
+        (lambda t: t.set_column(0, t.field(0).name, pa.compute.cast(t.column(0), pa.float64())), "big"),
         (lambda t: t.select([1, 0, *range(2, t.num_columns)]), "small"),
         (lambda t: t.drop_columns([LABEL_COLUMN]), LABEL_COLUMN),
         (lambda t: t.append_column("extra", pa.array(np.zeros(t.num_rows))), "extra"),
     ],
-    ids=["renamed", "float32", "reordered", "missing-label", "extra"],
+    ids=["renamed", "one-float64-column", "reordered", "missing-label", "extra"],
 )
 def test_a_split_whose_schema_differs_from_data_json_is_refused_naming_the_column(prepared, change, named):
     _, out, spec = prepared
@@ -109,6 +109,20 @@ def test_a_split_whose_schema_differs_from_data_json_is_refused_naming_the_colum
     with pytest.raises(DataError, match=f"'{named}'"):
         load_split(out, spec, "test")
     load_split(out, spec, "train")  # the others are untouched
+
+
+def test_float64_splits_written_before_float32_still_read_as_the_same_float32_values(prepared):
+    _, out, spec = prepared
+    for s in SPLITS:
+        x_new, y_new = load_split(out, spec, s)
+        _rewrite(out / spec.files[s], lambda t: t.cast(tabular_schema_float64(t)))
+        assert all(t == pa.float64() for t in pq.read_schema(out / spec.files[s]).types[:-1])
+        x_old, y_old = load_split(out, spec, s)
+        assert x_old.dtype == np.float32 and np.array_equal(x_old, x_new) and np.array_equal(y_old, y_new)
+
+
+def tabular_schema_float64(t):
+    return pa.schema([pa.field(f.name, pa.float64() if f.name != LABEL_COLUMN else f.type) for f in t.schema])
 
 
 def test_schema_mismatch_exits_2_at_the_cli_naming_the_column(prepared, tmp_path):
@@ -138,7 +152,7 @@ def test_prepare_is_the_same_whatever_the_batch_size(tmp_path, monkeypatch):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     np.testing.assert_allclose(batched.normalization.mean, whole.normalization.mean, rtol=1e-12)
     np.testing.assert_allclose(batched.normalization.std, whole.normalization.std, rtol=1e-12)
-    x = pd.read_parquet(tmp_path / "whole" / "train.parquet")[whole.features].to_numpy()
+    x = pd.read_parquet(tmp_path / "whole" / "train.parquet")[whole.features].to_numpy(dtype=np.float64)
     std = x.std(axis=0)
     std[std == 0] = 1
     np.testing.assert_allclose(batched.normalization.std, std, rtol=1e-12)  # the pairwise merge is exact

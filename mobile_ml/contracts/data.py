@@ -44,7 +44,8 @@ class SplitFormat(str, enum.Enum):
     """How tabular split files are stored; image splits are always ``.npz``."""
 
     CSV = "csv"  # data directories prepared before Parquet; data.json without ``split_format`` means this
-    PARQUET = "parquet"  # float64 feature columns in ``features`` order, then int64 ``__label__``
+    # float32 feature columns (float64 in files written before 2026-12) in ``features`` order, then int64 ``__label__``
+    PARQUET = "parquet"
 
     def __str__(self) -> str:
         return self.value

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,9 +60,20 @@ class NeedsPandas(Exception):
 
 
 def read_arrow(path: Path, columns_as_text: list[str] | None = None) -> pa.Table:
-    """The CSV as a pyarrow Table typed like pandas would type it, or NeedsPandas.
+    """The CSV as a pyarrow Table typed like pandas would type it, or NeedsPandas."""
+    return _read(path, columns_as_text, None)
 
-    The file is cut at row boundaries into segments of about ``SEGMENT_BYTES``, parsed on two threads (see
+
+def read_hashed(path: Path) -> tuple[pa.Table, str]:
+    """``read_arrow`` and the file's sha256, hashed from the very bytes the parser reads when it can (a second pass
+    over a 400 MB file cost ~0.2 s of a core), else in a thread beside the fallback read."""
+    digest = _Digest(path)
+    table = _read(path, None, digest)
+    return table, digest.hexdigest()
+
+
+def _read(path: Path, columns_as_text: list[str] | None, digest: _Digest | None) -> pa.Table:
+    """The file is cut at row boundaries into segments of about ``SEGMENT_BYTES``, parsed on two threads (see
     ``_read_segments``): pyarrow's one-shot ``read_csv`` holds the whole file and its parsed form at once, about 3×
     the table, and its streaming reader parses on one core only. Later segments take the first segment's column
     types; a segment that does not fit them (a number column with a word further down) makes the whole file be
@@ -74,27 +86,36 @@ def read_arrow(path: Path, columns_as_text: list[str] | None = None) -> pa.Table
     options = _options(columns_as_text)
     try:
         try:
-            table = _read_segments(path, columns_as_text)
+            table = _read_segments(path, columns_as_text, digest)
         except _Unsegmentable:  # quotes that are not where RFC 4180 puts them: pyarrow's own quote-aware chunking
+            _restart(digest)
             table = _read_streaming(path, *options)
         except (pa.ArrowInvalid, _Inconsistent):
+            _restart(digest)
             table = pacsv.read_csv(str(path), *options)
     except pa.ArrowInvalid as e:  # short or long rows, an unclosed quote: pandas' own handling and messages
         raise NeedsPandas(str(e)) from e
     except _Retype as e:  # a date column whose first values were all missing: read it as text, like the others
-        return read_arrow(path, [*(columns_as_text or []), *e.names])
+        _restart(digest)
+        return _read(path, [*(columns_as_text or []), *e.names], digest)
     names = table.column_names
     if len(set(names)) < len(names) or "" in names:
         raise NeedsPandas("repeated or empty column names")
     temporal = [f.name for f in table.schema if pa.types.is_temporal(f.type)]
     if temporal and not columns_as_text:
-        return read_arrow(path, temporal)
+        _restart(digest)
+        return _read(path, temporal, digest)
     if any(pa.types.is_binary(f.type) for f in table.schema):  # pyarrow's answer to bytes that are not UTF-8
         raise NeedsPandas("not UTF-8")
     for i, f in enumerate(table.schema):
         if pa.types.is_null(f.type):
             table = table.set_column(i, f.name, table.column(i).cast(pa.float64()))
     return table
+
+
+def _restart(digest: _Digest | None) -> None:
+    if digest is not None:
+        digest.hash_file()
 
 
 @functools.cache
@@ -149,13 +170,14 @@ class _Retype(Exception):
         self.names = names
 
 
-def _read_segments(path: Path, columns_as_text: list[str] | None) -> pa.Table:
+def _read_segments(path: Path, columns_as_text: list[str] | None, digest: _Digest | None) -> pa.Table:
     """Parse the file a segment at a time, two segments at once (pyarrow releases the GIL while parsing).
 
     The first segment carries the header and is typed by inference; the others are read with its column names and
     types, so every segment yields the same schema. A column with no value in the first segment is typed per
     segment and merged at the end (``_unify``). At most two segments are in flight, which bounds memory to the
-    table plus a few segments.
+    table plus a few segments. Each worker also checks its segment's quotes (``_check_quotes``), which the cut
+    relied on.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -163,11 +185,13 @@ def _read_segments(path: Path, columns_as_text: list[str] | None) -> pa.Table:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    def parse_one(data: bytes, options) -> pa.Table:
-        return pacsv.read_csv(pa.py_buffer(data), *options)
+    def parse_one(segment: _Segment, options) -> pa.Table:
+        if segment.cut:
+            _check_quotes(segment.data, segment.first)
+        return pacsv.read_csv(pa.py_buffer(segment.data), *options)
 
-    segments = _segments(path)
-    first = parse_one(next(segments, b""), _options(columns_as_text))
+    segments = _segments(path, digest)
+    first = parse_one(next(segments, _Segment(memoryview(b""), False, True)), _options(columns_as_text))
     temporal = [f.name for f in first.schema if pa.types.is_temporal(f.type)]
     if temporal and not columns_as_text:
         raise _Retype(temporal)  # before parsing the rest with the wrong types
@@ -176,11 +200,13 @@ def _read_segments(path: Path, columns_as_text: list[str] | None) -> pa.Table:
     tables = [first]
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending: deque = deque()
-        for data in segments:
+        for segment in segments:
             if len(pending) == 2:
                 tables.append(pending.popleft().result())
-            pending.append(pool.submit(parse_one, data, later))
+            pending.append(pool.submit(parse_one, segment, later))
         tables.extend(f.result() for f in pending)
+    if digest is not None:
+        digest.complete = True
     return _unify(tables)
 
 
@@ -212,15 +238,24 @@ def _unify(tables: list[pa.Table]) -> pa.Table:
 
 SEGMENT_BYTES = 16 << 20  # bytes per parsing task; two are parsed at once
 _SLOTS = 4  # segment buffers in turn: two being parsed, one being filled, one spare
+_MAX_CARRY = 4  # segments' worth of bytes without a row boundary before the file goes to pyarrow's own lexer
+_BOM = b"\xef\xbb\xbf"
 
 
-def _segments(path: Path):
+@dataclass(frozen=True)
+class _Segment:
+    data: memoryview  # whole rows
+    cut: bool  # it ends where ``_cut`` chose, so its quotes must be checked; the file's last piece needs no check
+    first: bool  # it starts the file (and may start with a BOM)
+
+
+def _segments(path: Path, digest: _Digest | None):
     """The file's bytes in pieces that each end at a row boundary: a newline after an even number of quotes.
 
     Quote parity says where rows end as long as every quote that opens a field stands at the field's start
-    (RFC 4180; a doubled quote inside a quoted field keeps the parity). A quote anywhere else (``ab"c``, which
-    pandas and pyarrow read as a plain character) raises ``_Unsegmentable``, and the file goes to pyarrow's own
-    lexer. Only the pieces before a cut need the check: the last piece is parsed as it is.
+    (RFC 4180; a doubled quote inside a quoted field keeps the parity). ``_check_quotes`` proves that for each
+    piece that was cut; a quote anywhere else (``ab"c``, which pandas and pyarrow read as a plain character) raises
+    ``_Unsegmentable``, and the file goes to pyarrow's own lexer.
 
     Each piece is a view of one of ``_SLOTS`` buffers, read into in turn, so it stays valid while the consumer
     holds at most ``_SLOTS - 2`` earlier pieces (pyarrow copies what it parses). Fresh buffers per piece cost more
@@ -229,7 +264,7 @@ def _segments(path: Path):
     slots = [bytearray(SEGMENT_BYTES) for _ in range(_SLOTS)]
     turn = 0
     carry = b""
-    start = True
+    first = True
     with path.open("rb") as f:
         while True:
             buf = slots[turn]
@@ -238,44 +273,61 @@ def _segments(path: Path):
             buf[: len(carry)] = carry
             view = memoryview(buf)
             n = len(carry) + f.readinto(view[len(carry) : len(carry) + SEGMENT_BYTES])
+            if digest is not None:
+                digest.update(view[len(carry) : n])
             if n == len(carry):  # end of file
                 if carry:
-                    yield view[:n]
+                    yield _Segment(view[:n], False, first)
                 return
-            cut = _row_boundary(buf, n, start)
+            cut = _cut(buf, n)
+            if cut == 0 and n > _MAX_CARRY * SEGMENT_BYTES:
+                # No row ends for megabytes: an odd quote (``12"`` for inches) turned every later newline into
+                # "inside a quoted field". The rest of the file in one buffer would be unbounded memory.
+                raise _Unsegmentable()
             carry = bytes(view[cut:n])  # what follows the cut: part of a row, or all of it when cut is 0
             if cut:
-                yield view[:cut]
+                yield _Segment(view[:cut], True, first)
                 turn = (turn + 1) % _SLOTS
-                start = False
+                first = False
 
 
-_BOM = b"\xef\xbb\xbf"
+_MAX_STEPS = 64  # newlines tried backwards from the end before the positions of every newline are computed
 
 
-def _row_boundary(buf: bytes | bytearray, n: int, at_file_start: bool) -> int:
-    """The length of the longest prefix of ``buf[:n]`` that ends at a row boundary (0: none), checking its quotes."""
+def _cut(buf: bytearray, n: int) -> int:
+    """The length of the longest prefix of ``buf[:n]`` that ends after a newline preceded by an even number of
+    quotes (0: none). Counting is C speed; the newline inside a quoted field is the rare case."""
+    nl = buf.rfind(b"\n", 0, n)
+    quotes = buf.count(b'"', 0, nl) if nl >= 0 else 0
+    for _ in range(_MAX_STEPS):
+        if nl < 0:
+            return 0
+        if quotes % 2 == 0:
+            return nl + 1
+        previous = buf.rfind(b"\n", 0, nl)
+        quotes -= buf.count(b'"', max(previous, 0), nl)
+        nl = previous
+    import numpy as np  # a long multi-line quoted field: every newline's parity at once
+
+    data = np.frombuffer(buf, dtype=np.uint8, count=nl + 1)
+    at = np.flatnonzero(data == 0x22)
+    newlines = np.flatnonzero(data == 0x0A)
+    outside = newlines[np.searchsorted(at, newlines) % 2 == 0]
+    return int(outside[-1]) + 1 if len(outside) else 0
+
+
+def _check_quotes(data: memoryview, at_file_start: bool) -> None:
+    """``_Unsegmentable`` unless every quote that parity calls an opening one stands at a field's start (after the
+    delimiter or a line end) or doubles the quote before it. Then parity is the lexer's own quote state."""
     import numpy as np
 
-    data = np.frombuffer(buf, dtype=np.uint8, count=n)
-    nl = buf.rfind(b"\n", 0, n)
-    if nl < 0:
-        return 0
-    if buf.find(b'"', 0, nl) < 0:
-        return nl + 1  # no quote before the cut: nothing to check
-    quotes = np.flatnonzero(data == 0x22)
-    if np.searchsorted(quotes, nl) % 2:  # that newline is inside a quoted field: the last one outside
-        newlines = np.flatnonzero(data == 0x0A)
-        outside = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
-        if len(outside) == 0:
-            return 0
-        nl = int(outside[-1])
-    opening = quotes[: np.searchsorted(quotes, nl)][0::2]  # quotes that open a field, or the 2nd of a doubled pair
-    skip = len(_BOM) if at_file_start and buf.startswith(_BOM, 0, n) else 0
-    before = data[opening[opening > skip] - 1]
+    raw = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(raw == 0x22)
+    opening = quotes[0::2]
+    skip = len(_BOM) if at_file_start and bytes(data[: len(_BOM)]) == _BOM else 0
+    before = raw[opening[opening > skip] - 1]
     if not _field_start_table()[before].all():
         raise _Unsegmentable()
-    return nl + 1
 
 
 @functools.cache
@@ -301,6 +353,31 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     text = pd.Series(["a"]).dtype  # pandas' own string dtype: Arrow-backed "str" in pandas 3, object before
     mapping = {} if pd.api.types.is_object_dtype(text) else {pa.string(): text, pa.large_string(): text}
     return table.to_pandas(types_mapper=mapping.get, self_destruct=True, split_blocks=True)
+
+
+class _Digest:
+    """The file's sha256: fed by the segment reader as it reads, or, once a fallback reads the file its own way,
+    computed from the file in a thread (``hash_file``)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._sha = hashlib.sha256()
+        self._file: FileHash | None = None
+        self.complete = False  # every byte of the file went through update()
+
+    def update(self, data: memoryview) -> None:
+        self._sha.update(data)
+
+    def hash_file(self) -> None:
+        if self._file is None:
+            self._file = FileHash(self._path)
+
+    def hexdigest(self) -> str:
+        if self.complete and self._file is None:
+            return self._sha.hexdigest()
+        self.hash_file()
+        assert self._file is not None
+        return self._file.hexdigest()
 
 
 class FileHash:

@@ -1,9 +1,13 @@
 """Tabular split files as Parquet: written batch by batch, checked against ``data.json``, read whole or in batches.
 
-The schema is implied by ``data.json``: one float64 column per encoded feature, in ``features`` order (the model's
+The schema is implied by ``data.json``: one float32 column per encoded feature, in ``features`` order (the model's
 input order), then the int64 label index ``__label__``. A file that disagrees is refused naming the first column that
 differs, before anything trains on it: a reordered or renamed column would otherwise feed the wrong feature to every
 input of the model without any error.
+
+float32 is what the model takes; the files of earlier versions hold float64 features and still read (cast to float32
+as they always were). Writing float32 without column statistics (nothing reads them: splits are read whole, a row
+group at a time) took 0.038 s per 65,536 × 174 batch where float64 with statistics took 0.065 s.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ LABEL_COLUMN = "__label__"  # label index column in tabular split files; cannot 
 BATCH_ROWS = 65_536  # rows encoded, written or read at a time: bounds memory whatever the split's size
 
 
-def split_schema(features: list[str]) -> pa.Schema:
+def split_schema(features: list[str], feature_type: pa.DataType | None = None) -> pa.Schema:
     import pyarrow as pa
 
-    return pa.schema([*(pa.field(f, pa.float64()) for f in features), pa.field(LABEL_COLUMN, pa.int64())])
+    kind = feature_type or pa.float32()
+    return pa.schema([*(pa.field(f, kind) for f in features), pa.field(LABEL_COLUMN, pa.int64())])
 
 
 class SplitWriter:
@@ -47,13 +52,17 @@ class SplitWriter:
         # One row group per written batch: a reader then holds one batch, never the whole split. Snappy: the
         # split is written once per prepare and read every epoch, and decompression speed is what matters. No
         # dictionary pages: they tripled the write time of float columns and the file was no smaller.
-        self._writer = pq.ParquetWriter(str(path), self.schema, compression="snappy", use_dictionary=False)
+        self._writer = pq.ParquetWriter(
+            str(path), self.schema, compression="snappy", use_dictionary=False, write_statistics=False
+        )
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._pending: Future[None] | None = None
 
     def write(self, x: np.ndarray, y: np.ndarray) -> None:
+        import numpy as np
         import pyarrow as pa
 
+        x = x if x.dtype == np.float32 else x.astype(np.float32, order="F")  # a column is then one contiguous run
         columns = [pa.array(x[:, j]) for j in range(x.shape[1])] + [pa.array(y)]
         table = pa.Table.from_arrays(columns, schema=self.schema)
         self._wait()
@@ -95,8 +104,10 @@ def _open(path: Path, spec: DataSpec, split: str):
 
 def check_schema(actual: pa.Schema, spec: DataSpec, where: str) -> None:
     """A DataError naming the first column where ``actual`` differs from the schema ``data.json`` implies."""
+    import pyarrow as pa
+
     expected = split_schema(spec.features)
-    if actual.equals(expected):
+    if actual.equals(expected) or actual.equals(split_schema(spec.features, pa.float64())):  # now, or before
         return
     hint = "the split file does not belong to this data.json; re-run `mobile-ml data prepare`"
     for i, field in enumerate(expected):

@@ -53,17 +53,18 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
     header is an error rather than pandas' silent "first column becomes the index". The file is parsed by pyarrow
     (all cores, typed as pandas would, see ``csv_reader``); a file pyarrow would read differently goes to pandas.
     """
-    from mobile_ml.data.csv_reader import FileHash, NeedsPandas, read_arrow, to_frame
+    from mobile_ml.data.csv_reader import FileHash, NeedsPandas, read_hashed, to_frame
 
     path = Path(path)
     _check_file(path)
     try:
-        digest = FileHash(path)
         try:
-            df = to_frame(read_arrow(path))
+            table, sha = read_hashed(path)
+            df = to_frame(table)
         except NeedsPandas:
+            digest = FileHash(path)
             df = _read_pandas(path)
-        sha = digest.hexdigest()
+            sha = digest.hexdigest()
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
     if len(df) == 0:

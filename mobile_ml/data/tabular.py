@@ -261,7 +261,8 @@ def _write_splits(
     # SplitWriter.write waits for the previous write, so a buffer is never refilled while being written. A fresh
     # 100 MB matrix per batch cost its page faults again every time (~1.5 s of encoding at 1M rows).
     # Column-major: each feature is one contiguous run, which Parquet stores without a copy.
-    buffers = [np.empty((BATCH_ROWS, len(features)), dtype=np.float64, order="F") for _ in range(2)]
+    # float32: what the split files hold and the model takes (see parquet.py); the moments sum in float64.
+    buffers = [np.empty((BATCH_ROWS, len(features)), dtype=np.float32, order="F") for _ in range(2)]
     turn = 0
     for s in SPLITS:
         writer = SplitWriter(out / FILES[s], features)
@@ -300,7 +301,7 @@ class _Moments:
         n_b = len(x)
         if n_b == 0:
             return
-        mean_b = x.mean(axis=0)
+        mean_b = x.mean(axis=0, dtype=np.float64)  # float32 sums would lose the spread of a column near 1e6
         m2_b = np.empty_like(mean_b)
         for j in range(0, x.shape[1], 16):  # 16 features at a time: the temporaries stay a few MB, reused
             m2_b[j : j + 16] = ((x[:, j : j + 16] - mean_b[j : j + 16]) ** 2).sum(axis=0)
