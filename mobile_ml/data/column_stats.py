@@ -33,25 +33,35 @@ def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] | None]]:
-    """``{column: (distinct, numeric summary)}`` for the number columns, computed on two threads.
+def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] | None] | pd.Series]:
+    """``{column: (distinct, numeric summary)}`` for the number columns and ``{column: value counts}`` for the
+    Arrow-backed string columns, computed on two threads.
 
-    numpy's sort releases the GIL, so columns are summarized in parallel; the figures are pandas'
-    (exact distinct count; quantiles exact with linear interpolation, as ``Series.quantile``; sample std). A column
-    with an infinite value is left to the pandas path (``to_numbers`` turns infinities into missing values).
+    numpy's sort and pyarrow's hash kernels release the GIL, so columns are summarized in parallel; the figures are
+    pandas' (exact distinct count; quantiles exact with linear interpolation, as ``Series.quantile``; sample std;
+    ``Series.value_counts``). A number column with an infinite value is left to the pandas path (``to_numbers``
+    turns infinities into missing values).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    names = [
-        c
-        for c in df.columns
-        if pd.api.types.is_numeric_dtype(df[c].dtype) and not pd.api.types.is_bool_dtype(df[c].dtype)
-    ]
+    def figures(c: str):
+        series = df[c]
+        if _is_number(series):
+            return _numeric_summary(series.to_numpy(dtype=float))
+        return series.value_counts(dropna=True)
+
+    names = [c for c in df.columns if _is_number(df[c]) or _is_arrow_string(df[c])]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(
-            zip(names, pool.map(lambda c: _numeric_summary(df[c].to_numpy(dtype=float)), names), strict=True)
-        )
+        results = dict(zip(names, pool.map(figures, names), strict=True))
     return {c: r for c, r in results.items() if r is not None}
+
+
+def _is_number(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
+
+
+def _is_arrow_string(series: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype)
 
 
 def distinct_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:

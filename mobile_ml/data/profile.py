@@ -189,13 +189,15 @@ def classify_column(series: pd.Series, distinct: int | None = None) -> ColumnKin
     ``distinct`` is ``series.nunique()`` when the caller has it already (counting is the slow part on big columns).
     """
     name = str(series.name) if series.name is not None else ""
-    values = series.dropna()
-    n = len(values)
+    n = int(series.count())
     if n == 0:
         return ColumnKind("empty", f"all {len(series)} values are missing")
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         return ColumnKind("datetime", "date/time values")
-    distinct = values.nunique() if distinct is None else distinct
+    distinct = series.nunique() if distinct is None else distinct
+    if distinct > 4 and distinct < n and pd.api.types.is_numeric_dtype(series.dtype):  # the common case, decided
+        return ColumnKind("numeric", f"{distinct} distinct values")  # without copying the column (2 per column)
+    values = series.dropna()
     if distinct <= 1:
         return ColumnKind("constant", f"only one distinct value ({_short(values.iloc[0])})")
     if pd.api.types.is_bool_dtype(series.dtype):
@@ -284,7 +286,7 @@ def label_strings(series: pd.Series) -> pd.Series:
 
 def sorted_labels(labels: pd.Series) -> list[str]:
     """Distinct label strings, by numeric value when they are all numbers (so "2" < "10"), else alphabetically."""
-    distinct = sorted(set(labels.tolist()))
+    distinct = sorted(set(labels.unique().tolist()))  # hashed first: a million-row tolist() took 0.07 s
     numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce")
     if len(distinct) and numbers.notna().all():
         return [d for _, d in sorted(zip(numbers.tolist(), distinct, strict=True))]
@@ -319,12 +321,15 @@ class DataProfile:
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": "tabular", **to_jsonable(self)}
 
 
-def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] | None = None) -> dict[str, Any]:
+def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] | pd.Series | None = None):
     # Counted once: classification and the report both need it. A string column's value counts are its top values
-    # too, so its distinct count comes from them instead of a second pass over every row.
-    strings = pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype)
-    counts = series.value_counts(dropna=True) if strings else None
-    distinct = len(counts) if counts is not None else int(series.nunique()) if fast is None else fast[0]
+    # too, so its distinct count comes from them instead of a second pass over every row. ``fast`` holds what
+    # _numeric_summaries computed on two threads: (distinct, summary) of a number column, or a string column's counts.
+    counts = fast if isinstance(fast, pd.Series) else None
+    if counts is None and pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
+        counts = series.value_counts(dropna=True)
+    summary = fast if isinstance(fast, tuple) else None
+    distinct = len(counts) if counts is not None else int(series.nunique()) if summary is None else summary[0]
     kind = classify_column(series, distinct)
     missing = int(series.isna().sum())
     out: dict[str, Any] = {
@@ -338,8 +343,8 @@ def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] |
         "numeric": None,
         "top_values": None,
     }
-    if kind.kind == "numeric" and fast is not None and pd.api.types.is_numeric_dtype(series.dtype):
-        out["numeric"] = fast[1]
+    if kind.kind == "numeric" and summary is not None and pd.api.types.is_numeric_dtype(series.dtype):
+        out["numeric"] = summary[1]
     elif kind.kind == "numeric":
         values = to_numbers(series).dropna()
         if len(values):
