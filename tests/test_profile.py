@@ -292,3 +292,14 @@ def test_duplicate_rows_match_pandas_across_hashing_rounds():
     expected = df.duplicated().to_numpy()
     assert 0 < expected.sum() < n  # the case has both duplicates and rows that only look like them early on
     assert (duplicate_rows(df) == expected).all()
+
+
+def test_quantiles_read_off_the_sorted_column_are_numpys_to_the_last_bit():
+    from mobile_ml.data.column_stats import _sorted_quantile
+
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 3, 4, 5, 10, 101, 1000, 12345):
+        for _ in range(20):
+            a = np.sort(rng.standard_normal(n) * rng.choice([1e-3, 1.0, 1e6]))
+            for q in (0.25, 0.5, 0.75):
+                assert _sorted_quantile(a, q) == float(np.quantile(a, q)), (n, q)

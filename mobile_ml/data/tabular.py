@@ -228,9 +228,14 @@ def _split(table: _Table, split: SplitOptions, options: TabularOptions) -> dict[
 
 def _fit_columns(table: _Table, train: np.ndarray, options: TabularOptions) -> list[ColumnSpec]:
     """Each planned column's encoding, fitted on the train rows; 7. a column with no train value is dropped."""
+    from concurrent.futures import ThreadPoolExecutor
+
     columns: list[ColumnSpec] = []
-    for name, encoding in table.plan:
-        spec = fit_column(name, encoding, table.values[name].iloc[train], options)
+    # Two threads: a median is a partition of the train values, which numpy runs without the GIL.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fitted = pool.map(lambda c: fit_column(c[0], c[1], table.values[c[0]].iloc[train], options), table.plan)
+        specs = list(fitted)
+    for (name, _), spec in zip(table.plan, specs, strict=True):
         if spec is None:
             table.dropped.append({"name": name, "reason": "every value in the train split is missing"})
         else:
