@@ -208,7 +208,12 @@ def classify_column(series: pd.Series, distinct: int | None = None) -> ColumnKin
             return ColumnKind("boolean", f"two values: {' / '.join(sorted(pair))}")
     if pd.api.types.is_numeric_dtype(series.dtype):
         return _numeric_kind(values.astype(float), name, "", distinct)
+    return _text_kind(values, name, distinct)
 
+
+def _text_kind(values: pd.Series, name: str, distinct: int) -> ColumnKind:
+    """``classify_column``'s rules for text values (``values``: the non-missing ones), from a parsed sample."""
+    n = len(values)
     text = _sample(values).astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     share = float(numbers.notna().mean())
