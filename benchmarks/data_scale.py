@@ -13,7 +13,9 @@ each in its own child process so that peak memory is that command's alone:
   profile    `mobile-ml data profile CSV --target label --json` (wall time of the whole command, imports included)
   prepare    `mobile-ml data prepare CSV --target label --out DIR --force` (the same)
 
-Peak memory is each child's `ru_maxrss` from `os.wait4`. Results go to benchmarks/results/data_scale.json. Targets
+Each command runs `--repeat` times (default 3), interleaved; the tables quote the median time and the median peak,
+and every sample is in the JSON. Peak memory is each child's `ru_maxrss` from `os.wait4`. Results go to
+benchmarks/results/data_scale.json. Targets
 (issue 16): profile ≤ 1.5× read_csv, prepare ≤ 3× read_csv, peak ≤ 2.5× the DataFrame.
 """
 
@@ -24,6 +26,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -105,23 +108,39 @@ def run_child(argv: list[str]) -> dict:
     return {"seconds": seconds, "peak_rss_bytes": peak, "stdout": out}
 
 
-def measure(rows: int, workdir: Path) -> dict:
+def _median(runs: list[dict]) -> dict:
+    """The run with the median wall time (its stdout too), with the median peak memory of all runs."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    middle = dict(ordered[len(ordered) // 2])
+    middle["peak_rss_bytes"] = int(statistics.median(r["peak_rss_bytes"] for r in runs))
+    return middle
+
+
+def measure(rows: int, workdir: Path, repeat: int) -> dict:
     csv = workdir / f"table_{rows}.csv"
     t = time.perf_counter()
     generate(csv, rows)
     gen_s = time.perf_counter() - t
     cli = [sys.executable, "-m", "mobile_ml"]
+    out = workdir / f"prepared_{rows}"
+    commands = {
+        "read_csv": [sys.executable, "-c", READ_CSV, str(csv)],
+        "profile": [*cli, "data", "profile", str(csv), "--target", "label", "--json", "-"],
+        "prepare": [*cli, "data", "prepare", str(csv), "--target", "label", "--out", str(out), "--force"],
+    }
+    samples: dict[str, list[dict]] = {name: [] for name in commands}
     try:
-        base = run_child([sys.executable, "-c", READ_CSV, str(csv)])
-        loaded = json.loads(base["stdout"])
-        profile = run_child([*cli, "data", "profile", str(csv), "--target", "label", "--json", "-"])
-        out = workdir / f"prepared_{rows}"
-        prepare = run_child([*cli, "data", "prepare", str(csv), "--target", "label", "--out", str(out), "--force"])
+        for _ in range(repeat):  # interleaved, so a busy spell on a shared machine slows all three alike
+            for name, argv in commands.items():
+                samples[name].append(run_child(argv))
         prepared_bytes = sum(p.stat().st_size for p in out.iterdir())
     finally:
         csv_bytes = csv.stat().st_size
         csv.unlink(missing_ok=True)
         shutil.rmtree(workdir / f"prepared_{rows}", ignore_errors=True)
+    base, profile, prepare = (_median(samples[name]) for name in commands)
+    loaded = json.loads(base["stdout"])
+    loaded["seconds"] = statistics.median(json.loads(r["stdout"])["seconds"] for r in samples["read_csv"])
     frame = loaded["dataframe_bytes"]
     result = {
         "rows": rows,
@@ -133,6 +152,8 @@ def measure(rows: int, workdir: Path) -> dict:
         "prepared_bytes": prepared_bytes,
     }
     result["read_csv"]["peak_rss_bytes"] = base["peak_rss_bytes"]
+    result["repeat"] = repeat
+    result["samples_seconds"] = {name: [round(r["seconds"], 3) for r in runs] for name, runs in samples.items()}
     for name, r in (("profile", profile), ("prepare", prepare)):
         result[name] = {
             "seconds": round(r["seconds"], 3),
@@ -171,6 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/data_scale"))
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command; medians are reported")
     parser.add_argument("--generate-only", type=Path, help="write the file for --rows[0] to this path and stop")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
@@ -178,7 +200,7 @@ def main() -> None:
         generate(args.generate_only, args.rows[0])
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results = [measure(n, args.workdir) for n in args.rows]
+    results = [measure(n, args.workdir, args.repeat) for n in args.rows]
     doc = {
         "benchmark": "data_scale",
         "seed": SEED,

@@ -87,24 +87,26 @@ def _read(path: Path, columns_as_text: list[str] | None, digest: _Digest | None)
     try:
         try:
             table = _read_segments(path, columns_as_text, digest)
-        except _Unsegmentable:  # quotes that are not where RFC 4180 puts them: pyarrow's own quote-aware chunking
+        except _Unsegmentable:  # rows parity cannot find, or a compressed file: pyarrow's own lexer, on one core
             _restart(digest)
             table = _read_streaming(path, *options)
         except (pa.ArrowInvalid, _Inconsistent):
             _restart(digest)
             table = pacsv.read_csv(str(path), *options)
-    except pa.ArrowInvalid as e:  # short or long rows, an unclosed quote: pandas' own handling and messages
+        names = table.column_names  # decoded here: a header that is not UTF-8 raises UnicodeDecodeError
+    # short or long rows, an unclosed quote, a header that is not UTF-8: pandas' own handling and messages
+    except (pa.ArrowInvalid, UnicodeDecodeError) as e:
         raise NeedsPandas(str(e)) from e
     except _Retype as e:  # a date column whose first values were all missing: read it as text, like the others
         _restart(digest)
         return _read(path, [*(columns_as_text or []), *e.names], digest)
-    names = table.column_names
     if len(set(names)) < len(names) or "" in names:
         raise NeedsPandas("repeated or empty column names")
-    temporal = [f.name for f in table.schema if pa.types.is_temporal(f.type)]
-    if temporal and not columns_as_text:
+    text = columns_as_text or []
+    temporal = [f.name for f in table.schema if pa.types.is_temporal(f.type) and f.name not in text]
+    if temporal:  # dates stay text; after a re-read too, where a fallback can find a column the segments had not
         _restart(digest)
-        return _read(path, temporal, digest)
+        return _read(path, [*text, *temporal], digest)
     if any(pa.types.is_binary(f.type) for f in table.schema):  # pyarrow's answer to bytes that are not UTF-8
         raise NeedsPandas("not UTF-8")
     for i, f in enumerate(table.schema):
@@ -157,7 +159,11 @@ def _read_streaming(path: Path, read, parse, convert) -> pa.Table:
 
 
 class _Unsegmentable(Exception):
-    """A quote outside RFC 4180's places (``ab"c``): quote parity no longer says where rows end."""
+    """Quote parity cannot say where rows end (a stray quote: ``ab"c``), or the file is compressed: its bytes are
+    not rows at all."""
+
+
+_COMPRESSED = (".bz2", ".gz", ".lz4", ".zst")  # what pyarrow's path readers decompress (pandas: all but .lz4)
 
 
 class _Inconsistent(Exception):
@@ -176,38 +182,66 @@ def _read_segments(path: Path, columns_as_text: list[str] | None, digest: _Diges
     The first segment carries the header and is typed by inference; the others are read with its column names and
     types, so every segment yields the same schema. A column with no value in the first segment is typed per
     segment and merged at the end (``_unify``). At most two segments are in flight, which bounds memory to the
-    table plus a few segments. Each worker also checks its segment's quotes (``_check_quotes``), which the cut
-    relied on.
+    table plus a few segments.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
-    def parse_one(segment: _Segment, options) -> pa.Table:
-        if segment.cut:
-            _check_quotes(segment.data, segment.first)
-        return pacsv.read_csv(pa.py_buffer(segment.data), *options)
-
+    if str(path).endswith(_COMPRESSED):
+        raise _Unsegmentable()
     segments = _segments(path, digest)
-    first = parse_one(next(segments, _Segment(memoryview(b""), False, True)), _options(columns_as_text))
+    pieces = iter(segments)
+    first = _parse(next(pieces, _Segment(memoryview(b""), 0, False, True, False)), _options(columns_as_text))
     temporal = [f.name for f in first.schema if pa.types.is_temporal(f.type)]
     if temporal and not columns_as_text:
         raise _Retype(temporal)  # before parsing the rest with the wrong types
+    segments.sentinel = _sentinel(first.num_columns)
     pinned = {f.name: f.type for f in first.schema if not pa.types.is_null(f.type)}
     later = _options(columns_as_text, first.column_names, pinned)
     tables = [first]
     with ThreadPoolExecutor(max_workers=2) as pool:
         pending: deque = deque()
-        for segment in segments:
+        for segment in pieces:
             if len(pending) == 2:
                 tables.append(pending.popleft().result())
-            pending.append(pool.submit(parse_one, segment, later))
+            pending.append(pool.submit(_parse, segment, later))
         tables.extend(f.result() for f in pending)
     if digest is not None:
         digest.complete = True
     return _unify(tables)
+
+
+def _parse(segment: _Segment, options) -> pa.Table:
+    """One segment's table, once its end is proven to be a row end outside quotes.
+
+    A later segment carries a sentinel row of empty quoted fields after its rows (``_sentinel``). If the lexer was
+    outside quotes at the cut, the sentinel is one more row, all missing, and is dropped; if the cut fell inside a
+    quoted field (quote parity fooled by a stray quote), the sentinel became part of that field. So pyarrow's own
+    lexer checks each cut, at the cost of one row. The first segment, parsed before the column count is known, is
+    checked by its quotes' places instead (``_check_quotes``).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if segment.sentinel is False and (segment.cut or segment.open_quote):
+        _check_quotes(segment.data[: segment.rows], segment.first)
+        if segment.open_quote:  # a quoted field runs to the end of the file: pandas' "EOF inside string"
+            raise NeedsPandas("a quoted field is not closed at the end of the file")
+    table = pacsv.read_csv(pa.py_buffer(segment.data), *options)
+    if segment.sentinel:
+        last = table.num_rows - 1
+        if last < 0 or any(c.slice(last).null_count != 1 for c in table.columns):
+            if segment.cut:
+                raise _Unsegmentable()
+            raise NeedsPandas("a quoted field is not closed at the end of the file")
+        table = table.slice(0, last)
+    return table
+
+
+def _sentinel(columns: int) -> bytes:
+    return b",".join([b'""'] * columns) + b"\n"
 
 
 def _unify(tables: list[pa.Table]) -> pa.Table:
@@ -244,51 +278,72 @@ _BOM = b"\xef\xbb\xbf"
 
 @dataclass(frozen=True)
 class _Segment:
-    data: memoryview  # whole rows
-    cut: bool  # it ends where ``_cut`` chose, so its quotes must be checked; the file's last piece needs no check
+    data: memoryview  # what pyarrow parses: whole rows of the file, then the sentinel row when ``sentinel``
+    rows: int  # bytes of ``data`` that are the file's
+    cut: bool  # it ends where ``_cut`` chose (not at the end of the file)
     first: bool  # it starts the file (and may start with a BOM)
+    sentinel: bool
+    open_quote: bool = False  # the file's last piece, without a sentinel, has an odd number of quotes
 
 
-def _segments(path: Path, digest: _Digest | None):
+class _segments:
     """The file's bytes in pieces that each end at a row boundary: a newline after an even number of quotes.
 
     Quote parity says where rows end as long as every quote that opens a field stands at the field's start
-    (RFC 4180; a doubled quote inside a quoted field keeps the parity). ``_check_quotes`` proves that for each
-    piece that was cut; a quote anywhere else (``ab"c``, which pandas and pyarrow read as a plain character) raises
-    ``_Unsegmentable``, and the file goes to pyarrow's own lexer.
+    (RFC 4180; a doubled quote inside a quoted field keeps the parity). ``_parse`` proves each cut. A stray quote
+    (``12"`` for inches) makes every later newline look quoted: after ``_MAX_CARRY`` segments' worth of bytes
+    without a row end the file goes to pyarrow's own lexer, rather than into one buffer without bound.
 
     Each piece is a view of one of ``_SLOTS`` buffers, read into in turn, so it stays valid while the consumer
     holds at most ``_SLOTS - 2`` earlier pieces (pyarrow copies what it parses). Fresh buffers per piece cost more
-    in page faults than the parsing itself on a VM (~1 s per million rows here).
+    in page faults than the parsing itself on a VM (~1 s per million rows here). Once the consumer sets
+    ``sentinel``, every later piece carries it after its rows (written into the slot, not copied).
     """
-    slots = [bytearray(SEGMENT_BYTES) for _ in range(_SLOTS)]
-    turn = 0
-    carry = b""
-    first = True
-    with path.open("rb") as f:
-        while True:
-            buf = slots[turn]
-            if len(buf) < len(carry) + SEGMENT_BYTES:  # a row longer than a segment: this slot grows
-                buf = slots[turn] = bytearray(len(carry) + SEGMENT_BYTES)
-            buf[: len(carry)] = carry
-            view = memoryview(buf)
-            n = len(carry) + f.readinto(view[len(carry) : len(carry) + SEGMENT_BYTES])
-            if digest is not None:
-                digest.update(view[len(carry) : n])
-            if n == len(carry):  # end of file
-                if carry:
-                    yield _Segment(view[:n], False, first)
-                return
-            cut = _cut(buf, n)
-            if cut == 0 and n > _MAX_CARRY * SEGMENT_BYTES:
-                # No row ends for megabytes: an odd quote (``12"`` for inches) turned every later newline into
-                # "inside a quoted field". The rest of the file in one buffer would be unbounded memory.
-                raise _Unsegmentable()
-            carry = bytes(view[cut:n])  # what follows the cut: part of a row, or all of it when cut is 0
-            if cut:
-                yield _Segment(view[:cut], True, first)
-                turn = (turn + 1) % _SLOTS
-                first = False
+
+    def __init__(self, path: Path, digest: _Digest | None = None) -> None:
+        self.path = path
+        self.digest = digest
+        self.sentinel: bytes | None = None
+
+    def __iter__(self):
+        slots = [bytearray(SEGMENT_BYTES) for _ in range(_SLOTS)]
+        turn = 0
+        carry = b""
+        first = True
+        with self.path.open("rb") as f:
+            while True:
+                room = len(carry) + SEGMENT_BYTES + len(self.sentinel or b"") + 1
+                if len(slots[turn]) < room:  # a row longer than a segment, or the sentinel: this slot grows
+                    slots[turn] = bytearray(room)
+                buf = slots[turn]
+                buf[: len(carry)] = carry
+                view = memoryview(buf)
+                n = len(carry) + f.readinto(view[len(carry) : len(carry) + SEGMENT_BYTES])
+                if self.digest is not None:
+                    self.digest.update(view[len(carry) : n])
+                if n == len(carry):  # end of file
+                    if carry:
+                        yield self._piece(buf, n, cut=False, first=first)
+                    return
+                cut = _cut(buf, n)
+                if cut == 0 and n > _MAX_CARRY * SEGMENT_BYTES and buf.find(b"\n", 0, n) >= 0:
+                    raise _Unsegmentable()  # lines, but parity calls them all quoted: a stray quote, most likely
+                carry = bytes(view[cut:n])  # what follows the cut: part of a row, or all of it when cut is 0
+                if cut:
+                    yield self._piece(buf, cut, cut=True, first=first)
+                    turn = (turn + 1) % _SLOTS
+                    first = False
+
+    def _piece(self, buf: bytearray, end: int, *, cut: bool, first: bool) -> _Segment:
+        if self.sentinel is None:
+            odd = not cut and buf.count(b'"', 0, end) % 2 == 1
+            return _Segment(memoryview(buf)[:end], end, cut, first, False, open_quote=odd)
+        rows = end
+        if buf[end - 1 : end] != b"\n":  # the file's last row has no line end: give it one before the sentinel
+            buf[end : end + 1] = b"\n"
+            end += 1
+        buf[end : end + len(self.sentinel)] = self.sentinel
+        return _Segment(memoryview(buf)[: end + len(self.sentinel)], rows, cut, first, True)
 
 
 _MAX_STEPS = 64  # newlines tried backwards from the end before the positions of every newline are computed
@@ -318,7 +373,8 @@ def _cut(buf: bytearray, n: int) -> int:
 
 def _check_quotes(data: memoryview, at_file_start: bool) -> None:
     """``_Unsegmentable`` unless every quote that parity calls an opening one stands at a field's start (after the
-    delimiter or a line end) or doubles the quote before it. Then parity is the lexer's own quote state."""
+    delimiter or a line end) or doubles the quote before it: then parity is the lexer's own quote state, and a cut
+    where it is even is a row end."""
     import numpy as np
 
     raw = np.frombuffer(data, dtype=np.uint8)
