@@ -192,7 +192,10 @@ def _clean(df: pd.DataFrame, target: str, options: TabularOptions) -> _Table:
             "no usable feature columns: every column other than the target was dropped",
             hint="see dropped_columns in data.json; list a column in keep_columns to keep it anyway",
         )
-    values = {name: convert(df[name], encoding) for name, encoding in plan}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # factorizing a text column is pyarrow's, without the GIL
+        values = dict(zip([n for n, _ in plan], pool.map(lambda c: convert(df[c[0]], c[1]), plan), strict=True))
 
     # 4. Optionally drop rows with a missing value instead of imputing.
     missing_rows = 0
