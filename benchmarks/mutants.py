@@ -138,9 +138,30 @@ STAGES: tuple[Mutant, ...] = (
         "stages",
         "the normalization mean is fitted on every split, leaking test data",
         "mobile_ml/data/tabular.py",
-        'if s == "train":\n                    moments.add(x)',
-        "if s in SPLITS:\n                    moments.add(x)",
+        'if s == "train":\n                moments.add(x)',
+        "if s in SPLITS:\n                moments.add(x)",
         ("tests/test_tabular.py::test_normalization_is_train_mean_and_population_std",),
+    ),
+    Mutant(
+        "csv-segment-cut-unchecked",
+        "stages",
+        "a cut that a stray quote put inside a quoted field is accepted (the sentinel row is not checked)",
+        "mobile_ml/data/csv_reader.py",
+        "if last < 0 or any(c.slice(last).null_count != 1 for c in table.columns):",
+        "if False:",
+        (
+            "tests/test_csv_segments.py::"
+            "test_a_cut_that_a_stray_quote_put_inside_a_quoted_field_is_caught_by_the_sentinel_row",
+        ),
+    ),
+    Mutant(
+        "csv-stray-quote-unbounded",
+        "stages",
+        "after a lone stray quote the rest of the file gathers in one buffer instead of going to pyarrow's lexer",
+        "mobile_ml/data/csv_reader.py",
+        'if cut == 0 and n > _MAX_CARRY * SEGMENT_BYTES and buf.find(b"\\n", 0, n) >= 0:',
+        "if False:",
+        ("tests/test_csv_reader.py::test_the_sha256_is_the_files_whether_hashed_while_parsing_or_beside_a_fallback",),
     ),
     Mutant(
         "int8-tables-normalized-inside",
