@@ -413,3 +413,32 @@ def test_no_tensorflow_import():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_number_column_skipped_by_the_sample_is_one_classify_column_calls_numeric():
+    from mobile_ml.data.profile import classify_column
+    from mobile_ml.data.tabular import _surely_numeric
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    columns = {
+        "constant": np.full(n, 3.0),
+        "two": rng.integers(0, 2, n).astype(float),
+        "four": rng.integers(0, 4, n).astype(float),
+        "five": rng.integers(0, 5, n).astype(float),
+        "row_number": np.arange(n, dtype=float),
+        "user_id": rng.permutation(n).astype(float),
+        "distinct_floats": rng.standard_normal(n),
+        "repeats": rng.standard_normal(n).round(1),
+        "mostly_missing": np.where(rng.random(n) < 0.999, np.nan, rng.integers(0, 50, n)),
+        "all_missing": np.full(n, np.nan),
+        "one_repeat": np.r_[np.arange(n - 1), 0.0],  # all distinct but one: an id? no, a repeat
+    }
+    skipped = set()
+    for name, values in columns.items():
+        series = pd.Series(values, name=name)
+        if _surely_numeric(series):
+            skipped.add(name)
+            assert classify_column(series).kind == "numeric", name
+    assert {"five", "repeats"} <= skipped  # the common case is skipped
+    assert not skipped & {"constant", "two", "four", "row_number", "user_id", "distinct_floats", "all_missing"}
