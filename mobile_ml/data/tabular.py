@@ -260,55 +260,41 @@ def _write_splits(
     """6. (continued) Every split encoded with what was fitted on train and written in batches of rows.
 
     Returns the train features' mean and population std (8.: a constant feature gets std 1 so nothing divides by
-    zero) and the imputed values per column. Only a few batches of encoded rows exist at a time: the one-hot matrix
-    is the largest thing the data stage makes (a few hundred float columns per row).
-
-    The three files are written at once, each by its own writer thread, with batches encoded in turn by how far
-    each split has got (``_schedule``): one writer was the bottleneck (0.6 s of Parquet encoding at 1M rows while
-    this thread waited). Train batches stay in row order, so the moments are the same as split by split.
+    zero) and the imputed values per column. Only one batch of encoded rows exists at a time: the one-hot matrix is
+    the largest thing the data stage makes (a few hundred float columns per row).
     """
-    import contextlib
-
     imputed: dict[str, int] = {}
     moments = _Moments(len(features))
     encoders = [Encoder(c, table.values[c.name]) for c in columns]
-    # Two buffers per split, used in turn: its writer thread reads one while the next is encoded into the other,
-    # and SplitWriter.write waits for the previous write, so a buffer is never refilled while being written. A
-    # fresh 50 MB matrix per batch cost its page faults again every time (~1.5 s of encoding at 1M rows).
-    # Column-major: each feature is one contiguous run, which Parquet stores without a copy. float32: what the
-    # split files hold and the model takes (see parquet.py); the moments sum in float64. Validation and test take
-    # half-size batches: three writers' buffers then cost what two full-size ones did, under the read's peak.
-    rows_per = {s: BATCH_ROWS if s == "train" else max(1, BATCH_ROWS // 2) for s in SPLITS}
-    buffers = {s: [np.empty((rows_per[s], len(features)), np.float32, order="F") for _ in range(2)] for s in SPLITS}
-    turn = dict.fromkeys(SPLITS, 0)
-    with contextlib.ExitStack() as stack:
-        writers = {s: SplitWriter(out / FILES[s], features) for s in SPLITS}
-        for w in writers.values():
-            stack.callback(w.close)
-        for s, start in _schedule(index, rows_per):
-            batch = index[s][start : start + rows_per[s]]
-            x = buffers[s][turn[s]][: len(batch)]
-            turn[s] = 1 - turn[s]
-            col = 0
-            for e in encoders:
-                n_imputed = e.encode(batch, x[:, col : col + e.width])
-                col += e.width
-                if n_imputed:
-                    imputed[e.spec.name] = imputed.get(e.spec.name, 0) + n_imputed
-            writers[s].write(x, table.y[batch])
-            if s == "train":
-                moments.add(x)
+    # Two batch buffers, used in turn: the writer thread reads one while the next is encoded into the other, and
+    # SplitWriter.write waits for the previous write, so a buffer is never refilled while being written. A fresh
+    # 100 MB matrix per batch cost its page faults again every time (~1.5 s of encoding at 1M rows).
+    # Column-major: each feature is one contiguous run, which Parquet stores without a copy.
+    # float32: what the split files hold and the model takes (see parquet.py); the moments sum in float64.
+    buffers = [np.empty((BATCH_ROWS, len(features)), dtype=np.float32, order="F") for _ in range(2)]
+    turn = 0
+    for s in SPLITS:
+        writer = SplitWriter(out / FILES[s], features)
+        try:
+            rows = index[s]
+            for start in range(0, len(rows), BATCH_ROWS):
+                batch = rows[start : start + BATCH_ROWS]
+                x = buffers[turn][: len(batch)]
+                turn = 1 - turn
+                col = 0
+                for e in encoders:
+                    n_imputed = e.encode(batch, x[:, col : col + e.width])
+                    col += e.width
+                    if n_imputed:
+                        imputed[e.spec.name] = imputed.get(e.spec.name, 0) + n_imputed
+                writer.write(x, table.y[batch])
+                if s == "train":
+                    moments.add(x)
+        finally:
+            writer.close()
     std = moments.std()
     std[std == 0] = 1.0
     return moments.mean, std, imputed
-
-
-def _schedule(index: dict[str, np.ndarray], rows_per: dict[str, int]) -> list[tuple[str, int]]:
-    """Every ``(split, first row)`` batch, ordered by how far through its split the batch starts, so the three
-    writers are kept busy together; within a split, in row order."""
-    batches = [(s, start) for s in SPLITS for start in range(0, len(index[s]), rows_per[s])]
-    order = {s: i for i, s in enumerate(SPLITS)}
-    return sorted(batches, key=lambda b: (b[1] / max(len(index[b[0]]), 1), order[b[0]], b[1]))
 
 
 class _Moments:
