@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobile_ml.data import csv_reader, profile
+from mobile_ml.data import csv_reader, csv_segments, profile
 from mobile_ml.data.profile import profile_csv, read_csv
 from mobile_ml.data.spec import SPLITS
 from mobile_ml.data.split import SplitOptions
@@ -144,7 +144,7 @@ def test_the_sha256_is_the_files_whether_hashed_while_parsing_or_beside_a_fallba
     # a stray quote (row 900) sends the file to the streaming reader after the segment reader hashed part of it
     rows = [f'{i},"v{i % 7}",{"ab" + chr(34) + "c" if stray and i == 900 else "x"}' for i in range(2000)]
     path.write_text("n,s,t\n" + "\n".join(rows) + "\n")
-    monkeypatch.setattr(csv_reader, "SEGMENT_BYTES", 1024)  # many segments
+    monkeypatch.setattr(csv_segments, "SEGMENT_BYTES", 1024)  # many segments
     streamed: list[int] = []
     streaming = csv_reader._read_streaming
     monkeypatch.setattr(csv_reader, "_read_streaming", lambda *a: streamed.append(1) or streaming(*a))

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from mobile_ml.data import csv_reader, profile
+from mobile_ml.data import csv_reader, csv_segments, profile
 from mobile_ml.errors import InputFileError
 
 SIZES = (64, 200, 1000)  # bytes per segment: a few KB file is dozens, a handful, or one or two segments
@@ -92,7 +92,7 @@ class Reader:
     def read(self, content: bytes, segment_bytes: int, name: str = "t.csv") -> tuple[pd.DataFrame, Route]:
         """The frame read_csv gives at ``segment_bytes`` per segment (asserted equal to pandas'), and its route."""
         path = self.write(content, name)
-        self._monkeypatch.setattr(csv_reader, "SEGMENT_BYTES", segment_bytes)
+        self._monkeypatch.setattr(csv_segments, "SEGMENT_BYTES", segment_bytes)
         self.route = Route()
         df = profile.read_csv(path)[0]
         _same_frames(df, _reference(path))
@@ -146,10 +146,10 @@ def test_segments_are_the_file_cut_only_at_row_ends_outside_quotes(tmp_path, mon
     content, _ = _tricky_file()
     path = tmp_path / "t.csv"
     path.write_bytes(content)
-    monkeypatch.setattr(csv_reader, "_MAX_CARRY", 10**6)  # a quoted field of many tiny segments is legitimate
+    monkeypatch.setattr(csv_segments, "MAX_CARRY", 10**6)  # a quoted field of many tiny segments is legitimate
     for size in (*range(8, 80), *SIZES):
-        monkeypatch.setattr(csv_reader, "SEGMENT_BYTES", size)
-        pieces = [bytes(p.data[: p.rows]) for p in csv_reader._segments(path)]
+        monkeypatch.setattr(csv_segments, "SEGMENT_BYTES", size)
+        pieces = [bytes(p.data[: p.rows]) for p in csv_segments.Segments(path)]
         assert b"".join(pieces) == content, size
         assert all(p.endswith(b"\n") and p.count(b'"') % 2 == 0 for p in pieces), size
 
@@ -193,7 +193,7 @@ def test_text_after_a_closing_quote_keeps_quote_parity_and_the_segmented_path(re
 @pytest.mark.parametrize("tail", ['40,"abc\n41,x,0.5\n', '40,"abc'], ids=["quote-to-the-end", "truncated"])
 def test_a_quote_left_open_at_the_end_of_the_file_gets_pandas_error(reader, monkeypatch, size, tail):
     # pyarrow reads an open quote as one value running to the end of the file; pandas says "EOF inside string"
-    monkeypatch.setattr(csv_reader, "SEGMENT_BYTES", size)
+    monkeypatch.setattr(csv_segments, "SEGMENT_BYTES", size)
     _same_error(reader, ("id,note,x\n" + _rows(40) + tail).encode())
     assert reader.route.pandas == 1 and reader.route.streaming == 0  # (a short last row: one-shot read first)
 
@@ -229,7 +229,7 @@ def test_line_endings_bom_and_blank_lines_read_as_pandas_on_the_segmented_path(r
 def test_a_row_longer_than_a_segment_grows_its_slot(reader, monkeypatch, bound):
     # a quoted field with a line end, longer than `bound` segments: past it, parity looks fooled (a stray quote
     # does the same) and pyarrow's own lexer reads the file
-    monkeypatch.setattr(csv_reader, "_MAX_CARRY", bound)
+    monkeypatch.setattr(csv_segments, "MAX_CARRY", bound)
     long = "x" * 3000
     content = ("id,note,x\n" + _rows(10) + f'10,"{long}\n{long}",0.5\n' + _rows(10, 11)).encode()
     df, route = reader.read(content, 64)
@@ -326,14 +326,14 @@ def test_a_date_column_found_late_is_text_when_a_stray_quote_sends_the_file_to_t
 def test_invalid_utf8_in_a_later_segment_gets_pandas_error(reader, monkeypatch, column):
     rows = [f"{i},word{i},,{i}" for i in range(60)]
     rows[50] = "50,caf\xe9,,1" if column == "note" else "50,word,caf\xe9,1"
-    monkeypatch.setattr(csv_reader, "SEGMENT_BYTES", 200)
+    monkeypatch.setattr(csv_segments, "SEGMENT_BYTES", 200)
     _same_error(reader, ("id,note,late,n\n" + "\n".join(rows) + "\n").encode("latin-1"))
     assert reader.route.pandas == 1 and len(reader.route.pieces) >= 3
 
 
 @pytest.mark.parametrize("stray", [False, True], ids=["segmented", "stray-quote"])
 def test_a_header_that_is_not_utf8_gets_pandas_error(reader, monkeypatch, stray):
-    monkeypatch.setattr(csv_reader, "SEGMENT_BYTES", 64)
+    monkeypatch.setattr(csv_segments, "SEGMENT_BYTES", 64)
     body = _rows(20) + ('20,ab"c,0.5\n21,ab"c,0.5\n' if stray else "")
     _same_error(reader, b"id,caf\xe9,x\n" + body.encode())
     assert reader.route.pandas == 1
@@ -356,7 +356,7 @@ def test_reused_segment_buffers_never_corrupt_values(reader):
     notes = [f"row-{i}-" + "abcdefghij"[i % 10] * (i % 13) for i in range(200)]
     content = ("id,note\n" + "".join(f"{i},{n}\n" for i, n in enumerate(notes))).encode()
     df, route = reader.read(content, 64)
-    assert route.segmented_only and len(route.pieces) >= 3 * csv_reader._SLOTS
+    assert route.segmented_only and len(route.pieces) >= 3 * csv_segments.SLOTS
     assert df["note"].tolist() == notes  # a buffer pyarrow still pointed into would show a later row's bytes
 
 
@@ -365,17 +365,17 @@ def test_a_segment_stays_intact_while_the_two_before_it_are_still_being_parsed(t
     content = ("id,note\n" + "".join(f"{i},value{i}\n" for i in range(300))).encode()
     path = tmp_path / "t.csv"
     path.write_bytes(content)
-    monkeypatch.setattr(csv_reader, "SEGMENT_BYTES", 64)
+    monkeypatch.setattr(csv_segments, "SEGMENT_BYTES", 64)
     held: list[tuple[memoryview, bytes]] = []
     count = 0
-    segments = csv_reader._segments(path)
+    segments = csv_segments.Segments(path)
     for i, piece in enumerate(segments):
         assert all(bytes(p) == copy for p, copy in held), count
         held = [*held[-1:], (piece.data, bytes(piece.data))]
         if i == 0:  # as _read_segments does once it knows the column count: later pieces carry the sentinel
-            segments.sentinel = csv_reader._sentinel(2)
+            segments.sentinel = csv_segments.sentinel(2)
         count += 1
-    assert all(bytes(p) == copy for p, copy in held) and count >= 3 * csv_reader._SLOTS
+    assert all(bytes(p) == copy for p, copy in held) and count >= 3 * csv_segments.SLOTS
 
 
 # ------------------------------------------------------------------------------------------ random files

@@ -20,9 +20,10 @@ import contextlib
 import functools
 import hashlib
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mobile_ml.data.csv_segments import Segment, Segments, Unsegmentable, check_quotes, sentinel
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,7 +88,7 @@ def _read(path: Path, columns_as_text: list[str] | None, digest: _Digest | None)
     try:
         try:
             table = _read_segments(path, columns_as_text, digest)
-        except _Unsegmentable:  # rows parity cannot find, or a compressed file: pyarrow's own lexer, on one core
+        except Unsegmentable:  # rows parity cannot find, or a compressed file: pyarrow's own lexer, on one core
             _restart(digest)
             table = _read_streaming(path, *options)
         except (pa.ArrowInvalid, _Inconsistent):
@@ -165,11 +166,6 @@ def _read_streaming(path: Path, read, parse, convert) -> pa.Table:
         return pa.Table.from_batches(list(r), schema=r.schema)
 
 
-class _Unsegmentable(Exception):
-    """Quote parity cannot say where rows end (a stray quote: ``ab"c``), or the file is compressed: its bytes are
-    not rows at all."""
-
-
 _COMPRESSED = (".bz2", ".gz", ".lz4", ".zst")  # what pyarrow's path readers decompress (pandas: all but .lz4)
 
 
@@ -197,14 +193,14 @@ def _read_segments(path: Path, columns_as_text: list[str] | None, digest: _Diges
     import pyarrow as pa
 
     if str(path).endswith(_COMPRESSED):
-        raise _Unsegmentable()
-    segments = _segments(path, digest)
+        raise Unsegmentable()
+    segments = Segments(path, digest)
     pieces = iter(segments)
-    first = _parse(next(pieces, _Segment(memoryview(b""), 0, False, True, False)), _options(columns_as_text))
+    first = _parse(next(pieces, Segment(memoryview(b""), 0, False, True, False)), _options(columns_as_text))
     temporal = [f.name for f in first.schema if pa.types.is_temporal(f.type)]
     if temporal and not columns_as_text:
         raise _Retype(temporal)  # before parsing the rest with the wrong types
-    segments.sentinel = _sentinel(first.num_columns)
+    segments.sentinel = sentinel(first.num_columns)
     pinned = {f.name: f.type for f in first.schema if not pa.types.is_null(f.type)}
     later = _options(columns_as_text, first.column_names, pinned)
     tables = [first]
@@ -220,7 +216,7 @@ def _read_segments(path: Path, columns_as_text: list[str] | None, digest: _Diges
     return _unify(tables)
 
 
-def _parse(segment: _Segment, options) -> pa.Table:
+def _parse(segment: Segment, options) -> pa.Table:
     """One segment's table, once its end is proven to be a row end outside quotes.
 
     A later segment carries a sentinel row of empty quoted fields after its rows (``_sentinel``). If the lexer was
@@ -233,7 +229,7 @@ def _parse(segment: _Segment, options) -> pa.Table:
     import pyarrow.csv as pacsv
 
     if segment.sentinel is False and (segment.cut or segment.open_quote):
-        _check_quotes(segment.data[: segment.rows], segment.first)
+        check_quotes(segment.data[: segment.rows], segment.first)
         if segment.open_quote:  # a quoted field runs to the end of the file: pandas' "EOF inside string"
             raise NeedsPandas("a quoted field is not closed at the end of the file")
     table = pacsv.read_csv(pa.py_buffer(segment.data), *options)
@@ -241,14 +237,10 @@ def _parse(segment: _Segment, options) -> pa.Table:
         last = table.num_rows - 1
         if last < 0 or any(c.slice(last).null_count != 1 for c in table.columns):
             if segment.cut:
-                raise _Unsegmentable()
+                raise Unsegmentable()
             raise NeedsPandas("a quoted field is not closed at the end of the file")
         table = table.slice(0, last)
     return table
-
-
-def _sentinel(columns: int) -> bytes:
-    return b",".join([b'""'] * columns) + b"\n"
 
 
 def _unify(tables: list[pa.Table]) -> pa.Table:
@@ -275,132 +267,6 @@ def _unify(tables: list[pa.Table]) -> pa.Table:
     if retype:
         raise _Retype(retype)
     return pa.concat_tables([t.cast(schema) if not t.schema.equals(schema) else t for t in tables])
-
-
-SEGMENT_BYTES = 16 << 20  # bytes per parsing task; two are parsed at once
-_SLOTS = 4  # segment buffers in turn: two being parsed, one being filled, one spare
-_MAX_CARRY = 4  # segments' worth of bytes without a row boundary before the file goes to pyarrow's own lexer
-_BOM = b"\xef\xbb\xbf"
-
-
-@dataclass(frozen=True)
-class _Segment:
-    data: memoryview  # what pyarrow parses: whole rows of the file, then the sentinel row when ``sentinel``
-    rows: int  # bytes of ``data`` that are the file's
-    cut: bool  # it ends where ``_cut`` chose (not at the end of the file)
-    first: bool  # it starts the file (and may start with a BOM)
-    sentinel: bool
-    open_quote: bool = False  # the file's last piece, without a sentinel, has an odd number of quotes
-
-
-class _segments:
-    """The file's bytes in pieces that each end at a row boundary: a newline after an even number of quotes.
-
-    Quote parity says where rows end as long as every quote that opens a field stands at the field's start
-    (RFC 4180; a doubled quote inside a quoted field keeps the parity). ``_parse`` proves each cut. A stray quote
-    (``12"`` for inches) makes every later newline look quoted: after ``_MAX_CARRY`` segments' worth of bytes
-    without a row end the file goes to pyarrow's own lexer, rather than into one buffer without bound.
-
-    Each piece is a view of one of ``_SLOTS`` buffers, read into in turn, so it stays valid while the consumer
-    holds at most ``_SLOTS - 2`` earlier pieces (pyarrow copies what it parses). Fresh buffers per piece cost more
-    in page faults than the parsing itself on a VM (~1 s per million rows here). Once the consumer sets
-    ``sentinel``, every later piece carries it after its rows (written into the slot, not copied).
-    """
-
-    def __init__(self, path: Path, digest: _Digest | None = None) -> None:
-        self.path = path
-        self.digest = digest
-        self.sentinel: bytes | None = None
-
-    def __iter__(self):
-        slots = [bytearray(SEGMENT_BYTES) for _ in range(_SLOTS)]
-        turn = 0
-        carry = b""
-        first = True
-        with self.path.open("rb") as f:
-            while True:
-                room = len(carry) + SEGMENT_BYTES + len(self.sentinel or b"") + 1
-                if len(slots[turn]) < room:  # a row longer than a segment, or the sentinel: this slot grows
-                    slots[turn] = bytearray(room)
-                buf = slots[turn]
-                buf[: len(carry)] = carry
-                view = memoryview(buf)
-                n = len(carry) + f.readinto(view[len(carry) : len(carry) + SEGMENT_BYTES])
-                if self.digest is not None:
-                    self.digest.update(view[len(carry) : n])
-                if n == len(carry):  # end of file
-                    if carry:
-                        yield self._piece(buf, n, cut=False, first=first)
-                    return
-                cut = _cut(buf, n)
-                if cut == 0 and n > _MAX_CARRY * SEGMENT_BYTES and buf.find(b"\n", 0, n) >= 0:
-                    raise _Unsegmentable()  # lines, but parity calls them all quoted: a stray quote, most likely
-                carry = bytes(view[cut:n])  # what follows the cut: part of a row, or all of it when cut is 0
-                if cut:
-                    yield self._piece(buf, cut, cut=True, first=first)
-                    turn = (turn + 1) % _SLOTS
-                    first = False
-
-    def _piece(self, buf: bytearray, end: int, *, cut: bool, first: bool) -> _Segment:
-        if self.sentinel is None:
-            odd = not cut and buf.count(b'"', 0, end) % 2 == 1
-            return _Segment(memoryview(buf)[:end], end, cut, first, False, open_quote=odd)
-        rows = end
-        if buf[end - 1 : end] != b"\n":  # the file's last row has no line end: give it one before the sentinel
-            buf[end : end + 1] = b"\n"
-            end += 1
-        buf[end : end + len(self.sentinel)] = self.sentinel
-        return _Segment(memoryview(buf)[: end + len(self.sentinel)], rows, cut, first, True)
-
-
-_MAX_STEPS = 64  # newlines tried backwards from the end before the positions of every newline are computed
-
-
-def _cut(buf: bytearray, n: int) -> int:
-    """The length of the longest prefix of ``buf[:n]`` that ends after a newline preceded by an even number of
-    quotes (0: none). Counting is C speed; the newline inside a quoted field is the rare case."""
-    nl = buf.rfind(b"\n", 0, n)
-    quotes = buf.count(b'"', 0, nl) if nl >= 0 else 0
-    for _ in range(_MAX_STEPS):
-        if nl < 0:
-            return 0
-        if quotes % 2 == 0:
-            return nl + 1
-        previous = buf.rfind(b"\n", 0, nl)
-        quotes -= buf.count(b'"', max(previous, 0), nl)
-        nl = previous
-    import numpy as np  # a long multi-line quoted field: every newline's parity at once
-
-    data = np.frombuffer(buf, dtype=np.uint8, count=nl + 1)
-    at = np.flatnonzero(data == 0x22)
-    newlines = np.flatnonzero(data == 0x0A)
-    outside = newlines[np.searchsorted(at, newlines) % 2 == 0]
-    return int(outside[-1]) + 1 if len(outside) else 0
-
-
-def _check_quotes(data: memoryview, at_file_start: bool) -> None:
-    """``_Unsegmentable`` unless every quote that parity calls an opening one stands at a field's start (after the
-    delimiter or a line end) or doubles the quote before it: then parity is the lexer's own quote state, and a cut
-    where it is even is a row end."""
-    import numpy as np
-
-    raw = np.frombuffer(data, dtype=np.uint8)
-    quotes = np.flatnonzero(raw == 0x22)
-    opening = quotes[0::2]
-    skip = len(_BOM) if at_file_start and bytes(data[: len(_BOM)]) == _BOM else 0
-    before = raw[opening[opening > skip] - 1]
-    if not _field_start_table()[before].all():
-        raise _Unsegmentable()
-
-
-@functools.cache
-def _field_start_table():
-    """Bytes after which a quote opens a field: the delimiter, a line end, or the quote it doubles."""
-    import numpy as np
-
-    table = np.zeros(256, dtype=bool)
-    table[[ord(","), ord("\n"), ord("\r"), ord('"')]] = True
-    return table
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
