@@ -137,7 +137,7 @@ STAGES: tuple[Mutant, ...] = (
         "normalize-with-all-rows",
         "stages",
         "the normalization mean is fitted on every split, leaking test data",
-        "mobile_ml/data/tabular.py",
+        "mobile_ml/data/encoding.py",
         'if s == "train":\n                    moments.add(x)',
         "if s in SPLITS:\n                    moments.add(x)",
         ("tests/test_tabular.py::test_normalization_is_train_mean_and_population_std",),

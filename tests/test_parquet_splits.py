@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mobile_ml.contracts import write_document
-from mobile_ml.data import tabular
+from mobile_ml.data import encoding
 from mobile_ml.data.prepare import prepare
 from mobile_ml.data.spec import LABEL_COLUMN, SPLITS, SplitFormat, load_spec, load_split
 from mobile_ml.errors import DataError
@@ -142,7 +142,7 @@ def test_prepare_is_the_same_whatever_the_batch_size(tmp_path, monkeypatch):
     csv = tmp_path / "t.csv"
     table(500).to_csv(csv, index=False)
     whole = prepare(csv, tmp_path / "whole", target="y")
-    monkeypatch.setattr(tabular, "BATCH_ROWS", 7)
+    monkeypatch.setattr(encoding, "BATCH_ROWS", 7)
     batched = prepare(csv, tmp_path / "batched", target="y")
     assert pq.ParquetFile(tmp_path / "batched" / "train.parquet").num_row_groups > 1
     assert batched.counts == whole.counts and batched.columns == whole.columns
@@ -166,7 +166,7 @@ def test_training_streams_the_train_split_in_row_group_windows(tmp_path, monkeyp
 
     csv = tmp_path / "t.csv"
     table(600).to_csv(csv, index=False)
-    monkeypatch.setattr(tabular, "BATCH_ROWS", 50)  # 8 row groups of train
+    monkeypatch.setattr(encoding, "BATCH_ROWS", 50)  # 8 row groups of train
     spec = prepare(csv, tmp_path / "data", target="y")
     stream = train_input(tmp_path / "data", spec)
     assert isinstance(stream, StreamedSplit)

@@ -235,13 +235,13 @@ def test_out_cannot_be_the_champion_run_and_budget_and_seed_are_checked(champion
 
 
 def _table_data(tmp_path, monkeypatch, n=600):
-    from mobile_ml.data import tabular
+    from mobile_ml.data import encoding
     from mobile_ml.data.prepare import prepare
     from tests.test_parquet_splits import table
 
     csv = tmp_path / "t.csv"
     table(n).to_csv(csv, index=False)
-    monkeypatch.setattr(tabular, "BATCH_ROWS", 50)  # several row groups of train
+    monkeypatch.setattr(encoding, "BATCH_ROWS", 50)  # several row groups of train
     return prepare(csv, tmp_path / "data", target="y")
 
 

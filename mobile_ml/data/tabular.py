@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mobile_ml.data.column_stats import distinct_counts, duplicate_rows
-from mobile_ml.data.encoding import Encoder, convert, fit_column
-from mobile_ml.data.parquet import BATCH_ROWS, SplitWriter
+from mobile_ml.data.encoding import convert, encode_splits, fit_column
 from mobile_ml.data.profile import (
     ColumnKind,
     classify_column,
@@ -126,7 +125,7 @@ def prepare_tabular(path: str | Path, target: str, options: TabularOptions, spli
     columns = _fit_columns(table, index["train"], options)  # 6.-7.
     features = [f for c in columns for f in c.features]
     # 8.-9. Encode, write and (train) accumulate the normalization a batch of rows at a time.
-    mean, std, imputed = _write_splits(table, columns, index, features, out)
+    mean, std, imputed = encode_splits(table.values, table.y, columns, index, {s: out / FILES[s] for s in SPLITS})
     table.values.clear()  # the converted columns are not needed past this point
 
     source = {
@@ -252,76 +251,6 @@ def _fit_columns(table: _Table, train: np.ndarray, options: TabularOptions) -> l
         )
     _check_feature_names(features)
     return columns
-
-
-def _write_splits(
-    table: _Table, columns: list[ColumnSpec], index: dict[str, np.ndarray], features: list[str], out: Path
-) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """6. (continued) Every split encoded with what was fitted on train and written in batches of rows.
-
-    Returns the train features' mean and population std (8.: a constant feature gets std 1 so nothing divides by
-    zero) and the imputed values per column. Only one batch of encoded rows exists at a time: the one-hot matrix is
-    the largest thing the data stage makes (a few hundred float columns per row).
-    """
-    imputed: dict[str, int] = {}
-    moments = _Moments(len(features))
-    encoders = [Encoder(c, table.values[c.name]) for c in columns]
-    # Two batch buffers, used in turn: the writer thread reads one while the next is encoded into the other, and
-    # SplitWriter.write waits for the previous write, so a buffer is never refilled while being written. A fresh
-    # 100 MB matrix per batch cost its page faults again every time (~1.5 s of encoding at 1M rows).
-    # Column-major: each feature is one contiguous run, which Parquet stores without a copy.
-    # float32: what the split files hold and the model takes (see parquet.py); the moments sum in float64.
-    buffers = [np.empty((BATCH_ROWS, len(features)), dtype=np.float32, order="F") for _ in range(2)]
-    turn = 0
-    for s in SPLITS:
-        writer = SplitWriter(out / FILES[s], features)
-        try:
-            rows = index[s]
-            for start in range(0, len(rows), BATCH_ROWS):
-                batch = rows[start : start + BATCH_ROWS]
-                x = buffers[turn][: len(batch)]
-                turn = 1 - turn
-                col = 0
-                for e in encoders:
-                    n_imputed = e.encode(batch, x[:, col : col + e.width])
-                    col += e.width
-                    if n_imputed:
-                        imputed[e.spec.name] = imputed.get(e.spec.name, 0) + n_imputed
-                writer.write(x, table.y[batch])
-                if s == "train":
-                    moments.add(x)
-        finally:
-            writer.close()
-    std = moments.std()
-    std[std == 0] = 1.0
-    return moments.mean, std, imputed
-
-
-class _Moments:
-    """Per-feature mean and population variance over batches (Chan et al.'s pairwise merge: no E[x²] − E[x]²
-    cancellation, so a column around 1e6 keeps its small spread)."""
-
-    def __init__(self, width: int) -> None:
-        self.n = 0
-        self.mean = np.zeros(width)
-        self.m2 = np.zeros(width)  # sum of squared deviations from the mean
-
-    def add(self, x: np.ndarray) -> None:
-        n_b = len(x)
-        if n_b == 0:
-            return
-        mean_b = x.mean(axis=0, dtype=np.float64)  # float32 sums would lose the spread of a column near 1e6
-        m2_b = np.empty_like(mean_b)
-        for j in range(0, x.shape[1], 16):  # 16 features at a time: the temporaries stay a few MB, reused
-            m2_b[j : j + 16] = ((x[:, j : j + 16] - mean_b[j : j + 16]) ** 2).sum(axis=0)
-        n = self.n + n_b
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
-        self.n = n
-
-    def std(self) -> np.ndarray:
-        return np.sqrt(self.m2 / self.n)
 
 
 # ---------------------------------------------------------------------------------------------------- checks
