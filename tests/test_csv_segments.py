@@ -446,3 +446,15 @@ def test_a_cut_that_a_stray_quote_put_inside_a_quoted_field_is_caught_by_the_sen
         assert df["note"].tolist()[31] == "first line\nx,y,second line" and route.pandas == 0, size
         fooled += route.streaming
     assert fooled  # some sizes did cut inside the field, and the sentinel sent those to pyarrow's lexer
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["".join(f"{i}\n" for i in range(300)), "".join(f'"v{i}"\n' for i in range(300))],
+    ids=["numbers", "quoted-text"],
+)
+def test_a_one_column_file_keeps_its_sentinel_row_apart_from_empty_lines(reader, body):
+    # one column: the sentinel row is a lone "", which must not read as a blank line (skipped) or as a value
+    for size in (16, 64, 200):
+        df, route = reader.read(("x\n" + body).encode(), size)
+        assert route.segmented_only and len(route.pieces) > 2 and len(df) == 300, size
