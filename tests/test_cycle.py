@@ -139,9 +139,12 @@ def test_drift_retrains_exports_benchmarks_and_publishes_the_winner_at_the_rollo
     x, y, _, _ = load_builtin("digits")
     rows = np.random.default_rng(0).permutation(len(y))[:600]
     _store_samples(tmp_path / "capture", np.roll(x[rows], 2, axis=2), y[rows])  # shifted two pixels, labelled
+    # The budget rule itself is tested in test_retrain.py. Here 3 points: on 269 test images one image is 0.37 of a
+    # point, and TensorFlow's threaded CPU training moved the challenger's original-split score by 3 images from run
+    # to run (a fresh-clone CI run failed at 1.1 points lost against a budget of 1).
     extra = """
 [retrain]
-budget = 1.0
+budget = 3.0
 
 [export]
 variants = ["fp32"]
