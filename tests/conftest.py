@@ -109,3 +109,12 @@ def leftovers(parent):
         for p in parent.iterdir()
         if p.name.startswith(".") and (p.name.endswith(".partial") or p.name.endswith(".tmp") or ".old-" in p.name)
     )
+
+
+def same_frames(a, b) -> None:
+    """Two DataFrames hold the same columns, dtypes, missing values and values (the CSV readers against pandas)."""
+    assert list(a.columns) == list(b.columns)
+    for c in a.columns:
+        assert str(a[c].dtype) == str(b[c].dtype), c
+        assert a[c].isna().tolist() == b[c].isna().tolist(), c
+        assert a[c].dropna().tolist() == b[c].dropna().tolist(), c

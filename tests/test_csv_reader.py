@@ -14,6 +14,7 @@ from mobile_ml.data.profile import profile_csv, read_csv
 from mobile_ml.data.spec import SPLITS
 from mobile_ml.data.split import SplitOptions
 from mobile_ml.data.tabular import TabularOptions, prepare_tabular
+from tests.conftest import same_frames
 
 FIXTURE = Path(__file__).parent / "fixtures" / "scaled-table.csv"
 
@@ -30,19 +31,11 @@ def _pandas_frame(path: Path) -> pd.DataFrame:
     return profile._read_pandas(path)
 
 
-def _same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    assert list(a.columns) == list(b.columns)
-    for c in a.columns:
-        assert str(a[c].dtype) == str(b[c].dtype), c
-        assert a[c].isna().tolist() == b[c].isna().tolist(), c
-        assert a[c].dropna().tolist() == b[c].dropna().tolist(), c
-
-
 def test_arrow_frame_is_what_pandas_read_csv_gives(tmp_path, monkeypatch):
     path = tmp_path / "quirks.csv"
     path.write_text(QUIRKS)
     df, _ = read_csv(path)
-    _same_frames(df, _pandas_frame(path))
+    same_frames(df, _pandas_frame(path))
     assert df["when"].dtype == "str" and df["empty"].dtype == "float64"  # dates stay text; no value → float NaN
     assert df["note"].tolist()[:2] == ['a, quoted "value"', "two\nlines"]
 
@@ -53,7 +46,7 @@ def test_a_column_that_changes_type_past_the_first_block_is_typed_as_pandas_woul
     path.write_text("n,x\n" + "\n".join(rows) + "\n")
     monkeypatch.setattr(csv_reader, "BLOCK_BYTES", 4096)  # many blocks: the streaming reader typed n from block 1
     df, _ = read_csv(path)
-    _same_frames(df, _pandas_frame(path))
+    same_frames(df, _pandas_frame(path))
     assert df["n"].dtype == "str"
 
 
@@ -68,7 +61,7 @@ def test_files_pyarrow_reads_differently_go_through_pandas(tmp_path, content):
     with pytest.raises(csv_reader.NeedsPandas):
         csv_reader.read_arrow(path)
     df, _ = read_csv(path)
-    _same_frames(df, _pandas_frame(path))
+    same_frames(df, _pandas_frame(path))
 
 
 def _close(a, b, where=""):
@@ -151,7 +144,7 @@ def test_the_sha256_is_the_files_whether_hashed_while_parsing_or_beside_a_fallba
     df, sha = read_csv(path)
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
     assert bool(streamed) == stray
-    _same_frames(df, _pandas_frame(path))
+    same_frames(df, _pandas_frame(path))
 
 
 _TABLE = "n,c,y\n" + "".join(f'{i},"c{i % 3}",{"pq"[i % 2]}\n' for i in range(60))

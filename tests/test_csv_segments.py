@@ -19,17 +19,10 @@ import pytest
 
 from mobile_ml.data import csv_reader, csv_segments, profile
 from mobile_ml.errors import InputFileError
+from tests.conftest import same_frames
 
 SIZES = (64, 200, 1000)  # bytes per segment: a few KB file is dozens, a handful, or one or two segments
 _reference = profile._read_pandas  # pandas' own frame, kept before Reader counts calls to it
-
-
-def _same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    assert list(a.columns) == list(b.columns)
-    for c in a.columns:
-        assert str(a[c].dtype) == str(b[c].dtype), c
-        assert a[c].isna().tolist() == b[c].isna().tolist(), c
-        assert a[c].dropna().tolist() == b[c].dropna().tolist(), c
 
 
 @dataclass
@@ -95,7 +88,7 @@ class Reader:
         self._monkeypatch.setattr(csv_segments, "SEGMENT_BYTES", segment_bytes)
         self.route = Route()
         df = profile.read_csv(path)[0]
-        _same_frames(df, _reference(path))
+        same_frames(df, _reference(path))
         return df, self.route
 
 

@@ -98,7 +98,7 @@ def _read(path: Path, columns_as_text: list[str] | None, digest: _Digest | None)
     # short or long rows, an unclosed quote, a header that is not UTF-8: pandas' own handling and messages
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
         raise NeedsPandas(str(e)) from e
-    except _Retype as e:  # a date column whose first values were all missing: read it as text, like the others
+    except _Retype as e:  # date columns in the first segment: read them as text from the start, as pandas would
         _restart(digest)
         return _read(path, [*(columns_as_text or []), *e.names], digest)
     if len(set(names)) < len(names) or "" in names:
@@ -251,21 +251,16 @@ def _unify(tables: list[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     schema = tables[0].schema
-    retype: list[str] = []
     for i, f in enumerate(schema):
         if not pa.types.is_null(f.type):
             continue
         types = {t.schema.field(i).type for t in tables} - {pa.null()}
         if types == {pa.int64(), pa.float64()}:
             types = {pa.float64()}
-        if any(pa.types.is_temporal(t) for t in types):
-            retype.append(f.name)
-        elif len(types) > 1:
+        if len(types) > 1:
             raise _Inconsistent(f.name)
-        elif types:
+        if types:  # dates found here are re-read as text by _read, as every date column is
             schema = schema.set(i, pa.field(f.name, types.pop()))
-    if retype:
-        raise _Retype(retype)
     return pa.concat_tables([t.cast(schema) if not t.schema.equals(schema) else t for t in tables])
 
 
