@@ -106,7 +106,7 @@ def last_row_end(buf: bytearray, n: int) -> int:
     """The length of the longest prefix of ``buf[:n]`` that ends after a newline preceded by an even number of
     quotes (0: none). Counting is C speed; the newline inside a quoted field is the rare case."""
     nl = buf.rfind(b"\n", 0, n)
-    quotes = buf.count(b'"', 0, nl) if nl >= 0 else 0
+    quotes = _count_quotes(buf, nl) if nl >= 0 else 0
     for _ in range(_MAX_STEPS):
         if nl < 0:
             return 0
@@ -122,6 +122,18 @@ def last_row_end(buf: bytearray, n: int) -> int:
     newlines = np.flatnonzero(data == 0x0A)
     outside = newlines[np.searchsorted(at, newlines) % 2 == 0]
     return int(outside[-1]) + 1 if len(outside) else 0
+
+
+_NUMPY_COUNT_BYTES = 1 << 20  # from here numpy counts: 0.06 s per 400 MB against bytes.count's 0.15 s (with the GIL)
+
+
+def _count_quotes(buf: bytearray, end: int) -> int:
+    if end < _NUMPY_COUNT_BYTES:
+        return buf.count(b'"', 0, end)
+    import numpy as np
+
+    data = np.frombuffer(buf, dtype=np.uint8, count=end)
+    return int(np.count_nonzero(data == 0x22))
 
 
 def check_quotes(data: memoryview, at_file_start: bool) -> None:
