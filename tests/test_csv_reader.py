@@ -90,8 +90,8 @@ def test_profile_figures_equal_the_pandas_path(tmp_path, monkeypatch, csv):
     def pandas_only(p):
         raise csv_reader.NeedsPandas("reference")
 
-    monkeypatch.setattr(csv_reader, "read_arrow", pandas_only)
-    monkeypatch.setattr(profile, "_numeric_summaries", lambda df: {})
+    monkeypatch.setattr(csv_reader, "read_hashed", pandas_only)
+    monkeypatch.setattr(profile, "submit_summaries", lambda df, pool: {})
     old = profile_csv(path, target="grade" if csv == "fixture" else "flag").to_dict()
     assert any(c["numeric"] for c in new["column_profiles"])
     _close(new, old)  # counts, distinct values, top values exact; quantiles are exact in both (linear)

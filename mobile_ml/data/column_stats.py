@@ -4,6 +4,7 @@ found without factorizing every column of every row. The figures are exactly pan
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -33,16 +34,16 @@ def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] | None] | pd.Series]:
-    """``{column: (distinct, numeric summary)}`` for the number columns and ``{column: value counts}`` for the
-    Arrow-backed string columns, computed on two threads.
+def submit_summaries(df: pd.DataFrame, pool: Executor) -> dict[str, Future]:
+    """``{column: future}`` of each number column's ``(distinct, numeric summary)`` and each Arrow-backed string
+    column's value counts, string columns first.
 
-    numpy's sort and pyarrow's hash kernels release the GIL, so columns are summarized in parallel; the figures are
-    pandas' (exact distinct count; quantiles exact with linear interpolation, as ``Series.quantile``; sample std;
-    ``Series.value_counts``). A number column with an infinite value is left to the pandas path (``to_numbers``
-    turns infinities into missing values).
+    numpy's sort and pyarrow's hash kernels release the GIL, so the caller's thread can go on with other work
+    (``profile_frame`` finds duplicate rows and describes the string columns meanwhile). The figures are pandas'
+    (exact distinct count; quantiles exact with linear interpolation, as ``Series.quantile``; sample std;
+    ``Series.value_counts``). A number column with an infinite value gives None and is left to the pandas path
+    (``to_numbers`` turns infinities into missing values).
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     def figures(c: str):
         series = df[c]
@@ -50,10 +51,9 @@ def _numeric_summaries(df: pd.DataFrame) -> dict[str, tuple[int, dict[str, Any] 
             return _numeric_summary(series.to_numpy(dtype=float))
         return series.value_counts(dropna=True)
 
-    names = [c for c in df.columns if _is_number(df[c]) or _is_arrow_string(df[c])]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(names, pool.map(figures, names), strict=True))
-    return {c: r for c, r in results.items() if r is not None}
+    text = [c for c in df.columns if _is_arrow_string(df[c])]  # quick, and their classification is Python work
+    numbers = [c for c in df.columns if _is_number(df[c])]
+    return {c: pool.submit(figures, c) for c in [*text, *numbers]}
 
 
 def _is_number(series: pd.Series) -> bool:
