@@ -268,15 +268,16 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     """``table`` as the DataFrame pandas.read_csv would return; ``table`` is consumed.
 
     Strings become pandas' Arrow-backed ``str`` over the same buffers. ``self_destruct`` releases each column's
-    Arrow memory once it is converted and ``split_blocks`` gives each number column its own array instead of one
-    2-D block, so at most one column exists twice (converting a column at a time took 0.9 s at 1M rows; this 0.15 s).
+    Arrow memory once it is converted. The number columns go into one 2-D block, converted on every core: 0.11 s
+    for 40 columns of a million rows, against 0.20 s with ``split_blocks`` (one array per column, converted one after
+    another), for 16 MB more at the peak; a column at a time took 0.9 s.
     """
     import pandas as pd
     import pyarrow as pa
 
     text = pd.Series(["a"]).dtype  # pandas' own string dtype: Arrow-backed "str" in pandas 3, object before
     mapping = {} if pd.api.types.is_object_dtype(text) else {pa.string(): text, pa.large_string(): text}
-    return table.to_pandas(types_mapper=mapping.get, self_destruct=True, split_blocks=True)
+    return table.to_pandas(types_mapper=mapping.get, self_destruct=True)
 
 
 class _Digest:
