@@ -23,7 +23,7 @@ class Unsegmentable(Exception):
     not rows at all."""
 
 
-SEGMENT_BYTES = 16 << 20  # bytes per parsing task; two are parsed at once
+SEGMENT_BYTES = 8 << 20  # bytes per parsing task; two are parsed at once (see csv_reader.BLOCK_BYTES)
 SLOTS = 4  # segment buffers in turn: two being parsed, one being filled, one spare
 MAX_CARRY = 4  # segments' worth of bytes without a row boundary before the file goes to pyarrow's own lexer
 _BOM = b"\xef\xbb\xbf"
