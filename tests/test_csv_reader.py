@@ -31,10 +31,11 @@ def _pandas_frame(path: Path) -> pd.DataFrame:
     return profile._read_pandas(path)
 
 
-def test_arrow_frame_is_what_pandas_read_csv_gives(tmp_path, monkeypatch):
+@pytest.mark.parametrize("whole", [False, True], ids=["split-blocks", "whole"])
+def test_arrow_frame_is_what_pandas_read_csv_gives(tmp_path, monkeypatch, whole):
     path = tmp_path / "quirks.csv"
     path.write_text(QUIRKS)
-    df, _ = read_csv(path)
+    df, _ = read_csv(path, whole=whole)
     same_frames(df, _pandas_frame(path))
     assert df["when"].dtype == "str" and df["empty"].dtype == "float64"  # dates stay text; no value → float NaN
     assert df["note"].tolist()[:2] == ['a, quoted "value"', "two\nlines"]

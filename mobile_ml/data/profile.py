@@ -46,8 +46,9 @@ _DATE_LIKE = re.compile(r"\d{4}|\d{1,2}[/-]\d{1,2}[/-]\d{2}")  # a 4-digit year,
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
-    """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256.
+def read_csv(path: str | Path, *, whole: bool = False) -> tuple[pd.DataFrame, str]:
+    """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256. ``whole``: the caller keeps every
+    column to the end (``csv_reader.to_frame``).
 
     Values such as ``NA``, ``null`` and empty fields are missing (pandas' defaults). A row with more fields than the
     header is an error rather than pandas' silent "first column becomes the index". The file is parsed by pyarrow
@@ -60,7 +61,7 @@ def read_csv(path: str | Path) -> tuple[pd.DataFrame, str]:
     try:
         try:
             table, sha = read_hashed(path)
-            df = to_frame(table)
+            df = to_frame(table, whole=whole)
         except NeedsPandas:
             digest = FileHash(path)
             df = _read_pandas(path)
@@ -448,6 +449,6 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
 
 def profile_csv(path: str | Path, target: str | None = None) -> DataProfile:
     path = Path(path)
-    df, sha = read_csv(path)
+    df, sha = read_csv(path, whole=True)
     source = {"type": "csv", "path": str(path.resolve()), "sha256": sha, "bytes": path.stat().st_size}
     return profile_frame(df, target, source)
