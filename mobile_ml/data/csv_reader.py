@@ -75,6 +75,33 @@ def read_hashed(path: Path) -> tuple[pa.Table, str]:
     return table, digest.hexdigest()
 
 
+class ReadAhead:
+    """``read_hashed(path)`` started in a thread, so that the caller can import pandas meanwhile: that import is
+    ~0.15 s of one core, during which the other core would wait. ``result()`` gives what ``read_hashed`` returns,
+    or raises what it raised."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._result: tuple[pa.Table, str] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = read_hashed(self.path)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread as is
+            self._error = e
+
+    def result(self) -> tuple[pa.Table, str]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        result, self._result = self._result, None  # the table is the caller's now: to_frame consumes it
+        return result
+
+
 def _read(path: Path, columns_as_text: list[str] | None, digest: _Digest | None) -> pa.Table:
     """The file is cut at row boundaries into segments of about ``SEGMENT_BYTES``, parsed on two threads (see
     ``_read_segments``): pyarrow's one-shot ``read_csv`` holds the whole file and its parsed form at once, about 3×

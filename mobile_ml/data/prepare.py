@@ -42,9 +42,12 @@ def profile(source: str | Path, *, target: str | None = None, image: ImageOption
     ``loaded`` is what ``load_images`` returned for this source, so a caller that also prepares it decodes once.
     """
     if source_type(source) == "csv":
+        from mobile_ml.data.csv_reader import ReadAhead  # pyarrow only: pyarrow parses while pandas is imported
+
+        ahead = ReadAhead(Path(source))
         from mobile_ml.data.profile import profile_csv
 
-        return profile_csv(Path(source), target).to_dict()
+        return profile_csv(Path(source), target, ahead).to_dict()
     x, y, names, src, _ = loaded or load_images(source, image)
     return profile_images(x, y, names, src)
 

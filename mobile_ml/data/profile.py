@@ -11,7 +11,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ import pandas as pd
 from mobile_ml.data.column_stats import _fences, duplicate_rows, submit_summaries
 from mobile_ml.errors import DataError, InputFileError
 from mobile_ml.outputs import to_jsonable
+
+if TYPE_CHECKING:
+    from mobile_ml.data.csv_reader import ReadAhead
 
 SCHEMA = "mobile_ml.profile"
 SCHEMA_VERSION = 1
@@ -46,9 +49,9 @@ _DATE_LIKE = re.compile(r"\d{4}|\d{1,2}[/-]\d{1,2}[/-]\d{2}")  # a 4-digit year,
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-def read_csv(path: str | Path, *, whole: bool = False) -> tuple[pd.DataFrame, str]:
+def read_csv(path: str | Path, *, whole: bool = False, ahead: ReadAhead | None = None) -> tuple[pd.DataFrame, str]:
     """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256. ``whole``: the caller keeps every
-    column to the end (``csv_reader.to_frame``).
+    column to the end (``csv_reader.to_frame``); ``ahead``: the read of ``path``, already started.
 
     Values such as ``NA``, ``null`` and empty fields are missing (pandas' defaults). A row with more fields than the
     header is an error rather than pandas' silent "first column becomes the index". The file is parsed by pyarrow
@@ -60,7 +63,7 @@ def read_csv(path: str | Path, *, whole: bool = False) -> tuple[pd.DataFrame, st
     _check_file(path)
     try:
         try:
-            table, sha = read_hashed(path)
+            table, sha = ahead.result() if ahead is not None else read_hashed(path)
             df = to_frame(table, whole=whole)
         except NeedsPandas:
             digest = FileHash(path)
@@ -447,8 +450,8 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
     )
 
 
-def profile_csv(path: str | Path, target: str | None = None) -> DataProfile:
+def profile_csv(path: str | Path, target: str | None = None, ahead: ReadAhead | None = None) -> DataProfile:
     path = Path(path)
-    df, sha = read_csv(path, whole=True)
+    df, sha = read_csv(path, whole=True, ahead=ahead)
     source = {"type": "csv", "path": str(path.resolve()), "sha256": sha, "bytes": path.stat().st_size}
     return profile_frame(df, target, source)
