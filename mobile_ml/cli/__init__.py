@@ -6,7 +6,7 @@ failed (`retrain`: the challenger did not win) · 4 a benchmark regression · 5 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -131,4 +131,45 @@ _register()
 
 
 def main() -> None:
-    app(prog_name="mobile-ml")
+    """The ``mobile-ml`` console script: the app, then ``_exit``."""
+    try:
+        app(prog_name="mobile-ml")
+        code: object = 0
+    except SystemExit as e:
+        code = e.code
+    _exit(code)
+
+
+def _exit(code: object) -> NoReturn:
+    """Leave as the interpreter would, without its teardown.
+
+    What any exit does is done here, in the interpreter's order: non-daemon threads are waited for, atexit handlers
+    run, stdout and stderr are flushed (a failure there exits 120, as Python's does). What is skipped is the teardown
+    of every module after that: 0.8 s with TensorFlow loaded, 0.05 s with pandas (``python -c "import tensorflow"``
+    against the same plus this exit, on this machine). Nothing is left unwritten by skipping it: a command writes
+    and closes its outputs, atomically, before it returns.
+    """
+    import atexit
+    import os
+    import sys
+    import threading
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1, as the interpreter does
+        print(code, file=sys.stderr)
+        status = 1
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is None:  # not CPython: the ordinary exit
+        sys.exit(status)
+    shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`), or a stream already closed
+            status = status or 120
+    os._exit(status)
