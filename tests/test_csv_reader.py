@@ -31,11 +31,10 @@ def _pandas_frame(path: Path) -> pd.DataFrame:
     return profile._read_pandas(path)
 
 
-@pytest.mark.parametrize("whole", [False, True], ids=["split-blocks", "whole"])
-def test_arrow_frame_is_what_pandas_read_csv_gives(tmp_path, monkeypatch, whole):
+def test_arrow_frame_is_what_pandas_read_csv_gives(tmp_path, monkeypatch):
     path = tmp_path / "quirks.csv"
     path.write_text(QUIRKS)
-    df, _ = read_csv(path, whole=whole)
+    df, _ = read_csv(path)
     same_frames(df, _pandas_frame(path))
     assert df["when"].dtype == "str" and df["empty"].dtype == "float64"  # dates stay text; no value → float NaN
     assert df["note"].tolist()[:2] == ['a, quoted "value"', "two\nlines"]
@@ -81,19 +80,39 @@ def _close(a, b, where=""):
         assert a == b, where
 
 
-@pytest.mark.parametrize("csv", ["fixture", "quirks"])
+def _numbers_csv(rows: int = 80) -> str:
+    """Number columns down every path of the profile: an integer column with a gap (float64 in pandas), a row
+    number (an id), two values, one value, no value, an infinity, -0.0 beside 0.0, repeated rows, and a number
+    target."""
+    lines = ["row,gappy,two,one,none,wild,zero,x,grade"]
+    for i in range(rows):
+        gappy = "" if i % 7 == 3 else str(i * 3)
+        wild = "inf" if i == 5 else f"{(i % 9) * 0.25}"
+        zero = "-0.0" if i % 2 else "0.0"
+        x = f"{(i % 10) / 3:.6f}"
+        lines.append(f"{i},{gappy},{i % 2},4,,{wild},{zero},{x},{i % 3}")
+    repeated = ["1000,6,1,4,,0.5,0.0,0.5,1"] * 3  # the same row three times: two duplicates
+    repeated += ["1000,6,1,4,,0.5,-0.0,0.5,1"]  # one more to pandas, which takes -0.0 for 0.0 (Arrow does not)
+    return "\n".join(lines + repeated) + "\n"
+
+
+@pytest.mark.parametrize("csv", ["fixture", "quirks", "numbers"])
 def test_profile_figures_equal_the_pandas_path(tmp_path, monkeypatch, csv):
-    path = FIXTURE if csv == "fixture" else tmp_path / "quirks.csv"
+    path = FIXTURE if csv == "fixture" else tmp_path / f"{csv}.csv"
     if csv == "quirks":
         path.write_text(QUIRKS)
-    new = profile_csv(path, target="grade" if csv == "fixture" else "flag").to_dict()
+    if csv == "numbers":
+        path.write_text(_numbers_csv())
+    target = {"fixture": "grade", "quirks": "flag", "numbers": "grade"}[csv]
+    assert csv != "numbers" or isinstance(read_csv(path, arrow_numbers=True)[0]["x"].dtype, pd.ArrowDtype)
+    new = profile_csv(path, target=target).to_dict()
 
     def pandas_only(p):
         raise csv_reader.NeedsPandas("reference")
 
     monkeypatch.setattr(csv_reader, "read_hashed", pandas_only)
     monkeypatch.setattr(profile, "submit_summaries", lambda df, pool: {})
-    old = profile_csv(path, target="grade" if csv == "fixture" else "flag").to_dict()
+    old = profile_csv(path, target=target).to_dict()
     assert any(c["numeric"] for c in new["column_profiles"])
     _close(new, old)  # counts, distinct values, top values exact; quantiles are exact in both (linear)
 

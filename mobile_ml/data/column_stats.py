@@ -25,13 +25,33 @@ def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
     for start in range(0, len(df.columns), DUPLICATE_ROUND_COLUMNS):
         if len(maybe) == 0:
             break
-        part = df.iloc[maybe, start : start + DUPLICATE_ROUND_COLUMNS]
+        part = numpy_numbers(df.iloc[maybe, start : start + DUPLICATE_ROUND_COLUMNS])
         hashes = pd.util.hash_pandas_object(part, index=False).to_numpy()
         maybe = maybe[pd.Series(hashes).duplicated(keep=False).to_numpy()]
     out = np.zeros(len(df), dtype=bool)
     if len(maybe):
-        out[maybe] = df.iloc[maybe].duplicated().to_numpy()  # earlier rows of a group are among the candidates too
+        out[maybe] = numpy_numbers(df.iloc[maybe]).duplicated().to_numpy()  # earlier rows of a group are candidates
     return out
+
+
+def numpy_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its Arrow-backed number columns (``csv_reader.to_frame(arrow_numbers=True)``) as the numpy
+    columns pandas.read_csv gives (an integer column with a gap is float64 with NaN), so that equality, hashing and
+    every figure are pandas' own; ``df`` itself when it has none."""
+    numbers = {c: numpy_dtype(df[c]) for c in df.columns if is_arrow_number(df[c])}
+    return df.astype(numbers) if numbers else df
+
+
+def is_arrow_number(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.ArrowDtype) and _is_number(series)
+
+
+def numpy_dtype(series: pd.Series) -> np.dtype:
+    """The numpy dtype pandas.read_csv gives ``series``' values."""
+    if not isinstance(series.dtype, pd.ArrowDtype):
+        return series.dtype
+    kind = series.dtype.numpy_dtype
+    return np.dtype("float64") if kind.kind in "iu" and series.hasnans else kind
 
 
 def submit_summaries(df: pd.DataFrame, pool: Executor) -> dict[str, Future]:
@@ -47,6 +67,11 @@ def submit_summaries(df: pd.DataFrame, pool: Executor) -> dict[str, Future]:
 
     def figures(c: str):
         series = df[c]
+        if is_arrow_number(series):  # a fresh array unless Arrow's memory is viewed (then read-only): sorted in place
+            values = series.array.__arrow_array__().to_numpy()  # missing → NaN; 1.3 ms per 1M against 1.7 via pandas
+            if values.dtype != np.float64:
+                values = values.astype(np.float64)
+            return _numeric_summary(values, in_place=values.flags.writeable)
         if _is_number(series):
             return _numeric_summary(series.to_numpy(dtype=float))
         return series.value_counts(dropna=True)
@@ -89,13 +114,15 @@ def _distinct(series: pd.Series) -> int:
     return int(pc.count_distinct(arr, mode="only_valid").as_py())
 
 
-def _numeric_summary(values: np.ndarray) -> tuple[int, dict[str, Any] | None] | None:
+def _numeric_summary(values: np.ndarray, in_place: bool = False) -> tuple[int, dict[str, Any] | None] | None:
     """One sort of the column gives every figure: distinct values are the steps of the sorted array, quantiles are
     positions in it (numpy's linear interpolation, as ``Series.quantile``), outliers two binary searches. A sort is
     ~7 ms per million floats here; pyarrow's hash-based ``count_distinct`` alone took ~160 ms."""
     if np.isinf(values).any():
         return None
-    ordered = np.sort(values)  # NaN sorts last: pandas skips missing values in every figure below
+    if in_place:
+        values.sort()
+    ordered = values if in_place else np.sort(values)  # NaN sorts last: pandas skips missing values below
     n = len(ordered) - int(np.count_nonzero(np.isnan(ordered)))
     ordered = ordered[:n]
     if n == 0:

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mobile_ml.data.column_stats import _fences, duplicate_rows, submit_summaries
+from mobile_ml.data.column_stats import (
+    _fences,
+    duplicate_rows,
+    is_arrow_number,
+    numpy_dtype,
+    numpy_numbers,
+    submit_summaries,
+)
 from mobile_ml.errors import DataError, InputFileError
 from mobile_ml.outputs import to_jsonable
 
@@ -49,9 +56,11 @@ _DATE_LIKE = re.compile(r"\d{4}|\d{1,2}[/-]\d{1,2}[/-]\d{2}")  # a 4-digit year,
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-def read_csv(path: str | Path, *, whole: bool = False, ahead: ReadAhead | None = None) -> tuple[pd.DataFrame, str]:
-    """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256. ``whole``: the caller keeps every
-    column to the end (``csv_reader.to_frame``); ``ahead``: the read of ``path``, already started.
+def read_csv(
+    path: str | Path, *, arrow_numbers: bool = False, ahead: ReadAhead | None = None
+) -> tuple[pd.DataFrame, str]:
+    """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256. ``arrow_numbers``: number columns stay
+    in Arrow (``csv_reader.to_frame``); ``ahead``: the read of ``path``, already started.
 
     Values such as ``NA``, ``null`` and empty fields are missing (pandas' defaults). A row with more fields than the
     header is an error rather than pandas' silent "first column becomes the index". The file is parsed by pyarrow
@@ -64,7 +73,7 @@ def read_csv(path: str | Path, *, whole: bool = False, ahead: ReadAhead | None =
     try:
         try:
             table, sha = ahead.result() if ahead is not None else read_hashed(path)
-            df = to_frame(table, whole=whole)
+            df = to_frame(table, arrow_numbers=arrow_numbers)
         except NeedsPandas:
             digest = FileHash(path)
             df = _read_pandas(path)
@@ -343,7 +352,7 @@ def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] |
     missing = int(series.isna().sum())
     out: dict[str, Any] = {
         "name": str(series.name),
-        "dtype": str(series.dtype),
+        "dtype": str(numpy_dtype(series)),
         "kind": kind.kind,
         "reason": kind.reason,
         "missing": missing,
@@ -378,7 +387,7 @@ def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] |
 
 
 def _target_section(df: pd.DataFrame, target: str) -> tuple[dict[str, Any], list[str]]:
-    series = df[target]
+    series = numpy_numbers(df[[target]])[target]
     labels = label_strings(series)
     counts = labels.value_counts()
     order = {name: i for i, name in enumerate(sorted_labels(labels))}
@@ -438,7 +447,7 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
         rows=len(df),
         columns=len(df.columns),
         duplicate_rows=duplicates,
-        memory_bytes=int(df.memory_usage(deep=True).sum()),
+        memory_bytes=_memory_bytes(df),
         column_profiles=columns,
         constant_columns=by_kind("constant"),
         empty_columns=by_kind("empty"),
@@ -450,8 +459,17 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
     )
 
 
+def _memory_bytes(df: pd.DataFrame) -> int:
+    """What the frame pandas.read_csv gives takes, whatever the number columns' backing here."""
+    used = df.memory_usage(deep=True)
+    for c in df.columns:
+        if is_arrow_number(df[c]):
+            used[c] = len(df) * numpy_dtype(df[c]).itemsize
+    return int(used.sum())
+
+
 def profile_csv(path: str | Path, target: str | None = None, ahead: ReadAhead | None = None) -> DataProfile:
     path = Path(path)
-    df, sha = read_csv(path, whole=True, ahead=ahead)
+    df, sha = read_csv(path, arrow_numbers=True, ahead=ahead)
     source = {"type": "csv", "path": str(path.resolve()), "sha256": sha, "bytes": path.stat().st_size}
     return profile_frame(df, target, source)
