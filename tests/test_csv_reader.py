@@ -107,7 +107,7 @@ def test_profile_figures_equal_the_pandas_path(tmp_path, monkeypatch, csv):
     assert csv != "numbers" or isinstance(read_csv(path, arrow_numbers=True)[0]["x"].dtype, pd.ArrowDtype)
     new = profile_csv(path, target=target).to_dict()
 
-    def pandas_only(p):
+    def pandas_only(p, **_):
         raise csv_reader.NeedsPandas("reference")
 
     monkeypatch.setattr(csv_reader, "read_hashed", pandas_only)

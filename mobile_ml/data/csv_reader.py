@@ -17,7 +17,6 @@ only clean files take the fast path.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import threading
 from pathlib import Path
@@ -64,12 +63,15 @@ class NeedsPandas(Exception):
 
 def read_arrow(path: Path, columns_as_text: list[str] | None = None) -> pa.Table:
     """The CSV as a pyarrow Table typed like pandas would type it, or NeedsPandas."""
+    _prefer_jemalloc(held=False)
     return _read(path, columns_as_text, None)
 
 
-def read_hashed(path: Path) -> tuple[pa.Table, str]:
+def read_hashed(path: Path, *, held: bool = False) -> tuple[pa.Table, str]:
     """``read_arrow`` and the file's sha256, hashed from the very bytes the parser reads when it can (a second pass
-    over a 400 MB file cost ~0.2 s of a core), else in a thread beside the fallback read."""
+    over a 400 MB file cost ~0.2 s of a core), else in a thread beside the fallback read. ``held``: the caller keeps
+    the table's memory to the end instead of converting it to numpy (``_prefer_jemalloc``)."""
+    _prefer_jemalloc(held=held)
     digest = _Digest(path)
     table = _read(path, None, digest)
     return table, digest.hexdigest()
@@ -80,8 +82,9 @@ class ReadAhead:
     ~0.15 s of one core, during which the other core would wait. ``result()`` gives what ``read_hashed`` returns,
     or raises what it raised."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, held: bool = False) -> None:
         self.path = path
+        self.held = held
         self._result: tuple[pa.Table, str] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
@@ -89,7 +92,7 @@ class ReadAhead:
 
     def _run(self) -> None:
         try:
-            self._result = read_hashed(self.path)
+            self._result = read_hashed(self.path, held=self.held)
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread as is
             self._error = e
 
@@ -112,7 +115,6 @@ def _read(path: Path, columns_as_text: list[str] | None, digest: _Digest | None)
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    _prefer_jemalloc()
     options = _options(columns_as_text)
     try:
         try:
@@ -150,21 +152,30 @@ def _restart(digest: _Digest | None) -> None:
         digest.hash_file()
 
 
-_DECAY_MS = 100
+_RETURN_MS = 100  # freed pages go back to the system after this, for a caller that converts to numpy...
+_HELD_MS = 1000  # ...and after this (jemalloc's default) for one that keeps the table's memory to the end
+_pool_chosen = False
 
 
-@functools.cache
-def _prefer_jemalloc() -> None:
+def _prefer_jemalloc(*, held: bool) -> None:
     """Arrow allocates from jemalloc when the wheel has it: with the default (mimalloc) on this VM, reading a
     million rows spent 1.9 s of system time releasing and faulting memory back in, and converting the number columns
-    to numpy 0.8 s; with jemalloc 1.0 s and 0.08 s. A process-wide choice, made once by the data stage."""
+    to numpy 0.8 s; with jemalloc 1.0 s and 0.08 s. A process-wide choice, made once, by the first read.
+
+    How long jemalloc keeps pages it was given back depends on what the caller does next. ``data prepare`` converts
+    the table to numpy (another allocator), which cannot reuse them: with jemalloc's 1 s it peaked at ~1,000 MB
+    instead of ~880 at 1M rows, so they go back after 100 ms (0, at once, peaked at 690 MB but cost ~0.5 s in page
+    faults). ``data profile`` keeps the table (``held``), so the parser's freed buffers are only ever reused by the
+    parser: returning them after 100 ms made it fault them back in, 0.1 s more at 1M rows.
+    """
+    global _pool_chosen
+    if _pool_chosen:
+        return
+    _pool_chosen = True
     import pyarrow as pa
 
     with contextlib.suppress(NotImplementedError):  # a pyarrow built without jemalloc keeps its default pool
-        # Freed pages go back to the system after 100 ms: jemalloc's default kept ~300 MB of Arrow memory that
-        # the data stage had freed, which numpy (another allocator) could not reuse, so `data prepare` peaked at
-        # ~1,000 MB instead of ~880 at 1M rows. 0 (back at once) peaked at 690 MB but cost ~0.5 s in page faults.
-        pa.jemalloc_set_decay_ms(_DECAY_MS)
+        pa.jemalloc_set_decay_ms(_HELD_MS if held else _RETURN_MS)
         pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 

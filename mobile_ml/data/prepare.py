@@ -44,7 +44,7 @@ def profile(source: str | Path, *, target: str | None = None, image: ImageOption
     if source_type(source) == "csv":
         from mobile_ml.data.csv_reader import ReadAhead  # pyarrow only: pyarrow parses while pandas is imported
 
-        ahead = ReadAhead(Path(source))
+        ahead = ReadAhead(Path(source), held=True)  # profile_csv keeps the table: see csv_reader._prefer_jemalloc
         from mobile_ml.data.profile import profile_csv
 
         return profile_csv(Path(source), target, ahead).to_dict()

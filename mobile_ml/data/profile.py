@@ -72,7 +72,7 @@ def read_csv(
     _check_file(path)
     try:
         try:
-            table, sha = ahead.result() if ahead is not None else read_hashed(path)
+            table, sha = ahead.result() if ahead is not None else read_hashed(path, held=arrow_numbers)
             df = to_frame(table, arrow_numbers=arrow_numbers)
         except NeedsPandas:
             digest = FileHash(path)
