@@ -96,15 +96,38 @@ def _numbers_csv(rows: int = 80) -> str:
     return "\n".join(lines + repeated) + "\n"
 
 
-@pytest.mark.parametrize("csv", ["fixture", "quirks", "numbers"])
+def _texts_csv(rows: int = 90) -> str:
+    """Text columns down every path of the profile, first in the file so that duplicate rows are found on them: an
+    identifier, a category with gaps, yes/no in mixed case, numbers stored as text, dates, free text, a label."""
+    lines = ["code,city,ok,amount,when,comment,key,label"]
+    words = ["the", "parcel", "came", "late", "but", "the", "driver", "was", "kind", "and", "careful"]
+    for i in range(rows):
+        city = "" if i % 11 == 0 else ["Oslo", "Lima", "Pune"][i % 3]
+        ok = ["Yes", "no", "YES", "No"][i % 4]
+        amount = "about 3" if i == 7 else f"{i * 1.5}"  # one word: numbers stored as text
+        comment = " ".join(words[(i + k) % len(words)] for k in range(7)) + f" #{i}"
+        when = f"2021-{i % 12 + 1:02d}-{i % 27 + 1:02d}"
+        lines.append(f"u{i % 60:04d},{city},{ok},{amount},{when},{comment},k{i:05d},{'abc'[i % 3]}")
+    repeated = [lines[5]] * 2 + ['u9999,"Lima",no,3,2021-01-01,"said ""ok"", then left",k99999,b'] * 2
+    return "\n".join(lines + repeated) + "\n"
+
+
+def _ids_csv(rows: int = 40) -> str:
+    """Identifiers and nothing repeated: a row number, a string key, a named integer key."""
+    lines = ["n,key,user_id,x,y"] + [f"{i},k{i * 7:05d},{1000 + i * 3},{i % 5},{'ab'[i % 2]}" for i in range(rows)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("csv", ["fixture", "quirks", "numbers", "texts", "ids"])
 def test_profile_figures_equal_the_pandas_path(tmp_path, monkeypatch, csv):
     path = FIXTURE if csv == "fixture" else tmp_path / f"{csv}.csv"
     if csv == "quirks":
         path.write_text(QUIRKS)
-    if csv == "numbers":
-        path.write_text(_numbers_csv())
-    target = {"fixture": "grade", "quirks": "flag", "numbers": "grade"}[csv]
-    assert csv != "numbers" or isinstance(read_csv(path, arrow_numbers=True)[0]["x"].dtype, pd.ArrowDtype)
+    if csv in ("numbers", "texts", "ids"):
+        path.write_text({"numbers": _numbers_csv, "texts": _texts_csv, "ids": _ids_csv}[csv]())
+    target = {"fixture": "grade", "quirks": "flag", "numbers": "grade", "texts": "label", "ids": "y"}[csv]
+    backed = read_csv(path, arrow_backed=True)[0]
+    assert all(isinstance(backed[c].dtype, pd.ArrowDtype) for c in {"numbers": ["x"], "texts": ["city"]}.get(csv, []))
     new = profile_csv(path, target=target).to_dict()
 
     def pandas_only(p, **_):

@@ -35,21 +35,33 @@ def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
 
 
 def numpy_numbers(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with its Arrow-backed number columns (``csv_reader.to_frame(arrow_numbers=True)``) as the numpy
+    """``df`` with its Arrow-backed number columns (``csv_reader.to_frame(arrow_backed=True)``) as the numpy
     columns pandas.read_csv gives (an integer column with a gap is float64 with NaN), so that equality, hashing and
-    every figure are pandas' own; ``df`` itself when it has none."""
+    every figure are pandas' own; ``df`` itself when it has none. (Arrow-backed strings compare as pandas' do.)"""
     numbers = {c: numpy_dtype(df[c]) for c in df.columns if is_arrow_number(df[c])}
     return df.astype(numbers) if numbers else df
+
+
+def pa_types():
+    import pyarrow as pa
+
+    return pa.types
+
+
+def is_arrow_text(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.ArrowDtype) and pa_types().is_string(series.dtype.pyarrow_dtype)
 
 
 def is_arrow_number(series: pd.Series) -> bool:
     return isinstance(series.dtype, pd.ArrowDtype) and _is_number(series)
 
 
-def numpy_dtype(series: pd.Series) -> np.dtype:
-    """The numpy dtype pandas.read_csv gives ``series``' values."""
+def numpy_dtype(series: pd.Series):
+    """The dtype pandas.read_csv gives ``series``' values: numpy's for numbers, pandas' own ``str`` for text."""
     if not isinstance(series.dtype, pd.ArrowDtype):
         return series.dtype
+    if pa_types().is_string(series.dtype.pyarrow_dtype):
+        return pd.Series(["a"]).dtype
     kind = series.dtype.numpy_dtype
     return np.dtype("float64") if kind.kind in "iu" and series.hasnans else kind
 

@@ -20,6 +20,7 @@ from mobile_ml.data.column_stats import (
     _fences,
     duplicate_rows,
     is_arrow_number,
+    is_arrow_text,
     numpy_dtype,
     numpy_numbers,
     submit_summaries,
@@ -57,10 +58,10 @@ _DATE_LIKE = re.compile(r"\d{4}|\d{1,2}[/-]\d{1,2}[/-]\d{2}")  # a 4-digit year,
 
 
 def read_csv(
-    path: str | Path, *, arrow_numbers: bool = False, ahead: ReadAhead | None = None
+    path: str | Path, *, arrow_backed: bool = False, ahead: ReadAhead | None = None
 ) -> tuple[pd.DataFrame, str]:
-    """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256. ``arrow_numbers``: number columns stay
-    in Arrow (``csv_reader.to_frame``); ``ahead``: the read of ``path``, already started.
+    """Read a UTF-8 CSV into a DataFrame; return it with the file's sha256. ``arrow_backed``: number and string
+    columns stay in Arrow (``csv_reader.to_frame``); ``ahead``: the read of ``path``, already started.
 
     Values such as ``NA``, ``null`` and empty fields are missing (pandas' defaults). A row with more fields than the
     header is an error rather than pandas' silent "first column becomes the index". The file is parsed by pyarrow
@@ -72,8 +73,8 @@ def read_csv(
     _check_file(path)
     try:
         try:
-            table, sha = ahead.result() if ahead is not None else read_hashed(path, held=arrow_numbers)
-            df = to_frame(table, arrow_numbers=arrow_numbers)
+            table, sha = ahead.result() if ahead is not None else read_hashed(path, held=arrow_backed)
+            df = to_frame(table, arrow_backed=arrow_backed)
         except NeedsPandas:
             digest = FileHash(path)
             df = _read_pandas(path)
@@ -460,16 +461,19 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
 
 
 def _memory_bytes(df: pd.DataFrame) -> int:
-    """What the frame pandas.read_csv gives takes, whatever the number columns' backing here."""
+    """What the frame pandas.read_csv gives takes, whatever the columns' backing here: 8 bytes a number, and a
+    string column's offsets at 8 bytes (pandas' ``str`` is Arrow's ``large_string``) instead of ``string``'s 4."""
     used = df.memory_usage(deep=True)
     for c in df.columns:
         if is_arrow_number(df[c]):
             used[c] = len(df) * numpy_dtype(df[c]).itemsize
+        elif is_arrow_text(df[c]):
+            used[c] += 4 * len(df)  # as Arrow counts them (nbytes), whatever the chunks
     return int(used.sum())
 
 
 def profile_csv(path: str | Path, target: str | None = None, ahead: ReadAhead | None = None) -> DataProfile:
     path = Path(path)
-    df, sha = read_csv(path, arrow_numbers=True, ahead=ahead)
+    df, sha = read_csv(path, arrow_backed=True, ahead=ahead)
     source = {"type": "csv", "path": str(path.resolve()), "sha256": sha, "bytes": path.stat().st_size}
     return profile_frame(df, target, source)
