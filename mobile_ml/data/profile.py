@@ -180,7 +180,7 @@ def _numeric_kind(values: pd.Series, name: str, note: str, distinct: int | None 
     return ColumnKind("numeric", f"{note}{distinct} distinct values")
 
 
-def classify_column(series: pd.Series, distinct: int | None = None) -> ColumnKind:
+def classify_column(series: pd.Series, distinct: int | None = None, missing: int | None = None) -> ColumnKind:
     """What a column holds, and so how it can become a model input.
 
     Rules, first match wins (``n`` = non-missing values):
@@ -200,10 +200,11 @@ def classify_column(series: pd.Series, distinct: int | None = None) -> ColumnKin
       every value distinct and n ≥ 20 → **id**;
       otherwise **categorical**.
 
-    ``distinct`` is ``series.nunique()`` when the caller has it already (counting is the slow part on big columns).
+    ``distinct`` is ``series.nunique()`` and ``missing`` its count of missing values, when the caller has them
+    already (counting is the slow part on big columns).
     """
     name = str(series.name) if series.name is not None else ""
-    n = int(series.count())
+    n = len(series) - missing if missing is not None else int(series.count())
     if n == 0:
         return ColumnKind("empty", f"all {len(series)} values are missing")
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
@@ -340,17 +341,18 @@ class DataProfile:
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": "tabular", **to_jsonable(self)}
 
 
-def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] | pd.Series | None = None):
+def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None, int] | pd.Series | None = None):
     # Counted once: classification and the report both need it. A string column's value counts are its top values
     # too, so its distinct count comes from them instead of a second pass over every row. ``fast`` holds what
-    # submit_summaries computed on two threads: (distinct, summary) of a number column, or a string column's counts.
+    # submit_summaries computed on two threads: (distinct, summary, missing) of a number column, or a string
+    # column's value counts.
     counts = fast if isinstance(fast, pd.Series) else None
     if counts is None and pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
         counts = series.value_counts(dropna=True)
     summary = fast if isinstance(fast, tuple) else None
     distinct = len(counts) if counts is not None else int(series.nunique()) if summary is None else summary[0]
-    kind = classify_column(series, distinct)
-    missing = int(series.isna().sum())
+    missing = summary[2] if summary is not None else _missing(series)
+    kind = classify_column(series, distinct, missing)
     out: dict[str, Any] = {
         "name": str(series.name),
         "dtype": str(numpy_dtype(series)),
@@ -385,6 +387,12 @@ def _column_profile(series: pd.Series, fast: tuple[int, dict[str, Any] | None] |
         top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
         out["top_values"] = [{"value": v, "count": int(c)} for v, c in top]
     return out
+
+
+def _missing(series: pd.Series) -> int:
+    if is_arrow_text(series):  # Arrow's own count: a string cannot be NaN
+        return int(series.array.__arrow_array__().null_count)
+    return int(series.isna().sum())
 
 
 def _target_section(df: pd.DataFrame, target: str) -> tuple[dict[str, Any], list[str]]:
@@ -463,13 +471,15 @@ def profile_frame(df: pd.DataFrame, target: str | None = None, source: dict | No
 def _memory_bytes(df: pd.DataFrame) -> int:
     """What the frame pandas.read_csv gives takes, whatever the columns' backing here: 8 bytes a number, and a
     string column's offsets at 8 bytes (pandas' ``str`` is Arrow's ``large_string``) instead of ``string``'s 4."""
-    used = df.memory_usage(deep=True)
-    for c in df.columns:
-        if is_arrow_number(df[c]):
-            used[c] = len(df) * numpy_dtype(df[c]).itemsize
-        elif is_arrow_text(df[c]):
-            used[c] += 4 * len(df)  # as Arrow counts them (nbytes), whatever the chunks
-    return int(used.sum())
+    used = int(df.index.memory_usage())
+    for c in df.columns:  # Arrow's nbytes walks every chunk: 1 ms a column at 1M rows, so numbers are not asked
+        series = df[c]
+        if is_arrow_number(series):
+            used += len(df) * numpy_dtype(series).itemsize
+        else:
+            used += int(series.memory_usage(deep=True, index=False))
+            used += 4 * len(df) if is_arrow_text(series) else 0  # offsets as Arrow counts them, whatever the chunks
+    return used
 
 
 def profile_csv(path: str | Path, target: str | None = None, ahead: ReadAhead | None = None) -> DataProfile:
