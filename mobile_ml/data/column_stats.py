@@ -25,13 +25,26 @@ def duplicate_rows(df: pd.DataFrame) -> np.ndarray:
     for start in range(0, len(df.columns), DUPLICATE_ROUND_COLUMNS):
         if len(maybe) == 0:
             break
-        part = numpy_numbers(df.iloc[maybe, start : start + DUPLICATE_ROUND_COLUMNS])
-        hashes = pd.util.hash_pandas_object(part, index=False).to_numpy()
-        maybe = maybe[pd.Series(hashes).duplicated(keep=False).to_numpy()]
+        columns = slice(start, start + DUPLICATE_ROUND_COLUMNS)
+        # every row in the first round: a slice, where taking a million rows from Arrow columns cost 80 ms
+        part = numpy_numbers(df.iloc[:, columns] if len(maybe) == len(df) else df.iloc[maybe, columns])
+        maybe = maybe[_repeated(pd.util.hash_pandas_object(part, index=False).to_numpy())]
     out = np.zeros(len(df), dtype=bool)
     if len(maybe):
         out[maybe] = numpy_numbers(df.iloc[maybe]).duplicated().to_numpy()  # earlier rows of a group are candidates
     return out
+
+
+def _repeated(hashes: np.ndarray) -> np.ndarray:
+    """Positions, in order, of the values that occur more than once: by sorting (23 ms for a million hashes, where
+    pandas' ``duplicated(keep=False)`` took 54)."""
+    order = np.argsort(hashes)
+    ordered = hashes[order]
+    same = ordered[1:] == ordered[:-1]
+    marked = np.zeros(len(hashes), dtype=bool)
+    marked[1:] |= same
+    marked[:-1] |= same
+    return np.sort(order[marked])
 
 
 def numpy_numbers(df: pd.DataFrame) -> pd.DataFrame:
