@@ -181,6 +181,42 @@ STAGES: tuple[Mutant, ...] = (
         'representative = representative_sample(run.split("test")[0],',
         (f"{E}::test_int8_is_calibrated_on_train_rows_only",),
     ),
+    Mutant(
+        "profile-duplicates-by-arrow-equality",
+        "stages",
+        "duplicate rows are compared in Arrow, which tells -0.0 from 0.0 where pandas does not",
+        "mobile_ml/data/column_stats.py",
+        "out[maybe] = numpy_numbers(df.iloc[maybe]).duplicated()",
+        "out[maybe] = df.iloc[maybe].duplicated()",
+        ("tests/test_csv_reader.py::test_profile_figures_equal_the_pandas_path[numbers]",),
+    ),
+    Mutant(
+        "profile-int-with-gap-dtype",
+        "stages",
+        "an Arrow-backed integer column with a gap is reported as int64 where pandas reads float64",
+        "mobile_ml/data/column_stats.py",
+        'return np.dtype("float64") if kind.kind in "iu" and series.hasnans else kind',
+        "return kind",
+        ("tests/test_csv_reader.py::test_profile_figures_equal_the_pandas_path[numbers]",),
+    ),
+    Mutant(
+        "cli-exit-without-flush",
+        "stages",
+        "the console script's quick exit drops what is still buffered for stdout",
+        "mobile_ml/cli/__init__.py",
+        "                stream.flush()",
+        "                pass",
+        ("tests/test_cli_exit.py::test_buffered_output_written_at_exit_is_not_lost",),
+    ),
+    Mutant(
+        "cli-exit-kills-threads",
+        "stages",
+        "the console script's quick exit does not wait for a running thread",
+        "mobile_ml/cli/__init__.py",
+        "    shutdown()\n",
+        "    pass\n",
+        ("tests/test_cli_exit.py::test_a_running_thread_is_waited_for_as_at_any_exit",),
+    ),
 )
 
 T = "tests/test_threats.py::"
