@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # pandas has loaded it already (its "str" dtype is Arrow-backed)
 
 DUPLICATE_ROUND_COLUMNS = 5  # columns hashed per round when looking for duplicate rows
 
@@ -55,17 +56,13 @@ def numpy_numbers(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(numbers) if numbers else df
 
 
-def pa_types():
-    import pyarrow as pa
-
-    return pa.types
-
-
 def is_arrow_text(series: pd.Series) -> bool:
-    return isinstance(series.dtype, pd.ArrowDtype) and pa_types().is_string(series.dtype.pyarrow_dtype)
+    """A string column in ``pd.ArrowDtype`` (an ``arrow_backed`` frame), not pandas' own ``str``."""
+    return isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_string(series.dtype.pyarrow_dtype)
 
 
 def is_arrow_number(series: pd.Series) -> bool:
+    """A float or integer column in ``pd.ArrowDtype`` (an ``arrow_backed`` frame)."""
     return isinstance(series.dtype, pd.ArrowDtype) and _is_number(series)
 
 
@@ -73,7 +70,7 @@ def numpy_dtype(series: pd.Series):
     """The dtype pandas.read_csv gives ``series``' values: numpy's for numbers, pandas' own ``str`` for text."""
     if not isinstance(series.dtype, pd.ArrowDtype):
         return series.dtype
-    if pa_types().is_string(series.dtype.pyarrow_dtype):
+    if is_arrow_text(series):
         return pd.Series(["a"]).dtype
     kind = series.dtype.numpy_dtype
     return np.dtype("float64") if kind.kind in "iu" and series.hasnans else kind
@@ -124,7 +121,6 @@ def distinct_counts(df: pd.DataFrame, names: list[str]) -> dict[str, int]:
 
 
 def _distinct(series: pd.Series) -> int:
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if pd.api.types.is_object_dtype(series.dtype):  # mixed Python objects: pandas' own equality rules
