@@ -8,13 +8,8 @@ import pandas as pd
 import pytest
 
 from mobile_ml.data.column_stats import duplicate_rows
-from mobile_ml.data.profile import (
-    classify_column,
-    looks_continuous,
-    profile_csv,
-    profile_frame,
-    read_csv,
-)
+from mobile_ml.data.columns import classify_column, looks_continuous
+from mobile_ml.data.profile import profile_csv, profile_frame, read_csv
 from mobile_ml.errors import DataError, InputFileError
 
 

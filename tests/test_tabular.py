@@ -416,7 +416,7 @@ def test_no_tensorflow_import():
 
 
 def test_a_number_column_skipped_by_the_sample_is_one_classify_column_calls_numeric():
-    from mobile_ml.data.profile import classify_column
+    from mobile_ml.data.columns import classify_column
     from mobile_ml.data.tabular import _surely_numeric
 
     rng = np.random.default_rng(7)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mobile_ml.data.columns import parse_dates, to_numbers
 from mobile_ml.data.parquet import BATCH_ROWS, SplitWriter
-from mobile_ml.data.profile import parse_dates, to_numbers
 from mobile_ml.data.spec import SPLITS, ColumnKind, ColumnSpec
 
 if TYPE_CHECKING:

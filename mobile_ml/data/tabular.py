@@ -17,18 +17,17 @@ import numpy as np
 import pandas as pd
 
 from mobile_ml.data.column_stats import distinct_counts, duplicate_rows
-from mobile_ml.data.encoding import convert, encode_splits, fit_column
-from mobile_ml.data.profile import (
+from mobile_ml.data.columns import (
     ColumnKind,
     classify_column,
     iqr_fences,
     label_strings,
     looks_continuous,
-    read_csv,
     sorted_labels,
     to_numbers,
-    unknown_column_error,
 )
+from mobile_ml.data.encoding import convert, encode_splits, fit_column
+from mobile_ml.data.profile import read_csv, unknown_column_error
 from mobile_ml.data.spec import (
     LABEL_COLUMN,
     SPLITS,
